@@ -1,0 +1,1 @@
+"""Drivers for real devices over wires (Modbus, serial line protocols)."""

@@ -1,0 +1,1 @@
+"""Device models and the skin physics behind the simulated rig."""

@@ -1,0 +1,1 @@
+"""Skin thermal models (behind the SkinModel port)."""
