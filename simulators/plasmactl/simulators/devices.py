@@ -1,0 +1,296 @@
+"""In-process simulated devices implementing the core's ports.
+
+Each device answers from its command history and the shared world; behaviour under a fault comes
+from the world's fault schedule, so the same scenario file drives every fault kind. Every request
+first passes the device's link, which a ``link/timeout`` fault silences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+from plasmactl.simulators.world import SimWorld
+
+from plasmactl.ports import CoolingStatus, DeviceError, PlasmaStatus, SafetyState, SkinReading
+from plasmactl.rig import PlasmaSim, SafetySim, SpraySim, ThermometerSim
+
+
+@dataclass
+class _Pulse:
+    number: int
+    t_on: float
+    t_off: float
+    energy_j: float  # energy of the full pulse; a cut pulse delivers its fraction
+    length_s: float
+    heat: int | None  # skin heat-source handle
+
+    def delivered_j(self) -> float:
+        if self.length_s <= 0 or self.energy_j <= 0:
+            return 0.0
+        return self.energy_j * min(1.0, max(0.0, (self.t_off - self.t_on) / self.length_s))
+
+
+class SimPlasma:
+    """Plasma generator: command latency, noisy delivered energy, its own hardware pulse limit."""
+
+    def __init__(self, world: SimWorld, cfg: PlasmaSim) -> None:
+        self.w = world
+        self.cfg = cfg
+        self._rng = world.rng["plasma"]
+        self.energy_j = 0.0
+        self.pulse_ms = 0.0
+        self.armed = False
+        self.count = 0
+        self._pulse: _Pulse | None = None
+        self._last_done: _Pulse | None = None
+
+    async def configure(self, energy_j: float, pulse_ms: float) -> None:
+        await self.w.link("plasma")
+        if not (0 < energy_j <= 10.0) or not math.isfinite(energy_j):
+            raise DeviceError("plasma", f"energy {energy_j!r} J out of range", code=3)
+        if not (0 < pulse_ms <= self.cfg.hw_max_pulse_ms):
+            raise DeviceError("plasma", f"pulse length {pulse_ms!r} ms out of range", code=3)
+        self.energy_j, self.pulse_ms = energy_j, pulse_ms
+
+    async def arm(self) -> None:
+        await self.w.link("plasma")
+        self.armed = True
+
+    async def disarm(self) -> None:
+        await self.w.link("plasma")
+        self._cut(self.w.clock.now())
+        self.armed = False
+
+    async def output_off(self) -> None:
+        await self.w.link("plasma")
+        self._cut(self.w.clock.now())
+
+    async def fire(self) -> None:
+        await self.w.link("plasma")
+        now = self.w.clock.now()
+        self._retire(now)
+        if not self.armed:
+            raise DeviceError("plasma", "fire refused: not armed", code=4)
+        if self._pulse is not None:
+            raise DeviceError("plasma", "fire refused: a pulse is in progress", code=6)
+        t_on = now + self.cfg.latency_ms / 1000.0
+        hw_max_s = self.cfg.hw_max_pulse_ms / 1000.0
+        length = min(self.pulse_ms / 1000.0, hw_max_s)
+        stuck = self.w.faults.find("plasma", "stuck_on", t_on)
+        t_off = t_on + (hw_max_s if stuck else length)
+        energy = self.energy_j * max(0.0, 1.0 + self._rng.normal(0.0, self.cfg.energy_noise_pct / 100.0))
+        drift = self.w.faults.find("plasma", "energy_drift", t_on)
+        if drift is not None and drift.fault.value is not None:
+            energy *= drift.fault.value
+        no_output = self.w.faults.find("plasma", "no_output", t_on) is not None
+        if no_output:
+            energy = 0.0
+        self.count += 1
+        # A stuck output keeps delivering at the set power until something switches it off.
+        power = energy / length
+        full_energy = power * (t_off - t_on)
+        heat = None if no_output else self.w.skin.heat(t_on, t_off, power)
+        self._pulse = _Pulse(self.count, t_on, t_off, full_energy, t_off - t_on, heat)
+        self.w.pulse_ends(self.count, t_off)
+
+    async def status(self) -> PlasmaStatus:
+        await self.w.link("plasma")
+        now = self.w.clock.now()
+        self._retire(now)
+        p = self._pulse
+        on = p is not None and p.t_on <= now < p.t_off
+        done = self._last_done
+        return PlasmaStatus(
+            t=now,
+            armed=self.armed,
+            output_on=on,
+            energy_setpoint_j=self.energy_j,
+            pulse_ms_setpoint=self.pulse_ms,
+            pulse_count=self.count - (1 if p is not None and now < p.t_on else 0),
+            last_energy_j=done.delivered_j() if done is not None else None,
+        )
+
+    def _retire(self, now: float) -> None:
+        if self._pulse is not None and self._pulse.t_off <= now:
+            self._last_done, self._pulse = self._pulse, None
+
+    def _cut(self, now: float) -> None:
+        p = self._pulse
+        if p is None or p.t_off <= now:
+            self._retire(now)
+            return
+        p.t_off = max(now, p.t_on)
+        if p.heat is not None:
+            self.w.skin.end_heat(p.heat, p.t_off)
+        self._retire(now)
+
+
+class SimSpray:
+    """Cold-spray unit: valve latency, valve feedback, reservoir consumption."""
+
+    def __init__(self, world: SimWorld, cfg: SpraySim) -> None:
+        self.w = world
+        self.cfg = cfg
+        self.count = 0
+        self._used_ml = 0.0  # by sprays already finished
+        self._open = math.inf
+        self._close = math.inf
+        self._cool: int | None = None
+
+    def _reservoir(self, now: float) -> float:
+        if self.w.faults.find("spray", "reservoir_empty", now):
+            return 0.0
+        running = max(0.0, min(now, self._close) - self._open) if self._open < now else 0.0
+        return max(0.0, self.cfg.reservoir_ml - (self._used_ml + running) * self.cfg.flow_ml_s)
+
+    def _settle(self, now: float) -> None:
+        if self._close <= now and not math.isinf(self._open):
+            self._used_ml += max(0.0, self._close - self._open)
+            self._open = self._close = math.inf
+            self._cool = None
+
+    async def spray(self, duration_s: float) -> None:
+        await self.w.link("spray")
+        if not (0 < duration_s <= 10.0):
+            raise DeviceError("spray", f"spray duration {duration_s!r} s out of range", code=3)
+        now = self.w.clock.now()
+        self._stop_at(now)
+        self._settle(now)
+        latency = self.cfg.valve_latency_ms / 1000.0
+        slow = self.w.faults.find("spray", "valve_slow", now)
+        if slow is not None and slow.fault.value is not None:
+            latency += slow.fault.value / 1000.0
+        t_open = now + latency
+        self.count += 1
+        if self.w.faults.find("spray", "valve_stuck_closed", t_open):
+            return  # the command is acknowledged; the valve never moves
+        self._open, self._close = t_open, t_open + duration_s
+        if self._reservoir(t_open) > 0.0:
+            self._cool = self.w.skin.cool(t_open, self._close)
+
+    async def stop(self) -> None:
+        await self.w.link("spray")
+        now = self.w.clock.now()
+        self._stop_at(now)
+        self._settle(now)
+
+    def _stop_at(self, now: float) -> None:
+        if math.isinf(self._open) or self._close <= now:
+            return
+        self._close = max(now, self._open)
+        if self._cool is not None:
+            self.w.skin.end_cool(self._cool, self._close)
+
+    async def status(self) -> CoolingStatus:
+        await self.w.link("spray")
+        now = self.w.clock.now()
+        self._settle(now)
+        is_open = self._open <= now < self._close
+        return CoolingStatus(
+            t=now,
+            valve_open=is_open,
+            spray_commanded=not math.isinf(self._open),
+            reservoir_ml=self._reservoir(now),
+            flow_ml_s=self.cfg.flow_ml_s,
+            spray_count=self.count,
+        )
+
+
+class SimThermometer:
+    """IR skin thermometer: fixed sample period, first-order lag, noise, reporting latency."""
+
+    BACKFILL = 16  # samples recomputed after a long gap (the lag has forgotten anything older)
+
+    def __init__(self, world: SimWorld, cfg: ThermometerSim) -> None:
+        self.w = world
+        self.cfg = cfg
+        self._rng = world.rng["thermometer"]
+        self._period = cfg.sample_ms / 1000.0
+        self._k = -1  # index of the last computed sample
+        self._filtered = self._rest()
+        self._last = SkinReading(-self._period, self._filtered)
+
+    def _rest(self) -> float:
+        """The sensor has been running before the session: its past samples read the skin at rest."""
+        return self.w.skin.surface_c(self.w.skin.time)
+
+    def _sample(self, k: int) -> SkinReading:
+        t = k * self._period
+        true_c = self.w.skin.surface_c(max(t, self.w.skin.time))
+        tau = self.cfg.time_constant_ms / 1000.0
+        a = 1.0 if tau <= 0 else 1.0 - math.exp(-self._period / tau)
+        self._filtered += a * (true_c - self._filtered)
+        value = self._filtered + self._rng.normal(0.0, self.cfg.noise_c)
+        return SkinReading(t, value)
+
+    async def read(self) -> SkinReading:
+        await self.w.link("thermometer")
+        now = self.w.clock.now()
+        k_now = math.floor((now - self.cfg.latency_ms / 1000.0) / self._period + 1e-9)
+        if k_now > self._k:
+            start = max(self._k + 1, k_now - self.BACKFILL)
+            for k in range(start, k_now + 1):
+                self._last = self._apply_faults(self._sample(k))
+            self._k = k_now
+        return self._last
+
+    def _apply_faults(self, fresh: SkinReading) -> SkinReading:
+        if self.w.faults.find("thermometer", "dropout", fresh.t):
+            return self._last  # no new samples: the last one ages
+        stuck = self.w.faults.find("thermometer", "stuck", fresh.t)
+        if stuck is not None:
+            value = stuck.fault.value if stuck.fault.value is not None else self._last.value_c
+            return SkinReading(fresh.t, value)
+        offset = self.w.faults.find("thermometer", "offset", fresh.t)
+        if offset is not None and offset.fault.value is not None:
+            return SkinReading(fresh.t, fresh.value_c + offset.fault.value)
+        return fresh
+
+
+class SimSafety:
+    """E-stop, footswitch and tip distance; changes only when a fault starts or ends."""
+
+    LIFTED_MM = 5.0
+
+    def __init__(self, world: SimWorld, cfg: SafetySim) -> None:
+        self.w = world
+        self.cfg = cfg
+        self._changed = world.waker()
+
+    def _state(self, now: float) -> SafetyState:
+        f = self.w.faults
+        tip = f.find("safety", "tip_lift", now)
+        tip_mm = self.cfg.tip_distance_mm
+        if tip is not None:
+            tip_mm = tip.fault.value if tip.fault.value is not None else self.LIFTED_MM
+        return SafetyState(
+            t=now,
+            estop=f.find("safety", "estop", now) is not None,
+            footswitch=f.find("safety", "footswitch_release", now) is None,
+            tip_distance_mm=tip_mm,
+        )
+
+    async def read(self) -> SafetyState:
+        await self.w.link("safety")
+        return self._state(self.w.clock.now())
+
+    async def wait_change(self, timeout_s: float) -> SafetyState:
+        await self.w.link("safety")
+        clock = self.w.clock
+        deadline = clock.now() + timeout_s
+        while True:
+            wake = min(deadline, self.w.faults.boundaries_after(clock.now(), ("safety",)))
+            self._changed.clear()
+            sleeper = asyncio.ensure_future(clock.sleep_until(wake))
+            waiter = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                waiter.cancel()
+            if not self._changed.is_set() or clock.now() >= wake:
+                break  # the sleep ended; otherwise the schedule changed: plan the wake-up again
+        await self.w.link("safety")
+        return self._state(clock.now())

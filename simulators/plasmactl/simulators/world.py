@@ -1,0 +1,111 @@
+"""The simulated world the devices share: the clock, the skin, the seeded randomness and the fault schedule.
+
+Device state is computed lazily from command times (a pulse fired at t is on during [t+latency,
+t+latency+length)), so simulated devices cost nothing while nobody asks them anything: the session's
+cost grows with the number of requests, not with session seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from plasmactl.simulators.skin.port import SkinModel
+
+from plasmactl.clock import Clock
+from plasmactl.faults import Fault, FaultScenario
+
+DEVICE_STREAMS = ("plasma", "spray", "thermometer", "safety")
+
+
+@dataclass
+class ActiveFault:
+    """A fault with its window resolved to session times (start is inf until its pulse has happened)."""
+
+    fault: Fault
+    start: float
+    end: float
+
+    def active(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+class FaultSchedule:
+    """When each fault of a scenario is active; ``after_pulses`` faults resolve as pulses end."""
+
+    def __init__(self, scenario: FaultScenario) -> None:
+        self.items: list[ActiveFault] = []
+        for fault in scenario.fault:
+            start = fault.at_s if fault.at_s is not None else math.inf
+            end = start + fault.duration_s if fault.duration_s is not None else math.inf
+            self.items.append(ActiveFault(fault, start, end))
+
+    def pulse_ends(self, pulse: int, t_end: float) -> bool:
+        """Resolve faults waiting for the end of pulse number ``pulse``; True if any did."""
+        changed = False
+        for item in self.items:
+            if item.fault.after_pulses == pulse and math.isinf(item.start):
+                item.start = t_end
+                item.end = t_end + item.fault.duration_s if item.fault.duration_s is not None else math.inf
+                changed = True
+        return changed
+
+    def find(self, device: str, kind: str, t: float) -> ActiveFault | None:
+        """The last-declared active fault of this device and kind (later entries win)."""
+        found: ActiveFault | None = None
+        for item in self.items:
+            if item.fault.device == device and item.fault.kind == kind and item.active(t):
+                found = item
+        return found
+
+    def link_down(self, target: str, t: float) -> ActiveFault | None:
+        for item in self.items:
+            if item.fault.device == "link" and item.fault.target == target and item.active(t):
+                return item
+        return None
+
+    def boundaries_after(self, t: float, devices: tuple[str, ...]) -> float:
+        """The next start or end of a fault affecting one of ``devices`` after ``t`` (inf if none known)."""
+        best = math.inf
+        for item in self.items:
+            if item.fault.affected not in devices:
+                continue
+            for edge in (item.start, item.end):
+                if t < edge < best:
+                    best = edge
+        return best
+
+
+class SimWorld:
+    """Shared by the simulated devices of one session."""
+
+    def __init__(self, clock: Clock, skin: SkinModel, scenario: FaultScenario, seed: int) -> None:
+        self.clock = clock
+        self.skin = skin
+        self.faults = FaultSchedule(scenario)
+        streams = np.random.SeedSequence(seed).spawn(len(DEVICE_STREAMS))
+        self.rng = {name: np.random.default_rng(s) for name, s in zip(DEVICE_STREAMS, streams, strict=True)}
+        self._wakers: list[asyncio.Event] = []
+
+    def waker(self) -> asyncio.Event:
+        """An event set whenever the fault schedule changes (a device waiting on a change re-plans)."""
+        event = asyncio.Event()
+        self._wakers.append(event)
+        return event
+
+    def pulse_ends(self, pulse: int, t_end: float) -> None:
+        if self.faults.pulse_ends(pulse, t_end):
+            for event in self._wakers:
+                event.set()
+
+    async def link(self, device: str) -> None:
+        """A request to ``device`` passes its link; while a link fault is active it never returns."""
+        while True:
+            down = self.faults.link_down(device, self.clock.now())
+            if down is None:
+                return
+            if math.isinf(down.end):
+                await asyncio.get_running_loop().create_future()  # silence; the caller's timeout ends it
+            await self.clock.sleep_until(down.end)

@@ -1,0 +1,207 @@
+"""The ``plasmactl`` command line.
+
+Exit codes: 0 complete; 3 ended in a fault, trip or E-stop (safe state reached); 2 bad input;
+130 interrupted; 1 internal error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from plasmactl.controller.controller import SessionResult
+from plasmactl.faults import FaultScenario, check_against_plan, load_faults
+from plasmactl.inputs import InputError
+from plasmactl.plan import load_plan
+from plasmactl.rig import load_rig
+from plasmactl.session import SessionInputs, run_blocking
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFE_STOP, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Control a plasma-pulse / cold-spray treatment rig (simulated or real).",
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+
+# Events shown in the default stream (everything is in the audit log; --verbose shows all of it).
+NOTABLE = frozenset(
+    {
+        "self_test",
+        "interlock_trip",
+        "plasma_off",
+        "plasma_disarm",
+        "fault",
+        "estop",
+        "cooling_missed",
+        "comm_error",
+        "warning",
+        "abort",
+        "resume",
+        "reset",
+        "controller_error",
+        "safety_input",
+        "session_end",
+    }
+)
+
+
+def load_inputs(plan: Path, rig: Path | None, faults: Path | None, seed: int) -> SessionInputs:
+    p, pf = load_plan(str(plan))
+    r, rf = load_rig(str(rig) if rig else None)
+    f, ff = (FaultScenario(), None) if faults is None else load_faults(str(faults))
+    problems = check_against_plan(f, p.pulse_count, p.limits.max_session_s)
+    if problems:
+        raise InputError(str(faults), problems)
+    return SessionInputs(plan=p, plan_file=pf, rig=r, rig_file=rf, faults=f, faults_file=ff, seed=seed)
+
+
+def _bad_input(exc: InputError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc.source}:", markup=True)
+    for problem in exc.problems:
+        err.print(f"  - {problem}", markup=False)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _describe(e: Mapping[str, Any]) -> str:
+    fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "event", "plan", "rig", "faults"))
+    return f"{e['t']:10.3f}s  {e['event']:<15} {fields}"
+
+
+def exit_code(result: SessionResult) -> int:
+    if result.internal_error:
+        return EXIT_INTERNAL
+    if result.outcome == "complete":
+        return EXIT_OK
+    if result.outcome == "aborted" and result.cause == "operator interrupt":
+        return EXIT_INTERRUPTED
+    return EXIT_SAFE_STOP
+
+
+@app.command()
+def run(
+    plan: Annotated[Path, typer.Argument(help="Plan file (TOML).")],
+    rig: Annotated[Path | None, typer.Option(help="Rig file (TOML); default: in-process simulators.")] = None,
+    faults: Annotated[Path | None, typer.Option(help="Fault scenario (TOML).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default out/<plan>-<time>).")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the simulated devices.")] = 0,
+    realtime: Annotated[bool, typer.Option(help="Run on the real clock instead of virtual time.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Allow an --out folder that already holds a log.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every event.")] = False,
+) -> None:
+    """Run a treatment session; leaves OUT/events.jsonl and OUT/summary.json."""
+    try:
+        inputs = load_inputs(plan, rig, faults, seed)
+    except InputError as exc:
+        raise _bad_input(exc) from None
+    out_dir = out if out is not None else Path("out") / f"{plan.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (out_dir / "events.jsonl").exists() and not overwrite:
+        raise _bad_input(
+            InputError(
+                str(out_dir),
+                ["already holds a session's events.jsonl; choose another --out or pass --overwrite"],
+            )
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _bad_input(InputError(str(out_dir), ["--out exists and is not a folder"]))
+
+    console = Console(highlight=False)
+    total = inputs.plan.pulse_count
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("session {task.fields[t]:>8.1f} s"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task(inputs.plan.name, total=total, t=0.0)
+
+    def show(e: Mapping[str, Any]) -> None:
+        name = e["event"]
+        if name == "pulse_end":
+            progress.update(task, completed=e["pulse"], t=e["t"])
+        if (
+            verbose
+            or name in NOTABLE
+            or (name == "state" and e.get("dest") in ("paused", "fault", "estop", "complete"))
+        ):
+            style = "bold red" if name in ("interlock_trip", "fault", "estop", "controller_error") else ""
+            progress.console.print(_describe(e), style=style, markup=False)
+
+    console.print(
+        f"plasmactl: plan [bold]{inputs.plan.name}[/] ({total} pulses), rig {inputs.rig.name},"
+        f" {len(inputs.faults.fault)} fault(s), seed {seed}, {'real time' if realtime else 'virtual time'}"
+        f" -> {out_dir}"
+    )
+    try:
+        with progress:
+            result = run_blocking(inputs, out_dir, realtime=realtime, listeners=(show,))
+    except KeyboardInterrupt:
+        err.print("interrupted before the session could start its safe shutdown")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # noqa: BLE001 - the log already holds session_end; report and exit 1
+        err.print(f"internal error: {type(exc).__name__}: {exc} (see {out_dir / 'events.jsonl'})")
+        raise typer.Exit(EXIT_INTERNAL) from None
+    code = exit_code(result)
+    colour = "green" if code == 0 else "red"
+    console.print(
+        f"[{colour}]session {result.outcome}[/]"
+        + (f" ({result.cause})" if result.cause else "")
+        + f": {result.pulses} pulses, {result.sprays} sprays; log {out_dir / 'events.jsonl'},"
+        f" summary {out_dir / 'summary.json'}"
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def check(
+    plan: Annotated[Path, typer.Argument(help="Plan file (TOML).")],
+    rig: Annotated[Path | None, typer.Option(help="Rig file (TOML).")] = None,
+    faults: Annotated[Path | None, typer.Option(help="Fault scenario (TOML).")] = None,
+) -> None:
+    """Validate a plan (and rig, faults) without running anything."""
+    try:
+        inputs = load_inputs(plan, rig, faults, 0)
+    except InputError as exc:
+        raise _bad_input(exc) from None
+    p = inputs.plan
+    lim = p.limits
+    Console(highlight=False).print(
+        f"ok: plan {p.name!r}: {len(p.spots.positions())} spots x {p.pulse.pulses_per_spot}"
+        f" = {p.pulse_count} pulses"
+        f" of {p.pulse.energy_j:g} J / {p.pulse.pulse_ms:g} ms, about {p.estimated_session_s() / 60:.1f} min;"
+        f" cooling {p.cooling.spray_ms:g} ms after every {p.cooling.when};"
+        f" max cooling delay {lim.max_cooling_delay_ms:g} ms, skin limit {lim.skin_temp_max_c:g} C;"
+        f" rig {inputs.rig.name!r}; {len(inputs.faults.fault)} fault(s)"
+    )
+
+
+@app.command()
+def diagram(
+    write: Annotated[
+        Path | None, typer.Option(help="Write the Markdown file here instead of printing.")
+    ] = None,
+) -> None:
+    """Print (or write) the state machine's Mermaid diagram, generated from its table."""
+    from plasmactl.controller.machine import diagram_markdown
+
+    text = diagram_markdown()
+    if write is None:
+        sys.stdout.write(text)
+    else:
+        write.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,143 @@
+"""The session's append-only audit log (JSON Lines), produced through structlog.
+
+Each event is one line ``{"t": <session s>, "event": <name>, ...fields}``, written with a single
+``os.write`` on an O_APPEND descriptor (so a SIGKILL loses nothing already logged and never leaves a
+torn line behind in the page cache) and fsynced at every safety-relevant event (so a power cut does
+not either). ``t`` comes from the session clock (virtual in simulation): structlog's TimeStamper would
+stamp wall time, so a processor of our own stamps it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from plasmactl.clock import Clock
+
+EventDict = MutableMapping[str, Any]
+Listener = Callable[[Mapping[str, Any]], None]
+
+# Events after which the log is fsynced before the controller goes on.
+SAFETY_EVENTS = frozenset(
+    {
+        "session_start",
+        "session_end",
+        "interlock_trip",
+        "fault",
+        "estop",
+        "reset",
+        "abort",
+        "plasma_off",
+        "plasma_disarm",
+        "controller_error",
+        "cooling_missed",
+    }
+)
+LATCHED_STATES = frozenset({"fault", "estop", "paused", "complete"})
+
+
+def _jsonable(value: Any) -> Any:
+    """Floats rounded to the microsecond/nano-unit so logs compare textually across runs."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return round(value, 9)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _FileSink:
+    """structlog's final 'logger': writes one rendered line, fsyncs when asked."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+
+    def msg(self, message: str) -> None:
+        data = (message + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def fsync(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class AuditLog:
+    """Writes events; notifies listeners (the console) with the same dict that was written."""
+
+    def __init__(self, path: Path, clock: Clock) -> None:
+        self.path = path
+        self._clock = clock
+        self._sink = _FileSink(path)
+        self._listeners: list[Listener] = []
+        self._closed = False
+        self._last: EventDict = {}
+        self.count = 0
+
+        def stamp(_: Any, __: str, event_dict: EventDict) -> EventDict:
+            ordered: dict[str, Any] = {"t": round(self._clock.now(), 9), "event": event_dict.pop("event")}
+            ordered.update((k, _jsonable(v)) for k, v in event_dict.items())
+            return ordered
+
+        def render(_: Any, __: str, event_dict: EventDict) -> str:
+            self._last = event_dict
+            return json.dumps(event_dict, separators=(",", ":"), allow_nan=False)
+
+        self._log = structlog.wrap_logger(
+            self._sink,
+            processors=[stamp, render],
+            wrapper_class=structlog.BoundLogger,
+            cache_logger_on_first_use=True,
+        )
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        if self._closed:
+            raise RuntimeError(f"audit log closed; cannot record {event!r}")
+        self._log.msg(event, **fields)
+        written = dict(self._last)
+        self.count += 1
+        if event in SAFETY_EVENTS or (event == "state" and fields.get("dest") in LATCHED_STATES):
+            self._sink.fsync()
+        for listener in self._listeners:
+            listener(written)
+        return written
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sink.close()
+
+
+def read_events(path: str | Path) -> list[dict[str, Any]]:
+    """Parse a log line by line; a torn last line (a crash mid-write) is dropped, nothing else is."""
+    events: list[dict[str, Any]] = []
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):  # only the final, unterminated line may be torn
+                break
+            raise
+    return events

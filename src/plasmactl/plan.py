@@ -1,0 +1,142 @@
+"""The treatment plan (TOML): what to deliver, where, how it is cooled, and limits within the hard caps."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from plasmactl.inputs import LoadedFile, load_model
+from plasmactl.limits import Limits
+
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Grid(_Strict):
+    """A fractional grid over a rectangular area: give the spacing, or the density and spot size."""
+
+    width_mm: PosFloat
+    height_mm: PosFloat
+    spacing_mm: PosFloat | None = None
+    density_pct: Annotated[float, Field(gt=0, le=100)] | None = None
+    spot_diameter_mm: PosFloat = 0.3
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Grid:
+        if (self.spacing_mm is None) == (self.density_pct is None):
+            raise ValueError("give exactly one of spacing_mm or density_pct")
+        if self.pitch_mm < self.spot_diameter_mm:
+            raise ValueError(
+                f"spacing {self.pitch_mm:g} mm is smaller than the spot diameter {self.spot_diameter_mm:g} mm"
+                " (spots would overlap)"
+            )
+        return self
+
+    @property
+    def pitch_mm(self) -> float:
+        if self.spacing_mm is not None:
+            return self.spacing_mm
+        assert self.density_pct is not None
+        # density = spot area / pitch^2 on a square grid
+        spot_area = math.pi * (self.spot_diameter_mm / 2) ** 2
+        return math.sqrt(spot_area / (self.density_pct / 100.0))
+
+    def points(self) -> list[tuple[float, float]]:
+        nx = math.floor(self.width_mm / self.pitch_mm + 1e-9) + 1
+        ny = math.floor(self.height_mm / self.pitch_mm + 1e-9) + 1
+        pts: list[tuple[float, float]] = []
+        for j in range(ny):
+            row = range(nx) if j % 2 == 0 else range(nx - 1, -1, -1)  # serpentine path
+            pts.extend((round(i * self.pitch_mm, 6), round(j * self.pitch_mm, 6)) for i in row)
+        return pts
+
+
+class Spots(_Strict):
+    """Either an explicit list of (x, y) mm positions or a fractional grid."""
+
+    points: list[tuple[float, float]] | None = None
+    grid: Grid | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Spots:
+        if (self.points is None) == (self.grid is None):
+            raise ValueError("give exactly one of spots.points or spots.grid")
+        if self.points is not None and not self.points:
+            raise ValueError("spots.points is empty")
+        return self
+
+    def positions(self) -> list[tuple[float, float]]:
+        if self.points is not None:
+            return list(self.points)
+        assert self.grid is not None
+        return self.grid.points()
+
+
+class Pulse(_Strict):
+    energy_j: PosFloat
+    pulse_ms: PosFloat
+    pulses_per_spot: Annotated[int, Field(ge=1, le=20)] = 1
+    # Minimum time from one pulse's start to the next pulse's start (a cycle that takes longer waits).
+    interval_s: PosFloat = 1.0
+
+
+class Cooling(_Strict):
+    spray_ms: PosFloat
+    when: Literal["pulse", "spot"] = "pulse"
+
+
+class Plan(_Strict):
+    """A validated plan. ``limits`` are the effective limits (defaults tightened by the plan)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    description: str = ""
+    spots: Spots
+    pulse: Pulse
+    cooling: Cooling
+    limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Plan:
+        lim, p = self.limits, self.pulse
+        if p.energy_j > lim.max_energy_j:
+            raise ValueError(
+                f"pulse.energy_j = {p.energy_j:g} exceeds limits.max_energy_j = {lim.max_energy_j:g}"
+            )
+        if p.pulse_ms > lim.max_pulse_ms:
+            raise ValueError(
+                f"pulse.pulse_ms = {p.pulse_ms:g} exceeds limits.max_pulse_ms = {lim.max_pulse_ms:g}"
+            )
+        if p.interval_s * 1000.0 < p.pulse_ms:
+            raise ValueError(f"pulse.interval_s = {p.interval_s:g} is shorter than the pulse itself")
+        if self.cooling.when == "spot" and p.pulses_per_spot > 1:
+            # The window runs from the end of the spot's first pulse until the spray is confirmed.
+            needed_ms = (p.pulses_per_spot - 1) * p.interval_s * 1000.0
+            if needed_ms >= lim.max_cooling_delay_ms:
+                raise ValueError(
+                    f"cooling.when = 'spot' with {p.pulses_per_spot} pulses {p.interval_s:g} s apart needs"
+                    f" {needed_ms:g} ms before the spray, over limits.max_cooling_delay_ms ="
+                    f" {lim.max_cooling_delay_ms:g}; cool after every pulse or shorten the interval"
+                )
+        if self.estimated_session_s() > lim.max_session_s:
+            raise ValueError(
+                f"the plan needs about {self.estimated_session_s():.0f} s, over limits.max_session_s ="
+                f" {lim.max_session_s:g}"
+            )
+        return self
+
+    @property
+    def pulse_count(self) -> int:
+        return len(self.spots.positions()) * self.pulse.pulses_per_spot
+
+    def estimated_session_s(self) -> float:
+        """Lower bound on the session length: the pulses at their interval (cooling may add to it)."""
+        return self.pulse_count * self.pulse.interval_s
+
+
+def load_plan(path: str) -> tuple[Plan, LoadedFile]:
+    return load_model(Plan, path)

@@ -1,0 +1,61 @@
+"""The session summary, derived from the audit log alone (so anything in it can be recomputed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    pulses = sprays = 0
+    delays: list[float] = []
+    skin: list[float] = []
+    trips: list[dict[str, Any]] = []
+    start_wall = end_wall = None
+    outcome: str | None = None
+    cause: str | None = None
+    t_last = 0.0
+    energies: list[float] = []
+    for e in events:
+        name = e.get("event")
+        t_last = max(t_last, float(e.get("t", 0.0)))
+        if name == "session_start":
+            start_wall = e.get("wall_time")
+        elif name == "pulse_end":
+            pulses += 1
+            if e.get("energy_j") is not None:
+                energies.append(float(e["energy_j"]))
+        elif name == "spray_start":
+            sprays += 1
+            delays.append(float(e["delay_ms"]))
+        elif name == "reading" or (name == "pulse_start" and e.get("skin_c") is not None):
+            skin.append(float(e["skin_c"]))
+        elif name == "interlock_trip":
+            trips.append({"t": e["t"], "rule": e["rule"], "reason": e["reason"]})
+        elif name == "session_end":
+            outcome = e.get("outcome")
+            cause = e.get("cause")
+            end_wall = e.get("wall_time")
+    wall = (float(end_wall) - float(start_wall)) if start_wall is not None and end_wall is not None else None
+    return {
+        "outcome": outcome or "incomplete (no session_end in the log)",
+        "cause": cause,
+        "pulses": pulses,
+        "sprays": sprays,
+        "energy_j_mean": float(np.mean(energies)) if energies else None,
+        "cooling_delay_ms": {
+            "max": max(delays) if delays else None,
+            "p50": _percentile(delays, 50),
+            "p99": _percentile(delays, 99),
+        },
+        "max_skin_temp_c": max(skin) if skin else None,
+        "trips": trips,
+        "session_s": t_last,
+        "wall_s": wall,
+    }
