@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import selectors
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
@@ -36,6 +36,10 @@ class Clock(Protocol):
 
     async def sleep_until(self, t: float) -> None:
         """Sleep until ``now() == t`` (absolute; no drift accumulates over periodic loops)."""
+        ...
+
+    def call_at(self, t: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        """Run ``callback`` when ``now() == t`` (a deadline without a task); cancel the handle to drop it."""
         ...
 
     def wall_time(self) -> float:
@@ -69,6 +73,9 @@ class LoopClock:
             await fut
         finally:
             handle.cancel()
+
+    def call_at(self, t: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        return self._loop.call_at(self._epoch + t, callback)
 
     def wall_time(self) -> float:
         return time.time()

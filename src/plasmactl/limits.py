@@ -23,7 +23,7 @@ class Caps:
     READING_MAX_AGE_MS: Final = 2000.0
     STUCK_WINDOW_S: Final = 30.0
     MAX_PAUSE_S: Final = 600.0
-    PLAUSIBLE_MIN_C: Final = 10.0
+    PLAUSIBLE_MIN_C: Final = 5.0
     PLAUSIBLE_MAX_C: Final = 60.0
     # A reading above the skin limit by this much trips at any time, not only before a pulse.
     HARD_TRIP_MARGIN_C: Final = 3.0
@@ -44,7 +44,7 @@ class Limits(BaseModel):
     max_session_s: PositiveFloat = Caps.MAX_SESSION_S
     energy_tolerance_pct: PositiveFloat = Caps.ENERGY_TOLERANCE_PCT
     reading_max_age_ms: PositiveFloat = 500.0
-    plausible_min_c: float = 20.0
+    plausible_min_c: float = 10.0  # a cold spray takes the surface well below 20 C for a moment
     plausible_max_c: float = 50.0
     stuck_window_s: PositiveFloat = 10.0
     stuck_epsilon_c: Annotated[float, Field(ge=0)] = 0.005

@@ -40,6 +40,8 @@ class DeviceTiming(_Strict):
 
 class PlasmaSim(DeviceTiming):
     kind: Literal["sim"] = "sim"
+    timeout_ms: PosFloat = 20.0
+    poll_ms: PosFloat = 250.0  # heartbeat between pulses; the pulse cycle itself polls it every pulse
     latency_ms: NonNeg = 0.5  # fire command to output on
     energy_noise_pct: NonNeg = 2.0  # 1-sigma of delivered energy
     hw_max_pulse_ms: PosFloat = 150.0  # the generator's own hardware pulse limit
@@ -47,6 +49,8 @@ class PlasmaSim(DeviceTiming):
 
 class SpraySim(DeviceTiming):
     kind: Literal["sim"] = "sim"
+    timeout_ms: PosFloat = 20.0
+    poll_ms: PosFloat = 250.0  # heartbeat between pulses; the pulse cycle itself polls it every pulse
     valve_latency_ms: NonNeg = 15.0
     reservoir_ml: NonNeg = 500.0
     flow_ml_s: PosFloat = 0.5
@@ -54,7 +58,8 @@ class SpraySim(DeviceTiming):
 
 class ThermometerSim(DeviceTiming):
     kind: Literal["sim"] = "sim"
-    sample_ms: PosFloat = 50.0
+    timeout_ms: PosFloat = 50.0
+    sample_ms: PosFloat = 100.0
     latency_ms: NonNeg = 10.0
     noise_c: NonNeg = 0.03
     time_constant_ms: NonNeg = 60.0
@@ -62,8 +67,9 @@ class ThermometerSim(DeviceTiming):
 
 class SafetySim(DeviceTiming):
     kind: Literal["sim"] = "sim"
+    timeout_ms: PosFloat = 50.0
     tip_distance_mm: NonNeg = 0.5
-    heartbeat_ms: PosFloat = 200.0  # wait_change returns at least this often
+    heartbeat_ms: PosFloat = 250.0  # wait_change returns at least this often
 
 
 class Skin(_Strict):

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from plasmactl.simulators.world import SimWorld
 
 from plasmactl.ports import CoolingStatus, DeviceError, PlasmaStatus, SafetyState, SkinReading
 from plasmactl.rig import PlasmaSim, SafetySim, SpraySim, ThermometerSim
+
+# A virtual-time jump can land one float ulp short of the timer it wakes for.
+_TIME_EPS = 1e-9
 
 
 @dataclass
@@ -257,7 +261,8 @@ class SimSafety:
     def __init__(self, world: SimWorld, cfg: SafetySim) -> None:
         self.w = world
         self.cfg = cfg
-        self._changed = world.waker()
+        self._waiter: asyncio.Future[None] | None = None
+        world.on_schedule_change(self.poke)
 
     def _state(self, now: float) -> SafetyState:
         f = self.w.faults
@@ -282,15 +287,28 @@ class SimSafety:
         deadline = clock.now() + timeout_s
         while True:
             wake = min(deadline, self.w.faults.boundaries_after(clock.now(), ("safety",)))
-            self._changed.clear()
-            sleeper = asyncio.ensure_future(clock.sleep_until(wake))
-            waiter = asyncio.ensure_future(self._changed.wait())
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiter = fut
+            handle = clock.call_at(wake, _resolver(fut))
             try:
-                await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+                await fut
             finally:
-                sleeper.cancel()
-                waiter.cancel()
-            if not self._changed.is_set() or clock.now() >= wake:
-                break  # the sleep ended; otherwise the schedule changed: plan the wake-up again
+                handle.cancel()
+                self._waiter = None
+            if clock.now() >= wake - _TIME_EPS:
+                break  # otherwise the fault schedule changed: plan the wake-up again
         await self.w.link("safety")
         return self._state(clock.now())
+
+    def poke(self) -> None:
+        """The fault schedule changed (a fault tied to a pulse got its start time)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+def _resolver(fut: asyncio.Future[None]) -> Callable[[], None]:
+    def resolve() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    return resolve

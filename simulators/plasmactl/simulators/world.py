@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,18 +88,16 @@ class SimWorld:
         self.faults = FaultSchedule(scenario)
         streams = np.random.SeedSequence(seed).spawn(len(DEVICE_STREAMS))
         self.rng = {name: np.random.default_rng(s) for name, s in zip(DEVICE_STREAMS, streams, strict=True)}
-        self._wakers: list[asyncio.Event] = []
+        self._on_change: list[Callable[[], None]] = []
 
-    def waker(self) -> asyncio.Event:
-        """An event set whenever the fault schedule changes (a device waiting on a change re-plans)."""
-        event = asyncio.Event()
-        self._wakers.append(event)
-        return event
+    def on_schedule_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever the fault schedule changes (a device waiting on a change re-plans)."""
+        self._on_change.append(callback)
 
     def pulse_ends(self, pulse: int, t_end: float) -> None:
         if self.faults.pulse_ends(pulse, t_end):
-            for event in self._wakers:
-                event.set()
+            for callback in self._on_change:
+                callback()
 
     async def link(self, device: str) -> None:
         """A request to ``device`` passes its link; while a link fault is active it never returns."""

@@ -31,6 +31,7 @@ from plasmactl.controller.commands import (
 )
 from plasmactl.controller.interlocks import Trip
 from plasmactl.controller.machine import ControllerModel, build_machine
+from plasmactl.deadline import with_timeout
 from plasmactl.events import AuditLog
 from plasmactl.plan import Plan
 from plasmactl.ports import (
@@ -113,7 +114,9 @@ class Controller:
         self._poll = {k: v.poll_ms / 1000.0 for k, v in timing.items()}
         self._safety_heartbeat_s = safety_heartbeat_s
         self.model = ControllerModel()
-        self.machine = build_machine(self.model, after_state_change=self._on_state_change, send_event=True)
+        # State changes are logged by _trigger itself, not by a transitions callback: callbacks run
+        # through asyncio.gather (a task each), which doubled the cost of a simulated session.
+        self.machine = build_machine(self.model)
         self.positions = plan.spots.positions()
         self.spray_s = plan.cooling.spray_ms / 1000.0
         self.pulse_s = plan.pulse.pulse_ms / 1000.0
@@ -165,8 +168,11 @@ class Controller:
         snap = await self._fresh_snapshot()
         causes = [t for t in (r(snap) for r in il.ARM) if t is not None]
         self.model.reset_permitted = not causes
+        src = self.state
         ok = bool(await self.model.trigger("reset"))
         self.log.emit("reset", ok=ok, blocked_by=[c.rule for c in causes])
+        if ok:
+            self.log.emit("state", src=src, dest=self.state, trigger="reset")
         if ok:
             self._tripped_rules.clear()
         return ok
@@ -176,8 +182,7 @@ class Controller:
     async def _call(self, device: str, aw: Awaitable[T], timeout_s: float | None = None) -> T:
         limit = self._timeout[device] if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(limit):
-                result = await aw
+            result = await with_timeout(aw, limit)
         except TimeoutError:
             raise DeviceNoReply(device, limit) from None
         self._last_heard[device] = self.clock.now()
@@ -218,13 +223,11 @@ class Controller:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _on_state_change(self, event: Any) -> None:
-        src, dest = event.transition.source, event.transition.dest
-        self.log.emit("state", src=src, dest=dest, trigger=event.event.name)
-
     async def _trigger(self, name: str) -> None:
+        src = self.state
         if not await self.model.trigger(name):
-            raise RuntimeError(f"transition {name!r} refused in state {self.state!r}")
+            raise RuntimeError(f"transition {name!r} refused in state {src!r}")
+        self.log.emit("state", src=src, dest=self.state, trigger=name)
 
     def _snapshot(self) -> il.Snapshot:
         moved_t = self._moved_ref[1] if self._moved_ref is not None else None
@@ -236,7 +239,7 @@ class Controller:
             reading=self._reading,
             plasma=self._plasma,
             cooling=self._cooling,
-            last_heard=dict(self._last_heard),
+            last_heard=self._last_heard,
             watchdog_s=self._watchdog,
             reading_moved_t=moved_t,
             pulses_since_moved=self._p.pulse_no - self._pulses_at_move,
@@ -623,6 +626,9 @@ class Controller:
             await self.clock.sleep(period)
 
     async def _poll_device(self, device: str) -> None:
+        heard = self._last_heard.get(device)
+        if device != "thermometer" and heard is not None and self.clock.now() - heard < self._poll[device]:
+            return  # the pulse cycle heard from it recently enough: no extra request
         try:
             if device == "thermometer":
                 self._take_reading(await self._call(device, self.d.thermometer.read()))
@@ -681,10 +687,10 @@ class Controller:
         self.log.emit(
             "interlock_trip", rule=trip.rule, reason=trip.reason, state=state_before, latch=trip.latch
         )
-        await self._emission_off(trip.rule)
+        plasma_ok = await self._emission_off(trip.rule)
         self._cancel("tick", "pulse")
         if state_before == "pulsing":
-            await self._settle_pulse()
+            await self._settle_pulse(plasma_ok)
         latch_trigger = {"fault": "trip", "estop": "estop_pressed", "pause": "pause"}[trip.latch]
         await self._trigger(latch_trigger)
         if trip.latch == "estop":
@@ -692,30 +698,36 @@ class Controller:
         elif trip.latch == "fault":
             self.log.emit("fault", rule=trip.rule, reason=trip.reason)
         await self._cool_pending(trip)
+        if not plasma_ok:
+            await self._emission_off(trip.rule, retry=True)
         if trip.latch == "pause":
             self._pause_since = self.clock.now()
             return
         self._end("estop" if trip.latch == "estop" else "fault", trip.rule)
 
-    async def _emission_off(self, why: str) -> None:
+    async def _emission_off(self, why: str, *, retry: bool = False) -> bool:
+        """Output off, then disarm. If the generator does not answer, do not spend the cooling window
+        waiting on it: the caller cools first and retries afterwards (the generator's own heartbeat
+        watchdog is the second layer that switches a silent link's output off)."""
         for action, call in (
             ("plasma_off", self.d.plasma.output_off),
             ("plasma_disarm", self.d.plasma.disarm),
         ):
             try:
                 await self._call("plasma", call())
-                self.log.emit(action, ok=True, cause=why)
+                self.log.emit(action, ok=True, cause=why, retry=retry)
             except (DeviceNoReply, DeviceError) as exc:
-                # The generator's own heartbeat watchdog is the second layer here; say so in the record.
-                self.log.emit(action, ok=False, cause=why, error=str(exc))
+                self.log.emit(action, ok=False, cause=why, retry=retry, error=str(exc))
+                return False
+        return True
 
-    async def _settle_pulse(self) -> None:
+    async def _settle_pulse(self, plasma_ok: bool = True) -> None:
         """A pulse was cut: wait (bounded) for the generator to report it over, and record its end."""
         p = self._p
         t_cmd = p.last_pulse_start if p.last_pulse_start is not None else self.clock.now()
         energy: float | None = None
         give_up = self.clock.now() + max(self._timeout["plasma"], 0.05)
-        while True:
+        while plasma_ok:
             try:
                 st = await self._call("plasma", self.d.plasma.status())
             except (DeviceNoReply, DeviceError):
@@ -811,15 +823,17 @@ class Controller:
         if self._result is not None:
             return
         self.log.emit("abort", reason=reason, state=self.state)
-        await self._emission_off("abort")
+        plasma_ok = await self._emission_off("abort")
         self._cancel("tick", "pulse")
         if self.state == "pulsing":
-            await self._settle_pulse()
+            await self._settle_pulse(plasma_ok)
         if self.state in ("fault", "estop"):
             self._end("aborted", "operator interrupt")
             return
         await self._trigger("abort")
         await self._cool_pending(Trip("abort", reason))
+        if not plasma_ok:
+            await self._emission_off("abort", retry=True)
         self._end("aborted", "operator interrupt")
 
     async def _complete(self) -> None:
