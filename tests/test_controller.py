@@ -1,0 +1,105 @@
+"""The controller against in-process devices: abort, reset of a latched fault, and bugs that must
+still end in the safe state."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from audit import EXAMPLES, cooling_violations, first, names
+from plasmactl.simulators.devices import SimPlasma
+from plasmactl.simulators.inprocess import build_devices
+
+from plasmactl import clock as clockmod
+from plasmactl.controller.controller import Controller, SessionResult
+from plasmactl.events import AuditLog, read_events
+from plasmactl.faults import FaultScenario
+from plasmactl.plan import Plan, load_plan
+from plasmactl.ports import PlasmaStatus
+from plasmactl.rig import DEVICES, Rig
+
+
+def _plan(name: str = "short") -> Plan:
+    return load_plan(str(EXAMPLES / "plans" / f"{name}.toml"))[0]
+
+
+def _controller(out: Path, scenario: FaultScenario, plan: Plan) -> tuple[Controller, AuditLog]:
+    clock = clockmod.LoopClock()
+    log = AuditLog(out / "events.jsonl", clock)
+    log.emit("session_start", limits=plan.limits.model_dump())
+    rig = Rig()
+    devices, _ = build_devices(rig, scenario, 0, clock)
+    return Controller(plan, devices, {d: rig.timing(d) for d in DEVICES}, clock, log), log
+
+
+def test_abort_mid_session_reaches_safe_state(tmp_path: Path) -> None:
+    async def main() -> SessionResult:
+        controller, log = _controller(tmp_path, FaultScenario(), _plan())
+        asyncio.get_running_loop().call_later(2.003, controller.request_abort, "test abort")  # mid pulse 3
+        result = await controller.run()
+        log.close()
+        return result
+
+    result = clockmod.run(main(), virtual=True)
+    assert result.outcome == "aborted"
+    events = read_events(tmp_path / "events.jsonl")
+    i = first(events, "abort")
+    assert i is not None
+    assert events[i + 1]["event"] == "plasma_off"
+    assert "pulse_start" not in names(events[i:])
+    assert cooling_violations(events) == []  # the pulse cut by the abort is still cooled
+    assert [e for e in events if e["event"] == "state"][-1]["dest"] == "idle"
+
+
+def test_reset_refused_while_cause_present_then_allowed(tmp_path: Path) -> None:
+    scenario = FaultScenario.model_validate(
+        {"fault": [{"device": "safety", "kind": "tip_lift", "at_s": 1.5, "duration_s": 2.0}]}
+    )
+
+    async def main() -> tuple[SessionResult, bool, bool, str]:
+        controller, log = _controller(tmp_path, scenario, _plan())
+        result = await controller.run()
+        refused = await controller.reset()  # tip still lifted
+        await controller.clock.sleep_until(4.0)
+        allowed = await controller.reset()
+        log.close()
+        return result, refused, allowed, controller.state
+
+    result, refused, allowed, state = clockmod.run(main(), virtual=True)
+    assert result.outcome == "fault" and result.cause == "tip_out_of_window"
+    assert refused is False
+    assert allowed is True
+    assert state == "idle"
+    resets = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "reset"]
+    assert resets[0]["ok"] is False and "tip_out_of_window" in resets[0]["blocked_by"]
+    assert resets[1]["ok"] is True
+
+
+class _BuggyPlasma(SimPlasma):
+    """A generator model with a bug: its status raises something no one expects after a while."""
+
+    async def status(self) -> PlasmaStatus:
+        if self.count >= 3:
+            raise ZeroDivisionError("simulated bug in a device model")
+        return await super().status()
+
+
+def test_unexpected_exception_drives_to_safe_state(tmp_path: Path) -> None:
+    async def main() -> SessionResult:
+        controller, log = _controller(tmp_path, FaultScenario(), _plan())
+        controller.d.plasma = _BuggyPlasma(controller.d.plasma.w, Rig().plasma)  # type: ignore[attr-defined]
+        result = await controller.run()
+        log.close()
+        return result
+
+    result = clockmod.run(main(), virtual=True)
+    assert result.outcome == "fault"
+    assert result.internal_error is True
+    events = read_events(tmp_path / "events.jsonl")
+    err = first(events, "controller_error")
+    trip = first(events, "interlock_trip", rule="controller_error")
+    assert err is not None and trip is not None
+    assert "ZeroDivisionError" in events[err]["error"]
+    assert events[trip + 1]["event"] == "plasma_off"
+    assert "pulse_start" not in names(events[trip:])
+    assert cooling_violations(events) == []
