@@ -28,7 +28,7 @@ EXPECTED_RULES = {
     "spray-valve-slow": {"cooling_not_confirmed"},
     "spray-valve-stuck-closed": {"cooling_not_confirmed"},
     "thermometer-dropout": {"thermometer_stale"},
-    "thermometer-offset": {"skin_temp_limit", "skin_temp_hard_limit"},
+    "thermometer-offset": {"skin_temp_limit", "skin_temp_hard_limit", "thermometer_implausible"},
     "thermometer-stuck": {"thermometer_stuck"},
     "thermometer-stuck-implausible": {"thermometer_implausible"},
 }

@@ -100,16 +100,12 @@ def test_convective_surface(t: float, x: float) -> None:
     model = Layered1DSkin(slab(10e-3, spray_h=h, spray_temp_c=t_inf))
     model.cool(0.0, math.inf)
     eta = x / (2 * math.sqrt(ALPHA * t))
-    theta = erfc(eta) - math.exp(h * x / K + h * h * ALPHA * t / K**2) * erfc(
-        eta + h * math.sqrt(ALPHA * t) / K
-    )
+    theta = erfc(eta) - math.exp(h * x / K + h * h * ALPHA * t / K**2) * erfc(eta + h * math.sqrt(ALPHA * t) / K)
     exact = (t_inf - T_I) * theta
     assert model.temperature_at_c(x, t) - T_I == pytest.approx(exact, rel=0.02)
 
 
-@pytest.mark.parametrize(
-    ("t", "x"), [(1.0, 0.5e-3), (10.0, 1e-3), (10.0, 2e-3), (50.0, 0.5e-3), (50.0, 2e-3)]
-)
+@pytest.mark.parametrize(("t", "x"), [(1.0, 0.5e-3), (10.0, 1e-3), (10.0, 2e-3), (50.0, 0.5e-3), (50.0, 2e-3)])
 def test_pennes_surface_step_with_a_fixed_surface_temperature(t: float, x: float) -> None:
     # A fixed surface temperature is a spray with a huge h (the surface conductance saturates at 2 k/dx0).
     w_b, step = 0.02, 10.0

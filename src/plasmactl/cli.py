@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from plasmactl.controller.controller import SessionResult
@@ -66,9 +67,9 @@ def load_inputs(plan: Path, rig: Path | None, faults: Path | None, seed: int) ->
 
 
 def _bad_input(exc: InputError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc.source}:", markup=True)
+    err.print(f"[bold red]error:[/] {escape(exc.source)}:", markup=True, soft_wrap=True)
     for problem in exc.problems:
-        err.print(f"  - {problem}", markup=False)
+        err.print(f"  - {problem}", markup=False, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -113,6 +114,10 @@ def run(
         )
     if out_dir.exists() and not out_dir.is_dir():
         raise _bad_input(InputError(str(out_dir), ["--out exists and is not a folder"]))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _bad_input(InputError(str(out_dir), [f"--out cannot be created: {exc.strerror}"])) from None
 
     console = Console(highlight=False)
     total = inputs.plan.pulse_count
@@ -137,7 +142,7 @@ def run(
             or (name == "state" and e.get("dest") in ("paused", "fault", "estop", "complete"))
         ):
             style = "bold red" if name in ("interlock_trip", "fault", "estop", "controller_error") else ""
-            progress.console.print(_describe(e), style=style, markup=False)
+            progress.console.print(_describe(e), style=style, markup=False, soft_wrap=True)
 
     console.print(
         f"plasmactl: plan [bold]{inputs.plan.name}[/] ({total} pulses), rig {inputs.rig.name},"
@@ -189,9 +194,7 @@ def check(
 
 @app.command()
 def diagram(
-    write: Annotated[
-        Path | None, typer.Option(help="Write the Markdown file here instead of printing.")
-    ] = None,
+    write: Annotated[Path | None, typer.Option(help="Write the Markdown file here instead of printing.")] = None,
 ) -> None:
     """Print (or write) the state machine's Mermaid diagram, generated from its table."""
     from plasmactl.controller.machine import diagram_markdown

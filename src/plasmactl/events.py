@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import structlog
 
 from plasmactl.clock import Clock
@@ -44,6 +45,8 @@ LATCHED_STATES = frozenset({"fault", "estop", "paused", "complete"})
 
 def _jsonable(value: Any) -> Any:
     """Floats rounded to the microsecond/nano-unit so logs compare textually across runs."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
@@ -112,6 +115,8 @@ class AuditLog:
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         if self._closed:
             raise RuntimeError(f"audit log closed; cannot record {event!r}")
+        if "t" in fields or "event" in fields:
+            raise ValueError(f"{event!r}: 't' and 'event' are set by the log itself")
         self._log.msg(event, **fields)
         written = dict(self._last)
         self.count += 1

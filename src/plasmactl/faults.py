@@ -54,7 +54,7 @@ KINDS: dict[str, dict[str, tuple[bool, str]]] = {
 class Fault(BaseModel):
     """One fault: ``at_s`` or ``after_pulses`` says when it starts; ``duration_s`` how long it lasts."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     device: Device
     kind: str
@@ -95,7 +95,7 @@ class Fault(BaseModel):
 
 
 class FaultScenario(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     name: str = ""
     description: str = ""
@@ -110,10 +110,10 @@ def check_against_plan(scenario: FaultScenario, pulses: int, max_session_s: floa
     """Problems that make a scenario meaningless for this plan (a fault that could never happen)."""
     problems: list[str] = []
     for i, fault in enumerate(scenario.fault):
-        if fault.after_pulses is not None and fault.after_pulses >= pulses:
+        if fault.after_pulses is not None and fault.after_pulses > pulses:
             problems.append(
                 f"fault.{i}.after_pulses: {fault.after_pulses} but the plan delivers only {pulses} pulses"
-                " (the fault would start after the last pulse, if ever)"
+                " (the fault would never start)"
             )
         if fault.at_s is not None and fault.at_s >= max_session_s:
             problems.append(f"fault.{i}.at_s: {fault.at_s:g} s is past the session limit {max_session_s:g} s")

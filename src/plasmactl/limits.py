@@ -35,7 +35,7 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 class Limits(BaseModel):
     """Effective limits: defaults are safe; each field may be tightened in a plan, never loosened."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     max_energy_j: PositiveFloat = Caps.MAX_ENERGY_J
     max_pulse_ms: PositiveFloat = Caps.MAX_PULSE_MS
@@ -73,9 +73,7 @@ class Limits(BaseModel):
         for name, cap in upper.items():
             value = getattr(self, name)
             if value > cap:
-                raise ValueError(
-                    f"{name} = {value:g} exceeds the hard cap {cap:g} (a plan may only tighten limits)"
-                )
+                raise ValueError(f"{name} = {value:g} exceeds the hard cap {cap:g} (a plan may only tighten limits)")
         if self.plausible_min_c < Caps.PLAUSIBLE_MIN_C:
             raise ValueError(
                 f"plausible_min_c = {self.plausible_min_c:g} is below the hard cap {Caps.PLAUSIBLE_MIN_C:g}"

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from plasmactl.inputs import LoadedFile, load_model
 from plasmactl.limits import Limits
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+MAX_SPOTS = 100_000  # far above a full face at 1 mm pitch; keeps validation and memory bounded
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class Grid(_Strict):
@@ -23,13 +24,16 @@ class Grid(_Strict):
     width_mm: PosFloat
     height_mm: PosFloat
     spacing_mm: PosFloat | None = None
-    density_pct: Annotated[float, Field(gt=0, le=100)] | None = None
+    density_pct: Annotated[float, Field(gt=0, le=78.5)] | None = None  # pi/4: circles touching
     spot_diameter_mm: PosFloat = 0.3
 
     @model_validator(mode="after")
     def _one_of(self) -> Grid:
         if (self.spacing_mm is None) == (self.density_pct is None):
             raise ValueError("give exactly one of spacing_mm or density_pct")
+        nx, ny = self.shape
+        if nx * ny > MAX_SPOTS:
+            raise ValueError(f"the grid has {nx} x {ny} = {nx * ny} spots, over the {MAX_SPOTS} a plan may hold")
         if self.pitch_mm < self.spot_diameter_mm:
             raise ValueError(
                 f"spacing {self.pitch_mm:g} mm is smaller than the spot diameter {self.spot_diameter_mm:g} mm"
@@ -46,9 +50,15 @@ class Grid(_Strict):
         spot_area = math.pi * (self.spot_diameter_mm / 2) ** 2
         return math.sqrt(spot_area / (self.density_pct / 100.0))
 
-    def points(self) -> list[tuple[float, float]]:
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Columns and rows, computed without building the grid."""
         nx = math.floor(self.width_mm / self.pitch_mm + 1e-9) + 1
         ny = math.floor(self.height_mm / self.pitch_mm + 1e-9) + 1
+        return nx, ny
+
+    def points(self) -> list[tuple[float, float]]:
+        nx, ny = self.shape
         pts: list[tuple[float, float]] = []
         for j in range(ny):
             row = range(nx) if j % 2 == 0 else range(nx - 1, -1, -1)  # serpentine path
@@ -56,19 +66,42 @@ class Grid(_Strict):
         return pts
 
 
+def _pairs(value: Any) -> Any:
+    """TOML has arrays, not tuples: accept [x, y] pairs (their numbers are still checked strictly)."""
+    return [tuple(v) if isinstance(v, list) else v for v in value] if isinstance(value, list) else value
+
+
 class Spots(_Strict):
     """Either an explicit list of (x, y) mm positions or a fractional grid."""
 
-    points: list[tuple[float, float]] | None = None
+    points: Annotated[list[tuple[float, float]], BeforeValidator(_pairs)] | None = None
     grid: Grid | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> Spots:
         if (self.points is None) == (self.grid is None):
             raise ValueError("give exactly one of spots.points or spots.grid")
-        if self.points is not None and not self.points:
-            raise ValueError("spots.points is empty")
+        if self.points is not None:
+            if not self.points:
+                raise ValueError("spots.points is empty")
+            if len(self.points) > MAX_SPOTS:
+                raise ValueError(f"spots.points has {len(self.points)} spots, over the {MAX_SPOTS} a plan may hold")
+            seen: set[tuple[float, float]] = set()
+            for i, pt in enumerate(self.points):
+                if pt in seen:
+                    raise ValueError(
+                        f"spots.points[{i}] = {list(pt)} repeats an earlier spot (it would be pulsed twice)"
+                    )
+                seen.add(pt)
         return self
+
+    @property
+    def count(self) -> int:
+        if self.points is not None:
+            return len(self.points)
+        assert self.grid is not None
+        nx, ny = self.grid.shape
+        return nx * ny
 
     def positions(self) -> list[tuple[float, float]]:
         if self.points is not None:
@@ -104,13 +137,9 @@ class Plan(_Strict):
     def _consistent(self) -> Plan:
         lim, p = self.limits, self.pulse
         if p.energy_j > lim.max_energy_j:
-            raise ValueError(
-                f"pulse.energy_j = {p.energy_j:g} exceeds limits.max_energy_j = {lim.max_energy_j:g}"
-            )
+            raise ValueError(f"pulse.energy_j = {p.energy_j:g} exceeds limits.max_energy_j = {lim.max_energy_j:g}")
         if p.pulse_ms > lim.max_pulse_ms:
-            raise ValueError(
-                f"pulse.pulse_ms = {p.pulse_ms:g} exceeds limits.max_pulse_ms = {lim.max_pulse_ms:g}"
-            )
+            raise ValueError(f"pulse.pulse_ms = {p.pulse_ms:g} exceeds limits.max_pulse_ms = {lim.max_pulse_ms:g}")
         if p.interval_s * 1000.0 < p.pulse_ms:
             raise ValueError(f"pulse.interval_s = {p.interval_s:g} is shorter than the pulse itself")
         if self.cooling.when == "spot" and p.pulses_per_spot > 1:
@@ -122,16 +151,16 @@ class Plan(_Strict):
                     f" {needed_ms:g} ms before the spray, over limits.max_cooling_delay_ms ="
                     f" {lim.max_cooling_delay_ms:g}; cool after every pulse or shorten the interval"
                 )
-        if self.estimated_session_s() > lim.max_session_s:
+        needed_s = self.estimated_session_s()
+        if needed_s > lim.max_session_s:
             raise ValueError(
-                f"the plan needs about {self.estimated_session_s():.0f} s, over limits.max_session_s ="
-                f" {lim.max_session_s:g}"
+                f"the plan needs about {needed_s:.0f} s, over limits.max_session_s = {lim.max_session_s:g}"
             )
         return self
 
     @property
     def pulse_count(self) -> int:
-        return len(self.spots.positions()) * self.pulse.pulses_per_spot
+        return self.spots.count * self.pulse.pulses_per_spot
 
     def estimated_session_s(self) -> float:
         """Lower bound on the session length: the pulses at their interval (cooling may add to it)."""

@@ -17,7 +17,7 @@ NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class DeviceTiming(_Strict):
@@ -30,9 +30,7 @@ class DeviceTiming(_Strict):
     @model_validator(mode="after")
     def _order(self) -> DeviceTiming:
         if self.timeout_ms >= self.watchdog_ms:
-            raise ValueError(
-                f"timeout_ms ({self.timeout_ms:g}) must be below watchdog_ms ({self.watchdog_ms:g})"
-            )
+            raise ValueError(f"timeout_ms ({self.timeout_ms:g}) must be below watchdog_ms ({self.watchdog_ms:g})")
         if self.poll_ms >= self.watchdog_ms:
             raise ValueError(f"poll_ms ({self.poll_ms:g}) must be below watchdog_ms ({self.watchdog_ms:g})")
         return self
@@ -74,6 +72,8 @@ class SafetySim(DeviceTiming):
 
 class Skin(_Strict):
     model: Literal["layered1d"] = "layered1d"
+    # The treated patch the thermometer sees; pulse energy is spread over it (1-D model).
+    field_diameter_mm: Annotated[float, Field(gt=1.0, le=50.0)] = 10.0
 
 
 class Rig(_Strict):

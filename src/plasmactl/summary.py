@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     cause: str | None = None
     t_last = 0.0
     energies: list[float] = []
+    interrupted = 0
+    missed: list[int] = []
     for e in events:
         name = e.get("event")
         t_last = max(t_last, float(e.get("t", 0.0)))
@@ -29,13 +32,18 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             start_wall = e.get("wall_time")
         elif name == "pulse_end":
             pulses += 1
-            if e.get("energy_j") is not None:
+            interrupted += bool(e.get("interrupted"))
+            if isinstance(e.get("energy_j"), int | float) and not e.get("interrupted"):
                 energies.append(float(e["energy_j"]))
         elif name == "spray_start":
             sprays += 1
-            delays.append(float(e["delay_ms"]))
-        elif name == "reading" or (name == "pulse_start" and e.get("skin_c") is not None):
-            skin.append(float(e["skin_c"]))
+            if isinstance(e.get("delay_ms"), int | float):
+                delays.append(float(e["delay_ms"]))
+        elif name == "cooling_missed":
+            missed.extend(int(p) for p in e.get("pulses", []))
+        elif name in ("reading", "pulse_start") and isinstance(e.get("skin_c"), int | float):
+            if math.isfinite(e["skin_c"]):
+                skin.append(float(e["skin_c"]))
         elif name == "interlock_trip":
             trips.append({"t": e["t"], "rule": e["rule"], "reason": e["reason"]})
         elif name == "session_end":
@@ -47,6 +55,8 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "outcome": outcome or "incomplete (no session_end in the log)",
         "cause": cause,
         "pulses": pulses,
+        "pulses_interrupted": interrupted,
+        "pulses_not_cooled": missed,
         "sprays": sprays,
         "energy_j_mean": float(np.mean(energies)) if energies else None,
         "cooling_delay_ms": {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
-from plasmactl.simulators.skin.layered1d import Layered1DSkin
+from plasmactl.simulators.skin.layered1d import Layered1DSkin, SkinParams
 from plasmactl.simulators.world import SimWorld
 
 from plasmactl.clock import Clock
@@ -13,7 +13,8 @@ from plasmactl.rig import Rig
 
 
 def build_world(rig: Rig, scenario: FaultScenario, seed: int, clock: Clock) -> SimWorld:
-    skin = Layered1DSkin(start_time=clock.now())
+    params = SkinParams(field_diameter_m=rig.skin.field_diameter_mm / 1000.0)
+    skin = Layered1DSkin(params, start_time=clock.now())
     return SimWorld(clock, skin, scenario, seed)
 
 

@@ -20,6 +20,11 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class Finish:
+    """Every spot of the plan has been delivered and cooled."""
+
+
+@dataclass(frozen=True, slots=True)
 class PulseEnded:
     pulse: int
     t_end: float  # conservative (never later than the true end) estimate of when emission stopped
@@ -62,7 +67,7 @@ class Crash:
     error: str
 
 
-Command = Tick | PulseEnded | SprayConfirmed | SprayDone | SafetyChanged | TripCmd | Abort | Crash
+Command = Tick | Finish | PulseEnded | SprayConfirmed | SprayDone | SafetyChanged | TripCmd | Abort | Crash
 
 
 def priority(cmd: Command) -> int:

@@ -9,6 +9,7 @@ plasma off and disarms it first, cools a pulse still inside its window if the sp
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
@@ -21,6 +22,7 @@ from plasmactl.controller.commands import (
     Abort,
     Command,
     Crash,
+    Finish,
     PulseEnded,
     SafetyChanged,
     SprayConfirmed,
@@ -75,7 +77,7 @@ class SessionResult:
     cause: str | None = None  # the rule (or reason) that ended the session early
     internal_error: bool = False
     pulses: int = 0
-    sprays: int = 0
+    sprays: int = 0  # sprays confirmed open (as summary.json counts spray_start)
 
 
 @dataclass
@@ -83,7 +85,8 @@ class _Progress:
     spot: int = 0  # index into positions
     pulse_in_spot: int = 0
     pulse_no: int = 0  # 1-based number of the last pulse started
-    sprays: int = 0
+    sprays: int = 0  # sprays commanded (numbering)
+    sprays_confirmed: int = 0  # sprays whose valve feedback showed open in time
     last_pulse_start: float | None = None
     uncooled: list[int] = field(default_factory=list)
     window_start: float | None = None  # end of the first uncooled pulse
@@ -136,6 +139,7 @@ class Controller:
         self._result: SessionResult | None = None
         self._count_base = 0
         self._tick_seq = 0
+        self._tick_handle: asyncio.TimerHandle | None = None
         self._pause_since: float | None = None
         self._comm_errors: dict[str, int] = {}
 
@@ -194,6 +198,7 @@ class Controller:
         if old is not None:
             old.cancel()
         task = asyncio.get_running_loop().create_task(self._guarded(name, coro), name=name)
+        task.add_done_callback(lambda _: coro.close())  # a task cancelled before it ran never awaited coro
         self._tasks[name] = task
 
     async def _guarded(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
@@ -217,6 +222,7 @@ class Controller:
         self._spawn("monitor", self._monitor_loop())
 
     async def _stop_helpers(self) -> None:
+        self._cancel_tick()
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for task in tasks:
@@ -283,20 +289,15 @@ class Controller:
     async def _self_test(self) -> None:
         snap = await self._fresh_snapshot()
         problems: list[str] = []
-        await self._call(
-            "plasma", self.d.plasma.configure(self.plan.pulse.energy_j, self.plan.pulse.pulse_ms)
-        )
+        await self._call("plasma", self.d.plasma.configure(self.plan.pulse.energy_j, self.plan.pulse.pulse_ms))
         st = await self._call("plasma", self.d.plasma.status())
         self._plasma = st
         self._count_base = st.pulse_count
         if abs(st.energy_setpoint_j - self.plan.pulse.energy_j) > 1e-6 * max(1.0, self.plan.pulse.energy_j):
-            problems.append(
-                f"plasma energy read back {st.energy_setpoint_j:g} J, set {self.plan.pulse.energy_j:g} J"
-            )
+            problems.append(f"plasma energy read back {st.energy_setpoint_j:g} J, set {self.plan.pulse.energy_j:g} J")
         if abs(st.pulse_ms_setpoint - self.plan.pulse.pulse_ms) > 1e-6 * max(1.0, self.plan.pulse.pulse_ms):
             problems.append(
-                f"plasma pulse length read back {st.pulse_ms_setpoint:g} ms,"
-                f" set {self.plan.pulse.pulse_ms:g} ms"
+                f"plasma pulse length read back {st.pulse_ms_setpoint:g} ms, set {self.plan.pulse.pulse_ms:g} ms"
             )
         if st.output_on:
             problems.append("plasma output is on before any pulse")
@@ -340,14 +341,16 @@ class Controller:
         self._schedule_tick(self.clock.now())
 
     def _schedule_tick(self, at: float) -> None:
+        """Post a Tick at ``at`` (a timer, not a task: one per pulse adds up over a session)."""
+        self._cancel_tick()
         self._tick_seq += 1
-        seq = self._tick_seq
+        self._tick_handle = self.clock.call_at(at, functools.partial(self.post, Tick(self._tick_seq)))
 
-        async def wake() -> None:
-            await self.clock.sleep_until(at)
-            self.post(Tick(seq))
-
-        self._spawn("tick", wake())
+    def _cancel_tick(self) -> None:
+        self._tick_seq += 1  # a Tick already queued is now stale
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
 
     # ------------------------------------------------------------------ dispatch
 
@@ -361,6 +364,9 @@ class Controller:
                 await self._crash(cmd.where, RuntimeError(cmd.error))
             elif isinstance(cmd, SafetyChanged):
                 await self._on_safety(cmd.state)
+            elif isinstance(cmd, Finish):
+                if self.state == "armed" and self._result is None:
+                    await self._complete()
             elif isinstance(cmd, Tick):
                 if cmd.seq == self._tick_seq:
                     await self._on_tick()
@@ -378,17 +384,13 @@ class Controller:
     async def _on_trip(self, trip: Trip) -> None:
         if self.state in ("fault", "estop", "complete") or (self.state == "idle" and self._result):
             if trip.latch == "estop" and self.state == "fault":
-                self.log.emit(
-                    "interlock_trip", rule=trip.rule, reason=trip.reason, state=self.state, latch="estop"
-                )
+                self.log.emit("interlock_trip", rule=trip.rule, reason=trip.reason, state=self.state, latch="estop")
                 await self._trigger("estop_pressed")
                 self.log.emit("estop", reason=trip.reason)
                 self._end("estop", trip.rule)
             elif trip.rule not in self._tripped_rules:
                 self._tripped_rules.add(trip.rule)
-                self.log.emit(
-                    "interlock_trip", rule=trip.rule, reason=trip.reason, state=self.state, latched=True
-                )
+                self.log.emit("interlock_trip", rule=trip.rule, reason=trip.reason, state=self.state, latched=True)
             return
         if self.state == "paused" and trip.latch == "pause":
             return
@@ -405,9 +407,7 @@ class Controller:
             await self._on_trip(tip)
             return
         if not st.footswitch and active:
-            await self._on_trip(
-                il.footswitch(snap) or Trip("footswitch_released", "footswitch released", "pause")
-            )
+            await self._on_trip(il.footswitch(snap) or Trip("footswitch_released", "footswitch released", "pause"))
             return
         if st.footswitch and self.state == "paused":
             await self._resume()
@@ -477,9 +477,7 @@ class Controller:
         p.uncooled.append(cmd.pulse)
         if p.window_start is None:
             p.window_start = cmd.t_end
-        self.log.emit(
-            "pulse_end", pulse=cmd.pulse, energy_j=cmd.energy_j, t_end=cmd.t_end, interrupted=cmd.interrupted
-        )
+        self.log.emit("pulse_end", pulse=cmd.pulse, energy_j=cmd.energy_j, t_end=cmd.t_end, interrupted=cmd.interrupted)
 
     def _energy_ok(self, energy_j: float | None) -> bool:
         if energy_j is None:
@@ -493,9 +491,7 @@ class Controller:
             p.sprays += 1
             p.spray_commanded = p.sprays
             await self._call("spray", self.d.spray.spray(self.spray_s))
-            self.log.emit(
-                "spray_command", spray=p.sprays, pulses=list(p.uncooled), spray_ms=self.plan.cooling.spray_ms
-            )
+            self.log.emit("spray_command", spray=p.sprays, pulses=list(p.uncooled), spray_ms=self.plan.cooling.spray_ms)
         assert p.window_start is not None
         deadline = p.window_start + self.limits.max_cooling_delay_ms / 1000.0
         self._spawn("spray", self._watch_spray(p.spray_commanded, deadline))
@@ -521,6 +517,7 @@ class Controller:
         p.window_start = None
         p.spray_commanded = None
         p.spraying = cmd.spray
+        p.sprays_confirmed += 1
 
     async def _on_spray_done(self, cmd: SprayDone) -> None:
         p = self._p
@@ -534,14 +531,10 @@ class Controller:
     def _schedule_next(self) -> None:
         p = self._p
         if p.spot >= len(self.positions):
-            self._spawn("tick", self._finish())
+            self.post(Finish())
             return
         start = p.last_pulse_start if p.last_pulse_start is not None else self.clock.now()
         self._schedule_tick(max(self.clock.now(), start + self.plan.pulse.interval_s))
-
-    async def _finish(self) -> None:
-        # runs as a helper so that it goes through the queue like everything else
-        self.post(TripCmd(Trip("_finish", "plan delivered")))
 
     # ------------------------------------------------------------------ watchers (helpers: they only post)
 
@@ -562,9 +555,7 @@ class Controller:
                     reason = f"pulse {pulse} still on {on_ms:.1f} ms after fire (bound {bound_ms:.1f} ms)"
                     self.post(TripCmd(Trip(il.PULSE_OVERRUN, reason)))
                 else:
-                    reason = (
-                        f"pulse {pulse} not delivered (generator count {st.pulse_count}, expected {expected})"
-                    )
+                    reason = f"pulse {pulse} not delivered (generator count {st.pulse_count}, expected {expected})"
                     self.post(TripCmd(Trip("pulse_not_delivered", reason)))
                 return
             await self.clock.sleep(min(PULSE_POLL_S, max(bound - self.clock.now(), 0.0)))
@@ -597,9 +588,7 @@ class Controller:
                 return
             if self.clock.now() > give_up:
                 await self._call("spray", self.d.spray.stop())
-                self.post(
-                    TripCmd(Trip("valve_not_closed", f"spray {spray} valve still open 500 ms after its end"))
-                )
+                self.post(TripCmd(Trip("valve_not_closed", f"spray {spray} valve still open 500 ms after its end")))
                 return
             await self.clock.sleep(VALVE_POLL_S)
 
@@ -613,15 +602,12 @@ class Controller:
                     next_poll[device] = now + self._poll[device]
                     await self._poll_device(device)
             self._check_pause_timeout()
-            trip = il.first_trip(il.CONTINUOUS, self._snapshot())
+            started = self.state not in ("disconnected", "self_test")
+            trip = il.first_trip(il.CONTINUOUS, self._snapshot()) if started else None
             if trip is not None and self._result is None:
                 self.post(TripCmd(trip))
             output_on = self._plasma is not None and self._plasma.output_on
-            if (
-                self.state == "armed"
-                and output_on
-                and ("pulse" not in self._tasks or self._tasks["pulse"].done())
-            ):
+            if self.state == "armed" and output_on and ("pulse" not in self._tasks or self._tasks["pulse"].done()):
                 self.post(TripCmd(Trip(il.UNEXPECTED_OUTPUT, "plasma output on while no pulse is commanded")))
             await self.clock.sleep(period)
 
@@ -669,9 +655,7 @@ class Controller:
                 previous.tip_distance_mm,
             ):
                 if previous is not None:
-                    self.log.emit(
-                        "safety_input", estop=st.estop, footswitch=st.footswitch, tip_mm=st.tip_distance_mm
-                    )
+                    self.log.emit("safety_input", estop=st.estop, footswitch=st.footswitch, tip_mm=st.tip_distance_mm)
                 self.post(SafetyChanged(st))
             previous = st
 
@@ -679,16 +663,12 @@ class Controller:
 
     async def _safe_state(self, trip: Trip) -> None:
         """Plasma off and disarmed first; then cool what is inside its window; then latch."""
-        if trip.rule == "_finish":
-            await self._complete()
-            return
         state_before = self.state
         self._tripped_rules.add(trip.rule)
-        self.log.emit(
-            "interlock_trip", rule=trip.rule, reason=trip.reason, state=state_before, latch=trip.latch
-        )
+        self.log.emit("interlock_trip", rule=trip.rule, reason=trip.reason, state=state_before, latch=trip.latch)
         plasma_ok = await self._emission_off(trip.rule)
-        self._cancel("tick", "pulse")
+        self._cancel_tick()
+        self._cancel("pulse")
         if state_before == "pulsing":
             await self._settle_pulse(plasma_ok)
         latch_trigger = {"fault": "trip", "estop": "estop_pressed", "pause": "pause"}[trip.latch]
@@ -738,9 +718,7 @@ class Controller:
             if self.clock.now() > give_up:
                 break
             await self.clock.sleep(PULSE_POLL_S)
-        self._record_pulse_end(
-            PulseEnded(p.pulse_no, min(t_cmd + self.pulse_s, self.clock.now()), energy, True)
-        )
+        self._record_pulse_end(PulseEnded(p.pulse_no, min(t_cmd + self.pulse_s, self.clock.now()), energy, True))
 
     async def _cool_pending(self, trip: Trip) -> None:
         """Deliver the spray for pulses still inside their cooling window, if the spray works."""
@@ -777,9 +755,7 @@ class Controller:
         except (DeviceNoReply, DeviceError) as exc:
             self.log.emit("cooling_missed", pulses=list(p.uncooled), reason=str(exc))
             return
-        self.log.emit(
-            "cooling_missed", pulses=list(p.uncooled), reason="valve feedback not open within the window"
-        )
+        self.log.emit("cooling_missed", pulses=list(p.uncooled), reason="valve feedback not open within the window")
         await self._stop_spray_quietly()
 
     async def _finish_running_spray(self) -> None:
@@ -823,8 +799,12 @@ class Controller:
         if self._result is not None:
             return
         self.log.emit("abort", reason=reason, state=self.state)
+        if self.state == "disconnected":
+            self._end("aborted", "operator interrupt")
+            return
         plasma_ok = await self._emission_off("abort")
-        self._cancel("tick", "pulse")
+        self._cancel_tick()
+        self._cancel("pulse")
         if self.state == "pulsing":
             await self._settle_pulse(plasma_ok)
         if self.state in ("fault", "estop"):
@@ -870,4 +850,4 @@ class Controller:
 
     def _end(self, outcome: Outcome, cause: str | None) -> None:
         if self._result is None:
-            self._result = SessionResult(outcome, cause, pulses=self._p.pulse_no, sprays=self._p.sprays)
+            self._result = SessionResult(outcome, cause, pulses=self._p.pulse_no, sprays=self._p.sprays_confirmed)

@@ -42,8 +42,6 @@ class Snapshot:
     reading_moved_t: float | None = None
     pulses_since_moved: int = 0
     session_start: float = 0.0
-    # pulses whose cooling is pending, and the window start (end of the first uncooled pulse)
-    pulses_inside_session: int = 0
 
 
 Interlock = Callable[[Snapshot], Trip | None]
@@ -61,7 +59,9 @@ UNEXPECTED_OUTPUT = "unexpected_output"
 
 
 def estop(s: Snapshot) -> Trip | None:
-    if s.safety is not None and s.safety.estop:
+    if s.safety is None:
+        return Trip("safety_inputs_unknown", "no state of the E-stop, footswitch and tip inputs yet")
+    if s.safety.estop:
         return Trip("estop", "E-stop input is active", "estop")
     return None
 
@@ -103,8 +103,7 @@ def thermometer_plausible(s: Snapshot) -> Trip | None:
     if not (lim.plausible_min_c <= v <= lim.plausible_max_c):
         return Trip(
             "thermometer_implausible",
-            f"skin reading {v:.2f} C outside the plausible range"
-            f" [{lim.plausible_min_c:g}, {lim.plausible_max_c:g}] C",
+            f"skin reading {v:.2f} C outside the plausible range [{lim.plausible_min_c:g}, {lim.plausible_max_c:g}] C",
         )
     return None
 

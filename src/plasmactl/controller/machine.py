@@ -28,6 +28,7 @@ STATES: tuple[str, ...] = (
 )
 LATCHED = ("fault", "estop")
 RUNNING = ("self_test", "idle", "armed", "pulsing", "awaiting_cooling", "cooling", "paused")
+ACTIVE = ("armed", "pulsing", "awaiting_cooling", "cooling")  # emission may happen or has just happened
 
 #  trigger                  source(s)                                        dest
 TRANSITIONS: tuple[tuple[str, str | tuple[str, ...], str], ...] = (
@@ -39,11 +40,11 @@ TRANSITIONS: tuple[tuple[str, str | tuple[str, ...], str], ...] = (
     ("pulse_ended_uncooled", "pulsing",                                       "armed"),
     ("spray_confirmed",      "awaiting_cooling",                              "cooling"),
     ("spray_done",           "cooling",                                       "armed"),
-    ("pause",                RUNNING,                                         "paused"),
+    ("pause",                ACTIVE,                                          "paused"),
     ("resume",               "paused",                                        "armed"),
     ("disarm",               ("armed", "paused"),                             "idle"),
     ("finish",               "idle",                                          "complete"),
-    ("abort",                (*RUNNING, "disconnected"),                     "idle"),
+    ("abort",                RUNNING,                                         "idle"),
     ("trip",                 (*RUNNING, "disconnected"),                     "fault"),
     ("estop_pressed",        (*RUNNING, "disconnected", "fault"),             "estop"),
     ("reset",                LATCHED,                                         "idle"),
@@ -110,6 +111,7 @@ def diagram_markdown() -> str:
     return (
         "# Controller state machine\n\n"
         "Generated from `src/plasmactl/controller/machine.py` by `plasmactl diagram`; do not edit by hand.\n"
-        "The latched states `fault` and `estop` leave only by `reset`, guarded by the cause being gone.\n\n"
+        "The latched states `fault` and `estop` leave by `reset`, guarded by the cause being gone"
+        " (and `fault` escalates to `estop` when the E-stop is pressed).\n\n"
         "```mermaid\n" + mermaid() + "```\n"
     )
