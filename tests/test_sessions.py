@@ -75,3 +75,25 @@ def test_state_sequence_of_one_pulse_cycle(tmp_path: Path) -> None:
         n for n in names(events[i:]) if n in ("pulse_start", "pulse_end", "spray_command", "spray_start", "spray_end")
     ]
     assert order[:5] == ["pulse_start", "pulse_end", "spray_command", "spray_start", "spray_end"]
+
+
+def _with_delay(delay_ms: float) -> SessionInputs:
+    base = inputs("short")
+    data = base.plan.model_dump()
+    data["cooling"]["delay_ms"] = delay_ms
+    return SessionInputs(plan=type(base.plan).model_validate(data), plan_file=None)
+
+
+def test_deliberate_cooling_delay_is_applied(tmp_path: Path) -> None:
+    events = run_to_log(_with_delay(50.0), tmp_path)
+    assert events[-1]["outcome"] == "complete"
+    delays = [e["delay_ms"] for e in events if e["event"] == "spray_start"]
+    assert len(delays) == 6 and all(50.0 <= d <= 100.0 for d in delays)
+
+
+def test_deliberate_delay_past_the_window_trips(tmp_path: Path) -> None:
+    # 95 ms of deliberate delay plus the valve's 15 ms latency cannot meet a 100 ms window
+    events = run_to_log(_with_delay(95.0), tmp_path)
+    assert events[-1]["outcome"] == "fault"
+    assert events[-1]["cause"] == "cooling_not_confirmed"
+    assert sum(e["event"] == "pulse_start" for e in events) == 1

@@ -121,6 +121,9 @@ class Pulse(_Strict):
 class Cooling(_Strict):
     spray_ms: PosFloat
     when: Literal["pulse", "spot"] = "pulse"
+    # A deliberate wait from the end of the (first uncooled) pulse to the spray command, for studies
+    # of how timing matters (``plasmactl sweep --vary cooling_delay_ms=...``). 0 in treatment plans.
+    delay_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
 
 
 class Plan(_Strict):
@@ -142,6 +145,11 @@ class Plan(_Strict):
             raise ValueError(f"pulse.pulse_ms = {p.pulse_ms:g} exceeds limits.max_pulse_ms = {lim.max_pulse_ms:g}")
         if p.interval_s * 1000.0 < p.pulse_ms:
             raise ValueError(f"pulse.interval_s = {p.interval_s:g} is shorter than the pulse itself")
+        if self.cooling.delay_ms >= lim.max_cooling_delay_ms:
+            raise ValueError(
+                f"cooling.delay_ms = {self.cooling.delay_ms:g} is not below limits.max_cooling_delay_ms ="
+                f" {lim.max_cooling_delay_ms:g}: every pulse would trip cooling_not_confirmed"
+            )
         if self.cooling.when == "spot" and p.pulses_per_spot > 1:
             # The window runs from the end of the spot's first pulse until the spray is confirmed.
             needed_ms = (p.pulses_per_spot - 1) * p.interval_s * 1000.0

@@ -33,6 +33,13 @@ class PulseEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class SprayDue:
+    """The plan's deliberate cooling delay has elapsed for this pulse."""
+
+    pulse: int
+
+
+@dataclass(frozen=True, slots=True)
 class SprayConfirmed:
     spray: int
     t_open: float  # time of the first status that showed the valve open
@@ -67,7 +74,7 @@ class Crash:
     error: str
 
 
-Command = Tick | Finish | PulseEnded | SprayConfirmed | SprayDone | SafetyChanged | TripCmd | Abort | Crash
+Command = Tick | Finish | PulseEnded | SprayDue | SprayConfirmed | SprayDone | SafetyChanged | TripCmd | Abort | Crash
 
 
 def priority(cmd: Command) -> int:

@@ -27,6 +27,7 @@ from plasmactl.controller.commands import (
     SafetyChanged,
     SprayConfirmed,
     SprayDone,
+    SprayDue,
     Tick,
     TripCmd,
     priority,
@@ -140,6 +141,7 @@ class Controller:
         self._count_base = 0
         self._tick_seq = 0
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._spray_due: asyncio.TimerHandle | None = None
         self._pause_since: float | None = None
         self._comm_errors: dict[str, int] = {}
 
@@ -222,7 +224,7 @@ class Controller:
         self._spawn("monitor", self._monitor_loop())
 
     async def _stop_helpers(self) -> None:
-        self._cancel_tick()
+        self._cancel_timers()
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for task in tasks:
@@ -346,6 +348,13 @@ class Controller:
         self._tick_seq += 1
         self._tick_handle = self.clock.call_at(at, functools.partial(self.post, Tick(self._tick_seq)))
 
+    def _cancel_timers(self) -> None:
+        """Stop the sequencer's timers (the safe state cools at once; a queued command finds nothing to do)."""
+        self._cancel_tick()
+        if self._spray_due is not None:
+            self._spray_due.cancel()
+            self._spray_due = None
+
     def _cancel_tick(self) -> None:
         self._tick_seq += 1  # a Tick already queued is now stale
         if self._tick_handle is not None:
@@ -372,6 +381,9 @@ class Controller:
                     await self._on_tick()
             elif isinstance(cmd, PulseEnded):
                 await self._on_pulse_ended(cmd)
+            elif isinstance(cmd, SprayDue):
+                if self.state == "awaiting_cooling" and self._p.spray_commanded is None:
+                    await self._command_spray()
             elif isinstance(cmd, SprayConfirmed):
                 await self._on_spray_confirmed(cmd)
             elif isinstance(cmd, SprayDone):
@@ -467,7 +479,12 @@ class Controller:
             p.pulse_in_spot = 0
         if self.plan.cooling.when == "pulse" or last_in_spot:
             await self._trigger("pulse_ended")
-            await self._command_spray()
+            delay_s = self.plan.cooling.delay_ms / 1000.0
+            if delay_s > 0 and p.window_start is not None:
+                due = SprayDue(cmd.pulse)
+                self._spray_due = self.clock.call_at(p.window_start + delay_s, functools.partial(self.post, due))
+            else:
+                await self._command_spray()
         else:
             await self._trigger("pulse_ended_uncooled")
             self._schedule_next()
@@ -667,7 +684,7 @@ class Controller:
         self._tripped_rules.add(trip.rule)
         self.log.emit("interlock_trip", rule=trip.rule, reason=trip.reason, state=state_before, latch=trip.latch)
         plasma_ok = await self._emission_off(trip.rule)
-        self._cancel_tick()
+        self._cancel_timers()
         self._cancel("pulse")
         if state_before == "pulsing":
             await self._settle_pulse(plasma_ok)
@@ -803,7 +820,7 @@ class Controller:
             self._end("aborted", "operator interrupt")
             return
         plasma_ok = await self._emission_off("abort")
-        self._cancel_tick()
+        self._cancel_timers()
         self._cancel("pulse")
         if self.state == "pulsing":
             await self._settle_pulse(plasma_ok)
