@@ -193,6 +193,68 @@ def check(
 
 
 @app.command()
+def sweep(
+    plan: Annotated[Path, typer.Argument(help="Plan file (TOML); keep it short: every combination runs it.")],
+    vary: Annotated[
+        list[str],
+        typer.Option(
+            help="NAME=start:stop:step or NAME=v1,v2 (repeat). cooling_delay_ms, a plan field, or a skin field."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder for sweep.csv and sweep.png.")],
+    rig: Annotated[Path | None, typer.Option(help="Rig file (TOML); must be all simulators.")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local processes (default: all cores).")] = None,
+    dask_scheduler: Annotated[
+        str | None, typer.Option("--dask-scheduler", help="Run on a dask.distributed cluster at this address.")
+    ] = None,
+) -> None:
+    """Run a plan over a grid of parameters and tabulate the tissue results (CSV + PNG)."""
+    from plasmactl.sweep import parse_axes, run_sweep
+
+    try:
+        inputs = load_inputs(plan, rig, None, seed)
+        if not inputs.rig.all_simulated:
+            raise InputError(str(rig), ["a sweep runs on simulators only: every device kind must be 'sim'"])
+        axes = parse_axes(vary, inputs.plan)
+        if (out / "sweep.csv").exists():
+            raise InputError(str(out), ["already holds a sweep.csv; choose another --out"])
+    except InputError as exc:
+        raise _bad_input(exc) from None
+    total = 1
+    for axis in axes:
+        total *= len(axis.values)
+    console = Console(highlight=False)
+    console.print(
+        f"plasmactl sweep: plan {inputs.plan.name!r}, {total} combinations of "
+        + ", ".join(f"{a.name} ({len(a.values)})" for a in axes)
+        + (f", on dask at {dask_scheduler}" if dask_scheduler else f", on {workers or 'all'} local processes")
+    )
+    progress = Progress(
+        TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    task = progress.add_task("sweep", total=total)
+    try:
+        with progress:
+            rows = run_sweep(
+                inputs.plan,
+                inputs.rig,
+                axes,
+                out,
+                seed=seed,
+                workers=workers,
+                dask_scheduler=dask_scheduler,
+                progress=lambda done, _total: progress.update(task, completed=done),
+            )
+    except InputError as exc:
+        raise _bad_input(exc) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    faulted = sum(1 for r in rows if r["outcome"] != "complete")
+    console.print(f"wrote {out / 'sweep.csv'} and {out / 'sweep.png'} ({len(rows)} rows, {faulted} ended early)")
+
+
+@app.command()
 def diagram(
     write: Annotated[Path | None, typer.Option(help="Write the Markdown file here instead of printing.")] = None,
 ) -> None:

@@ -76,6 +76,7 @@ class Spots(_Strict):
 
     points: Annotated[list[tuple[float, float]], BeforeValidator(_pairs)] | None = None
     grid: Grid | None = None
+    spot_diameter_mm: PosFloat = 0.3  # for a list of points (a grid has its own)
 
     @model_validator(mode="after")
     def _one_of(self) -> Spots:
@@ -102,6 +103,10 @@ class Spots(_Strict):
         assert self.grid is not None
         nx, ny = self.grid.shape
         return nx * ny
+
+    @property
+    def diameter_mm(self) -> float:
+        return self.grid.spot_diameter_mm if self.grid is not None else self.spot_diameter_mm
 
     def positions(self) -> list[tuple[float, float]]:
         if self.points is not None:

@@ -71,9 +71,19 @@ class SafetySim(DeviceTiming):
 
 
 class Skin(_Strict):
+    """The simulated skin: the patch the thermometer sees, and the per-spot tissue physics."""
+
     model: Literal["layered1d"] = "layered1d"
     # The treated patch the thermometer sees; pulse energy is spread over it (1-D model).
     field_diameter_mm: Annotated[float, Field(gt=1.0, le=50.0)] = 10.0
+    # Per-spot tissue physics (damage, ablation, lateral spread); its results go into the log and summary.
+    tissue: bool = True
+    lateral: bool = True  # the axisymmetric 2-D model for the lateral damage radius
+    spray_h: Annotated[float, Field(gt=0, le=1e6)] = 2500.0  # W/(m2 K) while the valve is open (DOMAIN.md)
+    spray_temp_c: Annotated[float, Field(ge=-20, le=40)] = 8.0
+    air_h: Annotated[float, Field(ge=0, le=1e3)] = 8.7
+    air_temp_c: Annotated[float, Field(ge=0, le=45)] = 24.0
+    deposit_depth_um: Annotated[float, Field(gt=0, le=500)] = 10.0
 
 
 class Rig(_Strict):
