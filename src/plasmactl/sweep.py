@@ -102,9 +102,11 @@ def resolve(name: str, plan: Plan) -> str:
         raise ValueError(f"{name!r} is ambiguous in the plan: {', '.join(matches)}")
     if name in Skin.model_fields and name != "model":
         return f"skin:{name}"
+    plan_names = ", ".join(sorted({leaf.rsplit(".", 1)[-1] for leaf in leaves}))
+    skin_names = ", ".join(sorted(f for f in Skin.model_fields if f != "model"))
     raise ValueError(
-        f"unknown parameter {name!r}: not {DELAY_NAME}, a plan field ({', '.join(sorted({leaf.rsplit('.', 1)[-1] for leaf in leaves}))})"
-        f" or a skin model field ({', '.join(sorted(f for f in Skin.model_fields if f != 'model'))})"
+        f"unknown parameter {name!r}: not {DELAY_NAME}, a plan field ({plan_names})"
+        f" or a skin model field ({skin_names})"
     )
 
 
