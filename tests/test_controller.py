@@ -16,7 +16,7 @@ from plasmactl.events import AuditLog, read_events
 from plasmactl.faults import FaultScenario
 from plasmactl.plan import Plan, load_plan
 from plasmactl.ports import PlasmaStatus
-from plasmactl.rig import DEVICES, Rig
+from plasmactl.rig import DEVICES, PlasmaSim, Rig
 
 
 def _plan(name: str = "short") -> Plan:
@@ -87,7 +87,8 @@ class _BuggyPlasma(SimPlasma):
 def test_unexpected_exception_drives_to_safe_state(tmp_path: Path) -> None:
     async def main() -> SessionResult:
         controller, log = _controller(tmp_path, FaultScenario(), _plan())
-        controller.d.plasma = _BuggyPlasma(controller.d.plasma.w, Rig().plasma)  # type: ignore[attr-defined]
+        assert isinstance(controller.d.plasma, SimPlasma)
+        controller.d.plasma = _BuggyPlasma(controller.d.plasma.w, PlasmaSim())
         result = await controller.run()
         log.close()
         return result

@@ -45,7 +45,7 @@ def test_session_start_records_inputs_and_limits(tmp_path: Path) -> None:
     assert start["version"]
     ends = [e for e in events if e["event"] == "pulse_end"]
     assert [e["pulse"] for e in ends] == list(range(1, 7))
-    assert all(abs(e["energy_j"] - 0.06) < 0.012 for e in ends)
+    assert all(abs(e["energy_j"] - 0.005) < 0.001 for e in ends)
 
 
 def _strip_wall(events: list[dict[str, object]]) -> list[dict[str, object]]:

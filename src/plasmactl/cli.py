@@ -119,7 +119,10 @@ def run(
     except OSError as exc:
         raise _bad_input(InputError(str(out_dir), [f"--out cannot be created: {exc.strerror}"])) from None
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
+    if not inputs.rig.all_simulated and not realtime:
+        console.print("note: a rig with devices on wires runs on the real clock (--realtime)")
+        realtime = True
     total = inputs.plan.pulse_count
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -182,7 +185,7 @@ def check(
         raise _bad_input(exc) from None
     p = inputs.plan
     lim = p.limits
-    Console(highlight=False).print(
+    Console(highlight=False, soft_wrap=True).print(
         f"ok: plan {p.name!r}: {len(p.spots.positions())} spots x {p.pulse.pulses_per_spot}"
         f" = {p.pulse_count} pulses"
         f" of {p.pulse.energy_j:g} J / {p.pulse.pulse_ms:g} ms, about {p.estimated_session_s() / 60:.1f} min;"
@@ -224,7 +227,7 @@ def sweep(
     total = 1
     for axis in axes:
         total *= len(axis.values)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(
         f"plasmactl sweep: plan {inputs.plan.name!r}, {total} combinations of "
         + ", ".join(f"{a.name} ({len(a.values)})" for a in axes)
@@ -268,5 +271,23 @@ def diagram(
         write.write_text(text, encoding="utf-8")
 
 
+@app.command()
+def contracts(
+    write: Annotated[Path | None, typer.Option(help="Write the Markdown file here instead of printing.")] = None,
+) -> None:
+    """Print (or write) the devices' register maps and line protocol, generated from their declarations."""
+    from plasmactl.drivers.contracts_doc import contracts_markdown
+
+    text = contracts_markdown()
+    if write is None:
+        sys.stdout.write(text)
+    else:
+        write.write_text(text, encoding="utf-8")
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

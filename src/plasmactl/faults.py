@@ -45,8 +45,14 @@ KINDS: dict[str, dict[str, tuple[bool, str]]] = {
         "footswitch_release": (False, ""),
         "tip_lift": (False, "tip distance in mm while lifted (default 5.0)"),
     },
+    # The in-process rig models only "timeout" (it treats every link kind as silence); the other kinds
+    # act at the wire of the served simulators (plasmactl.simulators.served).
     "link": {
         "timeout": (False, ""),
+        "delay": (True, "milliseconds added to each reply"),
+        "corrupt": (False, ""),
+        "garbage": (False, ""),
+        "disconnect": (False, ""),
     },
 }
 

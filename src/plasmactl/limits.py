@@ -44,7 +44,7 @@ class Limits(BaseModel):
     max_session_s: PositiveFloat = Caps.MAX_SESSION_S
     energy_tolerance_pct: PositiveFloat = Caps.ENERGY_TOLERANCE_PCT
     reading_max_age_ms: PositiveFloat = 500.0
-    plausible_min_c: float = 10.0  # a cold spray takes the surface well below 20 C for a moment
+    plausible_min_c: float = 5.0  # a cold mist takes the treated patch down to 10-15 C at times
     plausible_max_c: float = 50.0
     stuck_window_s: PositiveFloat = 10.0
     stuck_epsilon_c: Annotated[float, Field(ge=0)] = 0.005

@@ -121,6 +121,12 @@ class Pulse(_Strict):
     pulses_per_spot: Annotated[int, Field(ge=1, le=20)] = 1
     # Minimum time from one pulse's start to the next pulse's start (a cycle that takes longer waits).
     interval_s: PosFloat = 1.0
+    # Minimum time from a spot's first pulse to the next spot's first pulse (default: interval_s).
+    spot_interval_s: PosFloat | None = None
+
+    @property
+    def spot_interval(self) -> float:
+        return self.interval_s if self.spot_interval_s is None else self.spot_interval_s
 
 
 class Cooling(_Strict):
@@ -176,8 +182,10 @@ class Plan(_Strict):
         return self.spots.count * self.pulse.pulses_per_spot
 
     def estimated_session_s(self) -> float:
-        """Lower bound on the session length: the pulses at their interval (cooling may add to it)."""
-        return self.pulse_count * self.pulse.interval_s
+        """Lower bound on the session length: the pulses at their intervals (cooling may add to it)."""
+        p = self.pulse
+        per_spot = max(p.spot_interval, (p.pulses_per_spot - 1) * p.interval_s)
+        return self.spots.count * per_spot if p.pulses_per_spot > 1 else self.spots.count * max(p.interval_s, p.spot_interval)
 
 
 def load_plan(path: str) -> tuple[Plan, LoadedFile]:

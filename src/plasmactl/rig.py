@@ -86,14 +86,110 @@ class Skin(_Strict):
     deposit_depth_um: Annotated[float, Field(gt=0, le=500)] = 10.0
 
 
+class Identity(_Strict):
+    """What the device must report in its identity block; a mismatch refuses the session."""
+
+    vendor: Annotated[int, Field(ge=0, le=0xFFFF)] = 0x504C
+    model: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None  # None: the model of the device's role
+    map_version: Annotated[int, Field(ge=0, le=0xFFFF)] = 1
+
+
+class _Wire(DeviceTiming):
+    """Common to devices on a wire: bounded retries, reconnect backoff, heartbeat period."""
+
+    timeout_ms: PosFloat = 50.0
+    retries: Annotated[int, Field(ge=0, le=5)] = 1
+    reconnect_max_ms: Annotated[float, Field(ge=10, le=60_000)] = 2000.0
+    heartbeat_ms: Annotated[float, Field(ge=10, le=10_000)] = 100.0
+
+
+    @model_validator(mode="after")
+    def _retries_fit(self) -> _Wire:
+        budget = self.timeout_ms * (self.retries + 1)
+        if budget >= self.watchdog_ms:
+            raise ValueError(
+                f"timeout_ms x (retries + 1) = {budget:g} must be below watchdog_ms ({self.watchdog_ms:g})"
+            )
+        return self
+
+    @property
+    def call_budget_ms(self) -> float:
+        """The longest one call may take, retries included (the controller's per-call timeout)."""
+        return self.timeout_ms * (self.retries + 1) + 5.0
+
+
+class ModbusTcp(_Wire):
+    kind: Literal["modbus-tcp"]
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5020
+    unit_id: Annotated[int, Field(ge=1, le=247)]
+    identity: Identity = Identity()
+
+
+SERVED_PORTS = ("@rtu", "@serial")  # filled in from the spawned serve-sim's report
+
+
+class ModbusRtu(_Wire):
+    kind: Literal["modbus-rtu"]
+    port: Annotated[str, Field(min_length=1)]  # a serial device, a pty, or "@rtu" (the spawned serve-sim's bus)
+    baud: Annotated[int, Field(ge=300, le=4_000_000)] = 115200
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    unit_id: Annotated[int, Field(ge=1, le=247)]
+    identity: Identity = Identity()
+
+
+class SerialLine(_Wire):
+    kind: Literal["serial"]
+    port: Annotated[str, Field(min_length=1)]  # a serial device, a pty, or "@serial"
+    baud: Annotated[int, Field(ge=300, le=4_000_000)] = 115200
+
+
+class ServeSim(_Strict):
+    """Ask ``plasmactl run`` to start ``plasmactl serve-sim`` itself (and stop it at the end)."""
+
+    spawn: bool = True
+    modbus_tcp: str | None = None  # "HOST:PORT" the served Modbus devices listen on
+    modbus_rtu: bool = False  # a pty pair for one RTU bus; devices say port = "@rtu"
+    serial: bool = False  # the thermometer on a pty; the device says port = "@serial"
+    baud: Annotated[int, Field(ge=300, le=4_000_000)] = 115200
+
+
+PlasmaCfg = Annotated[PlasmaSim | ModbusTcp | ModbusRtu, Field(discriminator="kind")]
+SprayCfg = Annotated[SpraySim | ModbusTcp | ModbusRtu, Field(discriminator="kind")]
+ThermometerCfg = Annotated[ThermometerSim | SerialLine, Field(discriminator="kind")]
+SafetyCfg = Annotated[SafetySim | ModbusTcp | ModbusRtu, Field(discriminator="kind")]
+
+
 class Rig(_Strict):
     name: str = "in-process simulators (default)"
     description: str = ""
-    plasma: PlasmaSim = PlasmaSim()
-    spray: SpraySim = SpraySim()
-    thermometer: ThermometerSim = ThermometerSim()
-    safety: SafetySim = SafetySim()
+    plasma: PlasmaCfg = PlasmaSim()
+    spray: SprayCfg = SpraySim()
+    thermometer: ThermometerCfg = ThermometerSim()
+    safety: SafetyCfg = SafetySim()
     skin: Skin = Skin()
+    serve: ServeSim | None = None
+
+    @model_validator(mode="after")
+    def _served_ports(self) -> Rig:
+        kinds = {d: getattr(self, d).kind for d in DEVICES}
+        if "sim" in kinds.values() and set(kinds.values()) != {"sim"}:
+            sims = ", ".join(d for d, k in kinds.items() if k == "sim")
+            raise ValueError(
+                f"in-process simulators ({sims}) cannot be mixed with devices on wires: their worlds would"
+                " differ; serve the simulators on wires too (plasmactl serve-sim)"
+            )
+        for device in DEVICES:
+            cfg = getattr(self, device)
+            port = getattr(cfg, "port", None)
+            if isinstance(port, str) and port.startswith("@"):
+                if port not in SERVED_PORTS:
+                    raise ValueError(f"{device}.port: {port!r} is not one of {', '.join(SERVED_PORTS)}")
+                wanted = {"@rtu": "modbus_rtu", "@serial": "serial"}[port]
+                if self.serve is None or not getattr(self.serve, wanted):
+                    raise ValueError(f"{device}.port = {port!r} needs [serve] {wanted} = true")
+        return self
 
     def timing(self, device: str) -> DeviceTiming:
         value = getattr(self, device)

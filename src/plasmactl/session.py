@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,14 +41,56 @@ def _file_record(loaded: LoadedFile | None) -> dict[str, Any] | None:
     return None if loaded is None else {"path": loaded.path, "sha256": loaded.sha256}
 
 
-def build_devices(inputs: SessionInputs, clock: clockmod.Clock) -> Devices:
-    """Devices for the rig; imported lazily so the core never depends on simulators or drivers."""
-    if inputs.rig.all_simulated:
-        from plasmactl.simulators.inprocess import build_devices as build_sim
+Finisher = Callable[[], dict[str, Any] | None]
 
-        devices, _ = build_sim(inputs.rig, inputs.faults, inputs.seed, clock)
-        return devices
-    raise NotImplementedError("only the in-process simulated rig is available in this build")
+
+def build_devices(inputs: SessionInputs, clock: clockmod.Clock, log: AuditLog) -> tuple[Devices, Finisher]:
+    """In-process simulated devices, and what to ask at the end (the simulated tissue results).
+
+    Imported lazily so that the core never depends on simulators or drivers at module level."""
+    from plasmactl.simulators.inprocess import build_devices as build_sim
+    from plasmactl.simulators.inprocess import tissue_summary
+
+    def emit(record: dict[str, Any]) -> None:
+        log.emit("tissue", **record)
+
+    devices, world = build_sim(
+        inputs.rig,
+        inputs.faults,
+        inputs.seed,
+        clock,
+        spot_diameter_m=inputs.plan.spots.diameter_mm / 1000.0,
+        emit_tissue=emit,
+    )
+    return devices, lambda: tissue_summary(world)
+
+
+@contextlib.asynccontextmanager
+async def open_rig(
+    inputs: SessionInputs, clock: clockmod.Clock, log: AuditLog
+) -> AsyncIterator[tuple[Devices, Finisher | None]]:
+    """The rig's devices for the length of a session: in-process simulators, or drivers over wires
+    (with ``serve-sim`` spawned first when the rig asks for it); closed again whatever happens."""
+    if inputs.rig.all_simulated:
+        yield build_devices(inputs, clock, log)
+        return
+    from plasmactl.drivers.rig import open_devices
+
+    async with contextlib.AsyncExitStack() as stack:
+        ports: dict[str, str] = {}
+        serve = inputs.rig.serve
+        if serve is not None and serve.spawn:
+            from plasmactl.spawn import served_ports, spawned_server
+
+            faults_path = inputs.faults_file.path if inputs.faults_file else None
+            report = await stack.enter_async_context(
+                spawned_server(serve, inputs.seed, inputs.faults, faults_path)
+            )
+            log.emit("serve_sim", report=report)
+            ports = served_ports(report)
+        devices, close = await open_devices(inputs.rig, clock, ports)
+        stack.push_async_callback(close)
+        yield devices, None
 
 
 async def run_session(
@@ -81,19 +123,18 @@ async def run_session(
             hard_trip_c=inputs.plan.limits.hard_trip_c,
             pulses_planned=inputs.plan.pulse_count,
         )
-        devices = build_devices(inputs, clock)
-        timing = {d: inputs.rig.timing(d) for d in DEVICES}
-        controller = Controller(
-            inputs.plan,
-            devices,
-            timing,
-            clock,
-            log,
-            safety_heartbeat_s=inputs.rig.safety.heartbeat_ms / 1000.0,
-        )
-        if on_controller is not None:
-            on_controller(controller)
-        result = await controller.run()
+        async with open_rig(inputs, clock, log) as (devices, finisher):
+            timing = {d: inputs.rig.timing(d) for d in DEVICES}
+            heartbeat_ms = getattr(inputs.rig.safety, "heartbeat_ms", 250.0)
+            controller = Controller(
+                inputs.plan, devices, timing, clock, log, safety_heartbeat_s=heartbeat_ms / 1000.0
+            )
+            if on_controller is not None:
+                on_controller(controller)
+            result = await controller.run()
+            if finisher is not None:
+                _emit_tissue(log, finisher)
+                finisher = None
     except asyncio.CancelledError:
         result = SessionResult("aborted", "cancelled")
         error = "session task cancelled"
@@ -117,6 +158,16 @@ async def run_session(
         log.close()
         write_summary(out_dir)
     return result
+
+
+def _emit_tissue(log: AuditLog, finisher: Finisher) -> None:
+    try:
+        tissue = finisher()
+    except Exception as exc:  # noqa: BLE001 - the physics must not cost the record its session_end
+        log.emit("tissue_error", error=f"{type(exc).__name__}: {exc}")
+    else:
+        if tissue is not None:
+            log.emit("tissue_summary", **tissue)
 
 
 def write_summary(out_dir: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     t_last = 0.0
     energies: list[float] = []
     interrupted = 0
+    tissue: dict[str, Any] | None = None
     missed: list[int] = []
     for e in events:
         name = e.get("event")
@@ -46,6 +47,8 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 skin.append(float(e["skin_c"]))
         elif name == "interlock_trip":
             trips.append({"t": e["t"], "rule": e["rule"], "reason": e["reason"]})
+        elif name == "tissue_summary":
+            tissue = {k: v for k, v in e.items() if k not in ("t", "event")}
         elif name == "session_end":
             outcome = e.get("outcome")
             cause = e.get("cause")
@@ -66,6 +69,7 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         },
         "max_skin_temp_c": max(skin) if skin else None,
         "trips": trips,
+        "tissue": tissue,
         "session_s": t_last,
         "wall_s": wall,
     }

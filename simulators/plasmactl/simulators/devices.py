@@ -12,10 +12,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plasmactl.simulators.world import SimWorld
-
 from plasmactl.ports import CoolingStatus, DeviceError, PlasmaStatus, SafetyState, SkinReading
 from plasmactl.rig import PlasmaSim, SafetySim, SpraySim, ThermometerSim
+from plasmactl.simulators.world import SimWorld
 
 # A virtual-time jump can land one float ulp short of the timer it wakes for.
 _TIME_EPS = 1e-9
@@ -98,6 +97,8 @@ class SimPlasma:
         heat = None if no_output else self.w.skin.heat(t_on, t_off, power)
         self._pulse = _Pulse(self.count, t_on, t_off, full_energy, t_off - t_on, heat)
         self.w.pulse_ends(self.count, t_off)
+        if self.w.tissue is not None and heat is not None:
+            self.w.tissue.pulse(self.count, t_on, t_off, full_energy)
 
     async def status(self) -> PlasmaStatus:
         await self.w.link("plasma")
@@ -116,6 +117,14 @@ class SimPlasma:
             last_energy_j=done.delivered_j() if done is not None else None,
         )
 
+    def pulse_window(self) -> tuple[float, float] | None:
+        """``(t_on, t_off)`` of the pulse in progress or about to start, else None (read-only).
+
+        For the served generator's own protection reporting (``plasmactl.simulators.served_modbus``).
+        """
+        p = self._pulse
+        return None if p is None else (p.t_on, p.t_off)
+
     def _retire(self, now: float) -> None:
         if self._pulse is not None and self._pulse.t_off <= now:
             self._last_done, self._pulse = self._pulse, None
@@ -128,6 +137,8 @@ class SimPlasma:
         p.t_off = max(now, p.t_on)
         if p.heat is not None:
             self.w.skin.end_heat(p.heat, p.t_off)
+            if self.w.tissue is not None:
+                self.w.tissue.cut_pulse(p.t_off)
         self._retire(now)
 
 
@@ -173,6 +184,8 @@ class SimSpray:
         self._open, self._close = t_open, t_open + duration_s
         if self._reservoir(t_open) > 0.0:
             self._cool = self.w.skin.cool(t_open, self._close)
+            if self.w.tissue is not None:
+                self.w.tissue.spray(t_open, self._close)
 
     async def stop(self) -> None:
         await self.w.link("spray")
@@ -186,6 +199,8 @@ class SimSpray:
         self._close = max(now, self._open)
         if self._cool is not None:
             self.w.skin.end_cool(self._cool, self._close)
+            if self.w.tissue is not None:
+                self.w.tissue.stop_spray(self._close)
 
     async def status(self) -> CoolingStatus:
         await self.w.link("spray")

@@ -2,28 +2,79 @@
 
 from __future__ import annotations
 
-from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
-from plasmactl.simulators.skin.layered1d import Layered1DSkin, SkinParams
-from plasmactl.simulators.world import SimWorld
+from collections.abc import Callable
+from typing import Any
 
 from plasmactl.clock import Clock
 from plasmactl.controller.controller import Devices
 from plasmactl.faults import FaultScenario
-from plasmactl.rig import Rig
+from plasmactl.rig import PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim
+from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
+from plasmactl.simulators.skin.layered1d import Layered1DSkin, SkinParams
+from plasmactl.simulators.world import SimWorld
+
+Emit = Callable[[dict[str, Any]], None]
 
 
-def build_world(rig: Rig, scenario: FaultScenario, seed: int, clock: Clock) -> SimWorld:
-    params = SkinParams(field_diameter_m=rig.skin.field_diameter_mm / 1000.0)
-    skin = Layered1DSkin(params, start_time=clock.now())
-    return SimWorld(clock, skin, scenario, seed)
+def build_world(
+    rig: Rig,
+    scenario: FaultScenario,
+    seed: int,
+    clock: Clock,
+    *,
+    spot_diameter_m: float = 0.3e-3,
+    emit_tissue: Emit | None = None,
+) -> SimWorld:
+    skin = rig.skin
+    params = SkinParams(
+        field_diameter_m=skin.field_diameter_mm / 1000.0,
+        air_h=skin.air_h,
+        air_temp_c=skin.air_temp_c,
+        spray_h=skin.spray_h,
+        spray_temp_c=skin.spray_temp_c,
+    )
+    world = SimWorld(clock, Layered1DSkin(params, start_time=clock.now()), scenario, seed)
+    if skin.tissue:
+        from plasmactl.simulators.tissue import TissueRecorder
+
+        world.tissue = TissueRecorder(skin, spot_diameter_m, emit_tissue)
+    return world
 
 
-def build_devices(rig: Rig, scenario: FaultScenario, seed: int, clock: Clock) -> tuple[Devices, SimWorld]:
-    world = build_world(rig, scenario, seed, clock)
+def sim_configs(rig: Rig) -> tuple[PlasmaSim, SpraySim, ThermometerSim, SafetySim]:
+    """The simulator settings of a rig: its own for simulated devices, the defaults for a device the rig
+    puts on a wire (the served simulators stand in for it)."""
+    p, s, t, f = rig.plasma, rig.spray, rig.thermometer, rig.safety
+    return (
+        p if isinstance(p, PlasmaSim) else PlasmaSim(),
+        s if isinstance(s, SpraySim) else SpraySim(),
+        t if isinstance(t, ThermometerSim) else ThermometerSim(),
+        f if isinstance(f, SafetySim) else SafetySim(),
+    )
+
+
+def build_devices(
+    rig: Rig,
+    scenario: FaultScenario,
+    seed: int,
+    clock: Clock,
+    *,
+    spot_diameter_m: float = 0.3e-3,
+    emit_tissue: Emit | None = None,
+) -> tuple[Devices, SimWorld]:
+    plasma, spray, thermometer, safety = sim_configs(rig)
+    world = build_world(rig, scenario, seed, clock, spot_diameter_m=spot_diameter_m, emit_tissue=emit_tissue)
     devices = Devices(
-        plasma=SimPlasma(world, rig.plasma),
-        spray=SimSpray(world, rig.spray),
-        thermometer=SimThermometer(world, rig.thermometer),
-        safety=SimSafety(world, rig.safety),
+        plasma=SimPlasma(world, plasma),
+        spray=SimSpray(world, spray),
+        thermometer=SimThermometer(world, thermometer),
+        safety=SimSafety(world, safety),
     )
     return devices, world
+
+
+def tissue_summary(world: SimWorld) -> dict[str, Any] | None:
+    """The session's tissue results (closing the last spot), or None when the physics is off."""
+    from plasmactl.simulators.tissue import TissueRecorder
+
+    return world.tissue.finish() if isinstance(world.tissue, TissueRecorder) else None

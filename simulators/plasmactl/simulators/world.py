@@ -11,6 +11,7 @@ import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from plasmactl.simulators.skin.port import SkinModel
@@ -19,6 +20,15 @@ from plasmactl.clock import Clock
 from plasmactl.faults import Fault, FaultScenario
 
 DEVICE_STREAMS = ("plasma", "spray", "thermometer", "safety")
+
+
+class TissueSink(Protocol):
+    """Where the devices report what they physically did to the skin (see tissue.TissueRecorder)."""
+
+    def pulse(self, number: int, t_on: float, t_off: float, energy_j: float) -> None: ...
+    def cut_pulse(self, t: float) -> None: ...
+    def spray(self, t_open: float, t_close: float) -> None: ...
+    def stop_spray(self, t: float) -> None: ...
 
 
 @dataclass
@@ -89,6 +99,7 @@ class SimWorld:
         streams = np.random.SeedSequence(seed).spawn(len(DEVICE_STREAMS))
         self.rng = {name: np.random.default_rng(s) for name, s in zip(DEVICE_STREAMS, streams, strict=True)}
         self._on_change: list[Callable[[], None]] = []
+        self.tissue: TissueSink | None = None  # per-spot physics, when the rig asks for it
 
     def on_schedule_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever the fault schedule changes (a device waiting on a change re-plans)."""

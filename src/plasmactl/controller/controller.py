@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import itertools
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
@@ -89,6 +90,7 @@ class _Progress:
     sprays: int = 0  # sprays commanded (numbering)
     sprays_confirmed: int = 0  # sprays whose valve feedback showed open in time
     last_pulse_start: float | None = None
+    spot_start: float | None = None  # first pulse start of the current spot
     uncooled: list[int] = field(default_factory=list)
     window_start: float | None = None  # end of the first uncooled pulse
     spray_commanded: int | None = None  # spray number commanded but not yet confirmed
@@ -113,7 +115,8 @@ class Controller:
         self.d = devices
         self.clock = clock
         self.log = log
-        self._timeout = {k: v.timeout_ms / 1000.0 for k, v in timing.items()}
+        # A driver with bounded retries needs them all inside the controller's per-call timeout.
+        self._timeout = {k: getattr(v, "call_budget_ms", v.timeout_ms) / 1000.0 for k, v in timing.items()}
         self._watchdog = {k: v.watchdog_ms / 1000.0 for k, v in timing.items()}
         self._poll = {k: v.poll_ms / 1000.0 for k, v in timing.items()}
         self._safety_heartbeat_s = safety_heartbeat_s
@@ -439,6 +442,8 @@ class Controller:
         x, y = self.positions[p.spot]
         p.pulse_no += 1
         p.last_pulse_start = self.clock.now()
+        if p.pulse_in_spot == 0:
+            p.spot_start = p.last_pulse_start
         await self._trigger("fire")
         reading = self._reading
         self.log.emit(
@@ -550,8 +555,12 @@ class Controller:
         if p.spot >= len(self.positions):
             self.post(Finish())
             return
-        start = p.last_pulse_start if p.last_pulse_start is not None else self.clock.now()
-        self._schedule_tick(max(self.clock.now(), start + self.plan.pulse.interval_s))
+        now = self.clock.now()
+        start = p.last_pulse_start if p.last_pulse_start is not None else now
+        at = start + self.plan.pulse.interval_s
+        if p.pulse_in_spot == 0 and p.spot_start is not None:  # the next pulse opens a new spot
+            at = max(at, p.spot_start + self.plan.pulse.spot_interval)
+        self._schedule_tick(max(now, at))
 
     # ------------------------------------------------------------------ watchers (helpers: they only post)
 
@@ -611,12 +620,16 @@ class Controller:
 
     async def _monitor_loop(self) -> None:
         period = min(self._poll.values())
-        next_poll = dict.fromkeys(("plasma", "spray", "thermometer"), 0.0)
+        next_reading = 0.0
         while True:
             now = self.clock.now()
-            for device in ("thermometer", "plasma", "spray"):
-                if now >= next_poll[device]:
-                    next_poll[device] = now + self._poll[device]
+            if now >= next_reading:
+                next_reading = now + self._poll["thermometer"]
+                await self._poll_device("thermometer")
+            for device in ("plasma", "spray"):
+                # a heartbeat poll only when the pulse cycle has not heard from it for a poll period:
+                # the longest silence is then poll + one monitor period, inside the watchdog
+                if now - self._last_heard.get(device, -math.inf) >= self._poll[device] - 1e-9:
                     await self._poll_device(device)
             self._check_pause_timeout()
             started = self.state not in ("disconnected", "self_test")
@@ -629,9 +642,6 @@ class Controller:
             await self.clock.sleep(period)
 
     async def _poll_device(self, device: str) -> None:
-        heard = self._last_heard.get(device)
-        if device != "thermometer" and heard is not None and self.clock.now() - heard < self._poll[device]:
-            return  # the pulse cycle heard from it recently enough: no extra request
         try:
             if device == "thermometer":
                 self._take_reading(await self._call(device, self.d.thermometer.read()))

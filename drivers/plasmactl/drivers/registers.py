@@ -1,0 +1,212 @@
+"""The Modbus devices' contracts: register maps declared once, as data.
+
+Drivers read and write through these declarations and the simulators serve them, so the two cannot drift
+apart; ``docs/device-contracts.md`` is generated from them (``plasmactl contracts``) and a test fails
+when it is stale. All registers are holding registers (function codes 3, 6, 16); 32-bit values take two
+registers, high word first. Every Modbus device starts with the same identity block at 0-9.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal
+
+Access = Literal["R", "W", "RW"]
+
+VENDOR_ID = 0x504C  # "PL"
+MAP_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Register:
+    """One value in a device's map. ``scale``: register units per SI/engineering unit given in ``unit``."""
+
+    name: str
+    address: int
+    words: int  # 1 (16-bit) or 2 (32-bit, high word first)
+    access: Access
+    unit: str
+    scale: float  # raw = round(value * scale)
+    low: int  # lowest raw value a write may carry (reads are not range-checked)
+    high: int  # highest raw value
+    default: int
+    doc: str
+
+    @property
+    def addresses(self) -> range:
+        return range(self.address, self.address + self.words)
+
+    def encode(self, value: float) -> list[int]:
+        """Engineering value -> register words; raises ValueError when out of the declared range."""
+        if not math.isfinite(value):
+            raise ValueError(f"{self.name}: {value!r} is not a finite number")
+        raw = round(value * self.scale)
+        if not (self.low <= raw <= self.high):
+            lo, hi = self.low / self.scale, self.high / self.scale
+            raise ValueError(f"{self.name}: {value!r} {self.unit} is outside [{lo:g}, {hi:g}]")
+        return split(raw, self.words)
+
+    def decode(self, words: Sequence[int]) -> float:
+        return join(words) / self.scale
+
+
+def split(raw: int, words: int) -> list[int]:
+    if words == 1:
+        return [raw & 0xFFFF]
+    return [(raw >> 16) & 0xFFFF, raw & 0xFFFF]
+
+
+def join(words: Sequence[int]) -> int:
+    value = 0
+    for w in words:
+        value = (value << 16) | (w & 0xFFFF)
+    return value
+
+
+@dataclass(frozen=True)
+class DeviceMap:
+    """A device's whole map: its unit id on a shared bus, model code and registers."""
+
+    device: str
+    unit_id: int
+    model: int
+    registers: tuple[Register, ...]
+
+    def __getitem__(self, name: str) -> Register:
+        for reg in self.registers:
+            if reg.name == name:
+                return reg
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[Register]:
+        return iter(self.registers)
+
+    @property
+    def size(self) -> int:
+        return max(r.address + r.words for r in self.registers)
+
+    def block(self, first: str, last: str) -> tuple[int, int]:
+        """(start address, count) of the registers from ``first`` to ``last`` inclusive (one read)."""
+        a, b = self[first], self[last]
+        return a.address, b.address + b.words - a.address
+
+
+def _identity(model: int) -> tuple[Register, ...]:
+    ro: Access = "R"
+    return (
+        Register("VENDOR", 0, 1, ro, "", 1, 0, 0xFFFF, VENDOR_ID, "vendor id, 0x504C ('PL')"),
+        Register("MODEL", 1, 1, ro, "", 1, 0, 0xFFFF, model, "model code"),
+        Register("FW_MAJOR", 2, 1, ro, "", 1, 0, 0xFFFF, 1, "firmware major version"),
+        Register("FW_MINOR", 3, 1, ro, "", 1, 0, 0xFFFF, 0, "firmware minor version"),
+        Register("FW_PATCH", 4, 1, ro, "", 1, 0, 0xFFFF, 0, "firmware patch version"),
+        Register("MAP_VERSION", 5, 1, ro, "", 1, 0, 0xFFFF, MAP_VERSION, "register map version"),
+        Register("SERIAL", 6, 2, ro, "", 1, 0, 0xFFFFFFFF, 1, "serial number"),
+        Register("CAPABILITIES", 8, 1, ro, "", 1, 0, 0xFFFF, 0, "capability flags (none defined in map v1)"),
+        Register("RESERVED", 9, 1, ro, "", 1, 0, 0xFFFF, 0, "reserved, reads 0"),
+    )
+
+
+class PlasmaCommand(IntEnum):
+    NONE = 0
+    ARM = 1
+    DISARM = 2
+    FIRE = 3
+    OUTPUT_OFF = 4
+    RESET_FAULT = 5
+
+
+class PlasmaStatusBit(IntEnum):
+    ARMED = 0
+    OUTPUT_ON = 1
+    FAULT = 2
+    WATCHDOG_TRIPPED = 3  # the heartbeat stopped for longer than WATCHDOG_MS: output forced off, disarmed
+
+
+class SafetyBit(IntEnum):
+    ESTOP = 0  # 1 = E-stop pressed
+    FOOTSWITCH = 1  # 1 = pressed
+
+
+class SprayCommand(IntEnum):
+    NONE = 0
+    SPRAY = 1  # open the valve for SPRAY_MS (write [SPRAY, ms] to COMMAND..SPRAY_MS in one request)
+    STOP = 2
+
+
+class SprayStatusBit(IntEnum):
+    VALVE_OPEN = 0  # the valve's feedback contact
+    SPRAY_COMMANDED = 1
+    FAULT = 2
+
+
+class FaultCode(IntEnum):
+    NONE = 0
+    WATCHDOG = 1  # heartbeat lost
+    PULSE_LIMIT = 2  # the hardware pulse limit cut a pulse
+    ESTOP = 3
+    VALVE = 4
+
+
+NO_ENERGY = 0xFFFFFFFF  # LAST_ENERGY before any pulse
+
+PLASMA = DeviceMap(
+    "plasma",
+    unit_id=1,
+    model=0x0101,
+    registers=(
+        *_identity(0x0101),
+        Register("COMMAND", 10, 1, "RW", "", 1, 0, 5, 0, "1 arm, 2 disarm, 3 fire, 4 output off, 5 reset fault"),
+        Register("ENERGY_SET", 11, 2, "RW", "J", 1e6, 1, 10_000_000, 0, "energy per pulse setpoint (uJ)"),
+        Register("PULSE_SET", 13, 1, "RW", "ms", 100, 1, 15_000, 0, "pulse length setpoint (10 us units)"),
+        Register("HEARTBEAT", 14, 1, "RW", "", 1, 0, 0xFFFF, 0, "write a changing value at least every WATCHDOG_MS"),
+        Register("WATCHDOG_MS", 15, 1, "R", "ms", 1, 0, 0xFFFF, 300, "heartbeat window; silence longer forces off"),
+        *(Register(f"RESERVED_{a}", a, 1, "R", "", 1, 0, 0xFFFF, 0, "reserved, reads 0") for a in range(16, 20)),
+        Register("STATUS", 20, 1, "R", "", 1, 0, 0xFFFF, 0, "bits: 0 armed, 1 output on, 2 fault, 3 watchdog"),
+        Register("PULSE_COUNT", 21, 2, "R", "", 1, 0, 0xFFFFFFFF, 0, "pulses emitted since power-up"),
+        Register(
+            "LAST_ENERGY", 23, 2, "R", "J", 1e6, 0, 0xFFFFFFFF, NO_ENERGY, "energy of the last completed pulse (uJ)"
+        ),
+        Register("FAULT_CODE", 25, 1, "R", "", 1, 0, 0xFFFF, 0, "0 none, 1 watchdog, 2 pulse limit, 3 E-stop"),
+        Register("SAFETY", 30, 1, "R", "", 1, 0, 0xFFFF, 2, "handpiece inputs, bits: 0 E-stop, 1 footswitch"),
+        Register("TIP_DISTANCE", 31, 1, "R", "mm", 100, 0, 0xFFFF, 50, "tip-to-skin gap (0.01 mm units)"),
+    ),
+)
+
+SPRAY = DeviceMap(
+    "spray",
+    unit_id=2,
+    model=0x0201,
+    registers=(
+        *_identity(0x0201),
+        Register("COMMAND", 10, 1, "RW", "", 1, 0, 2, 0, "1 spray for SPRAY_MS, 2 stop"),
+        Register("SPRAY_MS", 11, 1, "RW", "ms", 1, 1, 10_000, 150, "spray length for the next SPRAY command"),
+        Register("HEARTBEAT", 12, 1, "RW", "", 1, 0, 0xFFFF, 0, "write a changing value at least every WATCHDOG_MS"),
+        Register("WATCHDOG_MS", 13, 1, "R", "ms", 1, 0, 0xFFFF, 1000, "heartbeat window (the unit stops spraying)"),
+        Register("STATUS", 20, 1, "R", "", 1, 0, 0xFFFF, 0, "bits: 0 valve open (feedback), 1 commanded, 2 fault"),
+        Register("RESERVOIR", 21, 1, "R", "ml", 10, 0, 0xFFFF, 5000, "reservoir level (0.1 ml units)"),
+        Register("FLOW", 22, 1, "R", "ml/s", 1000, 0, 0xFFFF, 500, "flow while the valve is open (0.001 ml/s)"),
+        Register("SPRAY_COUNT", 23, 1, "R", "", 1, 0, 0xFFFF, 0, "sprays commanded since power-up (wraps)"),
+        Register("FAULT_CODE", 24, 1, "R", "", 1, 0, 0xFFFF, 0, "0 none, 1 watchdog, 4 valve"),
+    ),
+)
+
+MAPS: dict[str, DeviceMap] = {m.device: m for m in (PLASMA, SPRAY)}
+
+
+def _markdown_table(m: DeviceMap) -> list[str]:
+    lines = [
+        f"## {m.device} (unit id {m.unit_id}, model 0x{m.model:04X})",
+        "",
+        "| address | name | words | access | unit | scale (raw per unit) | write range (raw) | default | meaning |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in m.registers:
+        addr = f"{r.address}" if r.words == 1 else f"{r.address}-{r.address + r.words - 1}"
+        rng = f"{r.low}..{r.high}" if "W" in r.access else ""
+        lines.append(
+            f"| {addr} | {r.name} | {r.words} | {r.access} | {r.unit} | {r.scale:g} | {rng} | {r.default} | {r.doc} |"
+        )
+    return [*lines, ""]

@@ -1,0 +1,88 @@
+"""Build, connect and identity-check the real devices a rig names; one Modbus link per endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from plasmactl.clock import Clock
+from plasmactl.controller.controller import Devices
+from plasmactl.rig import DEVICES, SERVED_PORTS, ModbusRtu, ModbusTcp, Rig, SerialLine
+
+from .devices import ModbusPlasma, ModbusSafety, ModbusSpray, SerialThermometer
+from .modbus import LinkRegistry, ModbusLink, TracePacket
+
+__all__ = ["open_devices"]
+
+_log = logging.getLogger(__name__)
+
+
+def _resolve(device: str, port: str, served_ports: dict[str, str] | None) -> str:
+    if not port.startswith("@"):
+        return port
+    if port not in SERVED_PORTS:
+        raise ValueError(f"{device}.port: {port!r} is not one of {', '.join(SERVED_PORTS)}")
+    if served_ports is None or port not in served_ports:
+        raise ValueError(f"{device}.port = {port!r}, but no served port was given for it")
+    return served_ports[port]
+
+
+def _modbus(rig: Rig, device: str) -> ModbusTcp | ModbusRtu:
+    cfg = getattr(rig, device)
+    if not isinstance(cfg, ModbusTcp | ModbusRtu):
+        raise ValueError(f"{device}: kind {cfg.kind!r} is not a Modbus device (drivers cover real devices only)")
+    return cfg
+
+
+async def open_devices(
+    rig: Rig,
+    clock: Clock,
+    served_ports: dict[str, str] | None = None,
+    *,
+    trace_packet: TracePacket | None = None,
+) -> tuple[Devices, Callable[[], Awaitable[None]]]:
+    """The four port implementations for a rig of real (or served) devices, connected and identity-checked,
+    and the coroutine function that closes them. Any failure closes what was opened and raises: a
+    :class:`~plasmactl.drivers.errors.IdentityMismatch` or :class:`~plasmactl.drivers.errors.LinkDown` means
+    the session must not start. A ``sim`` device raises ValueError (it is not a driver's business)."""
+    sims = [d for d in DEVICES if getattr(rig, d).kind == "sim"]
+    if sims:
+        raise ValueError(f"open_devices builds drivers for real devices; {', '.join(sims)} is 'sim'")
+    links = LinkRegistry(trace_packet=trace_packet)
+    opened: list[ModbusPlasma | ModbusSpray | ModbusSafety | SerialThermometer] = []
+
+    def link_for(device: str) -> tuple[ModbusTcp | ModbusRtu, ModbusLink]:
+        cfg = _modbus(rig, device)
+        port = _resolve(device, cfg.port, served_ports) if isinstance(cfg, ModbusRtu) else None
+        return cfg, links.acquire(cfg, port)
+
+    plasma_cfg, plasma_link = link_for("plasma")
+    spray_cfg, spray_link = link_for("spray")
+    safety_cfg, safety_link = link_for("safety")
+    therm_cfg = rig.thermometer
+    if not isinstance(therm_cfg, SerialLine):  # pragma: no cover - excluded above
+        raise ValueError("thermometer: not a serial device")
+    plasma = ModbusPlasma(plasma_link, plasma_cfg, clock)
+    spray = ModbusSpray(spray_link, spray_cfg, clock)
+    safety = ModbusSafety(safety_link, safety_cfg, clock)
+    thermometer = SerialThermometer(therm_cfg, clock, port=_resolve("thermometer", therm_cfg.port, served_ports))
+
+    async def close() -> None:
+        for device in reversed(opened):
+            try:
+                await device.close()
+            except Exception as exc:  # noqa: BLE001 - closing goes on for the others
+                _log.warning("closing %s: %s", type(device).__name__, exc)
+        opened.clear()
+        await links.close()
+
+    try:
+        for device in (plasma, safety, spray, thermometer):
+            opened.append(device)
+            await device.connect()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await close()
+        raise
+    return Devices(plasma=plasma, spray=spray, thermometer=thermometer, safety=safety), close

@@ -1,0 +1,90 @@
+"""Start ``plasmactl serve-sim`` for a rig that asks for it, and learn where it put the devices.
+
+The server prints one JSON line saying where each device is; the run waits for that line (bounded),
+then fills the rig's ``@rtu``/``@serial`` placeholders from it. The server is stopped with SIGTERM (then
+SIGKILL) when the session ends, whatever way it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from plasmactl.faults import FaultScenario
+from plasmactl.rig import ServeSim
+
+START_TIMEOUT_S = 20.0
+
+
+class SpawnError(RuntimeError):
+    """serve-sim did not start (its stderr is in the message)."""
+
+
+def serve_args(serve: ServeSim, seed: int) -> list[str]:
+    args = ["serve-sim", "--json", "--seed", str(seed), "--baud", str(serve.baud)]
+    if serve.modbus_tcp:
+        args += ["--modbus-tcp", serve.modbus_tcp]
+    if serve.modbus_rtu:
+        args += ["--modbus-rtu"]
+    if serve.serial:
+        args += ["--serial"]
+    return args
+
+
+def served_ports(report: dict[str, Any]) -> dict[str, str]:
+    """``@rtu``/``@serial`` -> the pty paths the server reported."""
+    ports: dict[str, str] = {}
+    rtu = report.get("modbus_rtu")
+    if isinstance(rtu, dict) and isinstance(rtu.get("port"), str):
+        ports["@rtu"] = rtu["port"]
+    serial = report.get("serial")
+    if isinstance(serial, dict) and isinstance(serial.get("thermometer"), str):
+        ports["@serial"] = serial["thermometer"]
+    return ports
+
+
+@contextlib.asynccontextmanager
+async def spawned_server(
+    serve: ServeSim, seed: int, faults: FaultScenario, faults_path: str | None
+) -> AsyncIterator[dict[str, Any]]:
+    args = serve_args(serve, seed)
+    if faults.fault and faults_path:
+        args += ["--faults", faults_path]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "plasmactl.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
+        except TimeoutError:
+            line = b""
+        if not line:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            err = (await proc.stderr.read()).decode(errors="replace").strip()
+            raise SpawnError(f"serve-sim did not report its endpoints: {err[-800:] or 'no output'}")
+        try:
+            report: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError:
+            raise SpawnError(f"serve-sim printed something that is not its JSON report: {line[:200]!r}") from None
+        yield report
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()

@@ -1,0 +1,274 @@
+"""The served Modbus devices against raw pymodbus clients, over TCP and over RTU on a pty: the register
+contract (identity, pulse cycle, spray, write checks, exceptions) and unknown unit ids."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from pymodbus.exceptions import ModbusIOException
+
+from plasmactl.drivers.registers import (
+    NO_ENERGY,
+    PLASMA,
+    SPRAY,
+    DeviceMap,
+    PlasmaCommand,
+    PlasmaStatusBit,
+    SafetyBit,
+    SprayCommand,
+    SprayStatusBit,
+    split,
+)
+from plasmactl.simulators.served import ServedSim
+from test_served_support import (
+    Client,
+    Transport,
+    bit,
+    command,
+    configure,
+    modbus_client,
+    poll_until,
+    read,
+    rig,
+    scenario,
+    served,
+    write,
+)
+
+TRANSPORTS: list[Transport] = ["tcp", "rtu"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ServedSim, Client]]:
+    transport: Transport = request.param
+    async with served(tcp=transport == "tcp", rtu=transport == "rtu") as sim, modbus_client(sim, transport) as client:
+        yield sim, client
+
+
+def _gaps(dmap: DeviceMap) -> list[int]:
+    """Addresses inside (and just past) the map that no register declares."""
+    mapped = {a for r in dmap for a in r.addresses}
+    return [a for a in range(dmap.size + 1) if a not in mapped]
+
+
+def _defaults(dmap: DeviceMap, first: int, count: int) -> list[int]:
+    words = {r.address + i: w for r in dmap for i, w in enumerate(split(r.default, r.words))}
+    return [words[a] for a in range(first, first + count)]
+
+
+@pytest.mark.parametrize("dmap", [PLASMA, SPRAY], ids=["plasma", "spray"])
+async def test_identity_block_serves_the_declared_defaults(bus: tuple[ServedSim, Client], dmap: DeviceMap) -> None:
+    _, client = bus
+    start, count = dmap.block("VENDOR", "RESERVED")
+    rr = await client.read_holding_registers(start, count=count, device_id=dmap.unit_id)
+    assert not rr.isError(), rr
+    assert rr.registers == _defaults(dmap, start, count)
+    assert rr.registers[:2] == [0x504C, dmap.model]
+
+
+async def test_pulse_cycle(bus: tuple[ServedSim, Client]) -> None:
+    _, client = bus
+    assert await read(client, PLASMA, "LAST_ENERGY") == NO_ENERGY
+    assert await read(client, PLASMA, "PULSE_COUNT") == 0
+    await configure(client, energy_j=2.0, pulse_ms=40.0)
+    assert await read(client, PLASMA, "ENERGY_SET") == 2_000_000
+    assert await read(client, PLASMA, "PULSE_SET") == 4000
+    assert not (await command(client, PlasmaCommand.ARM)).isError()
+    assert bit(await read(client, PLASMA, "STATUS"), PlasmaStatusBit.ARMED)
+
+    t_fire = time.perf_counter()
+    assert not (await command(client, PlasmaCommand.FIRE)).isError()
+
+    async def output_on() -> bool:
+        return bit(await read(client, PLASMA, "STATUS"), PlasmaStatusBit.OUTPUT_ON)
+
+    async def output_off() -> bool:
+        return not await output_on()
+
+    t_on = await poll_until(output_on, 0.02)
+    assert t_on is not None, "the output never came on"
+    assert await read(client, PLASMA, "PULSE_COUNT") == 1
+    t_off = await poll_until(output_off, 0.2)
+    assert t_off is not None, "the output never went off"
+    # on for the pulse length (40 ms after the 0.5 ms latency), seen through a poll of a few ms
+    assert 0.035 <= t_off - t_fire <= 0.040 + 0.030, t_off - t_fire
+    assert await read(client, PLASMA, "PULSE_COUNT") == 1
+    energy_uj = await read(client, PLASMA, "LAST_ENERGY")
+    assert energy_uj == pytest.approx(2_000_000, rel=0.1)  # 2 % noise (1 sigma)
+    status = await read(client, PLASMA, "STATUS")
+    assert bit(status, PlasmaStatusBit.ARMED) and not bit(status, PlasmaStatusBit.FAULT)
+    assert await read(client, PLASMA, "FAULT_CODE") == 0
+    assert not (await command(client, PlasmaCommand.DISARM)).isError()
+    assert not bit(await read(client, PLASMA, "STATUS"), PlasmaStatusBit.ARMED)
+
+
+async def test_fire_refusals(bus: tuple[ServedSim, Client]) -> None:
+    _, client = bus
+    rr = await command(client, PlasmaCommand.FIRE)  # no setpoints
+    assert rr.isError() and rr.exception_code == 4
+    await configure(client, 1.0, 50.0)
+    rr = await command(client, PlasmaCommand.FIRE)  # not armed
+    assert rr.isError() and rr.exception_code == 4
+    await command(client, PlasmaCommand.ARM)
+    assert not (await command(client, PlasmaCommand.FIRE)).isError()
+    rr = await command(client, PlasmaCommand.FIRE)  # a pulse is in progress: busy
+    assert rr.isError() and rr.exception_code == 6
+    assert not (await command(client, PlasmaCommand.OUTPUT_OFF)).isError()
+    assert not bit(await read(client, PLASMA, "STATUS"), PlasmaStatusBit.OUTPUT_ON)
+    assert await read(client, PLASMA, "COMMAND") == PlasmaCommand.OUTPUT_OFF
+
+
+async def test_spray_command_with_its_length_in_one_write(bus: tuple[ServedSim, Client]) -> None:
+    sim, client = bus
+    t_write = time.perf_counter()
+    rr = await client.write_registers(SPRAY["COMMAND"].address, [SprayCommand.SPRAY, 120], device_id=SPRAY.unit_id)
+    assert not rr.isError(), rr
+    assert await read(client, SPRAY, "SPRAY_MS") == 120
+    assert await read(client, SPRAY, "SPRAY_COUNT") == 1
+
+    async def valve_open() -> bool:
+        return bit(await read(client, SPRAY, "STATUS"), SprayStatusBit.VALVE_OPEN)
+
+    async def valve_closed() -> bool:
+        return not await valve_open()
+
+    latency = sim.spray.spray.cfg.valve_latency_ms / 1000.0
+    t_open = await poll_until(valve_open, 0.1)
+    assert t_open is not None
+    assert t_open - t_write >= latency
+    assert bit(await read(client, SPRAY, "STATUS"), SprayStatusBit.SPRAY_COMMANDED)
+    t_closed = await poll_until(valve_closed, 0.3)
+    assert t_closed is not None
+    assert 0.120 + latency <= t_closed - t_write <= 0.120 + latency + 0.03
+    assert await read(client, SPRAY, "RESERVOIR") < SPRAY["RESERVOIR"].default
+    assert await read(client, SPRAY, "FLOW") == 500
+
+
+async def test_spray_stop(bus: tuple[ServedSim, Client]) -> None:
+    _, client = bus
+    await client.write_registers(SPRAY["COMMAND"].address, [SprayCommand.SPRAY, 5000], device_id=SPRAY.unit_id)
+
+    async def valve_open() -> bool:
+        return bit(await read(client, SPRAY, "STATUS"), SprayStatusBit.VALVE_OPEN)
+
+    assert await poll_until(valve_open, 0.1) is not None
+    assert not (await command(client, SprayCommand.STOP, SPRAY)).isError()
+    assert not await valve_open()
+
+
+@pytest.mark.parametrize(
+    ("dmap", "address", "values", "code"),
+    [
+        (PLASMA, PLASMA["COMMAND"].address, [6], 3),  # above the write range 0..5
+        (PLASMA, PLASMA["PULSE_SET"].address, [15_001], 3),  # above 150 ms
+        (PLASMA, PLASMA["PULSE_SET"].address, [0], 3),  # below the range
+        (PLASMA, PLASMA["ENERGY_SET"].address, split(10_000_001, 2), 3),
+        (SPRAY, SPRAY["SPRAY_MS"].address, [0], 3),
+        (SPRAY, SPRAY["COMMAND"].address, [3], 3),
+        (PLASMA, PLASMA["STATUS"].address, [1], 2),  # read-only
+        (PLASMA, PLASMA["VENDOR"].address, [1], 2),  # identity is read-only
+        (PLASMA, PLASMA["WATCHDOG_MS"].address, [1000], 2),
+        (PLASMA, _gaps(PLASMA)[0], [1], 2),  # unmapped
+        (SPRAY, _gaps(SPRAY)[0], [1], 2),
+        (PLASMA, 200, [1], 2),
+        (PLASMA, PLASMA["ENERGY_SET"].address, [1], 2),  # half of a 32-bit register
+        (PLASMA, PLASMA["ENERGY_SET"].address + 1, [1], 2),
+        (SPRAY, SPRAY["FAULT_CODE"].address, [0], 2),
+    ],
+)
+async def test_bad_writes_get_the_contract_exception(
+    bus: tuple[ServedSim, Client], dmap: DeviceMap, address: int, values: list[int], code: int
+) -> None:
+    _, client = bus
+    if len(values) == 1:
+        rr = await client.write_register(address, values[0], device_id=dmap.unit_id)
+    else:
+        rr = await client.write_registers(address, values, device_id=dmap.unit_id)
+    assert rr.isError() and rr.exception_code == code, rr
+    # nothing changed
+    assert await read(client, PLASMA, "PULSE_SET") == 0
+    assert await read(client, SPRAY, "SPRAY_MS") == SPRAY["SPRAY_MS"].default
+
+
+READ_GAPS = [
+    pytest.param(dmap, address, count, id=f"{dmap.device}-{address}x{count}")
+    for dmap in (PLASMA, SPRAY)
+    for address, count in (
+        (_gaps(dmap)[0], 1),  # the first unmapped address
+        (_gaps(dmap)[0] - 1, 2),  # a mapped register and the gap after it
+        (dmap.size, 1),  # just past the map
+        (0, dmap.size),  # the whole map in one read, across its gaps
+    )
+]
+
+
+@pytest.mark.parametrize(("dmap", "address", "count"), READ_GAPS)
+async def test_reads_of_unmapped_addresses_get_exception_2(
+    bus: tuple[ServedSim, Client], dmap: DeviceMap, address: int, count: int
+) -> None:
+    _, client = bus
+    rr = await client.read_holding_registers(address, count=count, device_id=dmap.unit_id)
+    assert rr.isError() and rr.exception_code == 2, rr
+
+
+async def test_only_holding_register_function_codes(bus: tuple[ServedSim, Client]) -> None:
+    _, client = bus
+    rr = await client.read_input_registers(0, count=1, device_id=PLASMA.unit_id)
+    assert rr.isError() and rr.exception_code == 1
+    rr = await client.read_coils(0, count=1, device_id=PLASMA.unit_id)
+    assert rr.isError() and rr.exception_code == 1
+
+
+async def test_pulse_longer_than_the_hardware_limit_is_refused() -> None:
+    async with served(rig(hw_max_pulse_ms=100.0)) as sim, modbus_client(sim, "tcp") as client:
+        rr = await write(client, PLASMA, "PULSE_SET", 12_000)  # 120 ms: inside the map, over this generator
+        assert rr.isError() and rr.exception_code == 3
+        await configure(client, 1.0, 100.0)
+        assert await read(client, PLASMA, "PULSE_SET") == 10_000
+
+
+async def test_safety_inputs_come_from_the_fault_schedule() -> None:
+    faults = scenario(
+        {"device": "safety", "kind": "estop", "at_s": 0.0},
+        {"device": "safety", "kind": "footswitch_release", "at_s": 0.0},
+        {"device": "safety", "kind": "tip_lift", "at_s": 0.0, "value": 3.25},
+    )
+    async with served() as sim, modbus_client(sim, "tcp") as client:
+        safety = await read(client, PLASMA, "SAFETY")
+        assert not bit(safety, SafetyBit.ESTOP) and bit(safety, SafetyBit.FOOTSWITCH)
+        assert await read(client, PLASMA, "TIP_DISTANCE") == 50
+    async with served(faults=faults) as sim, modbus_client(sim, "tcp") as client:
+        safety = await read(client, PLASMA, "SAFETY")
+        assert bit(safety, SafetyBit.ESTOP) and not bit(safety, SafetyBit.FOOTSWITCH)
+        assert await read(client, PLASMA, "TIP_DISTANCE") == 325
+
+
+def _no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    assert all(r.exc_info is None for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert "Traceback" not in caplog.text
+
+
+async def test_unknown_unit_on_tcp_gets_gateway_exception_0x0b(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with served() as sim, modbus_client(sim, "tcp") as client:
+        for unit in (0, 3, 7, 247):
+            rr = await client.read_holding_registers(0, count=10, device_id=unit)
+            assert rr.isError() and rr.exception_code == 0x0B, rr
+        rr = await client.write_register(10, 1, device_id=9)
+        assert rr.isError() and rr.exception_code == 0x0B
+        assert (await client.read_holding_registers(0, count=1, device_id=1)).registers == [0x504C]
+    _no_traceback(caplog)
+
+
+async def test_unknown_unit_on_rtu_is_silent(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with served(tcp=False, rtu=True) as sim, modbus_client(sim, "rtu", timeout_s=0.1) as client:
+        for unit in (0, 3, 247):
+            with pytest.raises(ModbusIOException):
+                await client.read_holding_registers(0, count=10, device_id=unit)
+        # the bus is fine afterwards
+        assert (await client.read_holding_registers(0, count=1, device_id=1)).registers == [0x504C]
+    _no_traceback(caplog)
