@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench diagram clean
+.PHONY: setup sysdeps run test lint bench diagram clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "plasmactl needs Python 3.11+"'
@@ -20,16 +20,27 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/plasmactl run examples/plans/full-face.toml --out out/full-face --overwrite
 
+# mbpoll (libmodbus) is the independent Modbus peer the wire tests talk to the served simulators with.
+sysdeps:
+	@command -v mbpoll >/dev/null 2>&1 || { \
+	  echo "installing mbpoll (Debian package) for the wire tests"; \
+	  (apt-get install -y -qq mbpoll >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq mbpoll)) ; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint sysdeps
 	$(BIN)/pytest -q tests hil
 
-bench: $(STAMP)
+bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/full_face_virtual.py
+	$(BIN)/python benchmarks/full_face_physics.py
+	$(BIN)/python benchmarks/driver_status_read.py
+	$(BIN)/python benchmarks/cooling_latency_tcp.py
+	$(BIN)/python benchmarks/rtu_cycle.py
 
 diagram: $(STAMP)
 	$(BIN)/plasmactl diagram --write docs/state-machine.md

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plasmactl.simulators.devices import SimSpray
 from typer.testing import CliRunner, Result
 
 import plasmactl.cli as cli
 from plasmactl.cli import app, exit_code
 from plasmactl.controller.controller import SessionResult
 from plasmactl.events import read_events
+from plasmactl.simulators.devices import SimSpray
 
 REPO = Path(__file__).parents[1]
 EXAMPLES = REPO / "examples"
@@ -309,7 +309,12 @@ BAD_INPUTS: list[Bad] = [
         files={"plan.toml": GOOD_PLAN},
     ),
     bad_rig("rig-not-toml", "[plasma\n", "not valid TOML"),
-    bad_rig("rig-kind-modbus-tcp", '[plasma]\nkind = "modbus-tcp"\n', "plasma.kind:", "'modbus-tcp'"),
+    bad_rig("rig-modbus-tcp-without-unit", '[plasma]\nkind = "modbus-tcp"\n', "plasma.unit_id:", "required field"),
+    bad_rig(
+        "rig-mixes-sim-and-wire",
+        '[plasma]\nkind = "modbus-tcp"\nunit_id = 1\n',
+        "cannot be mixed",
+    ),
     bad_rig("rig-kind-banana", '[spray]\nkind = "banana"\n', "spray.kind:", "'banana'"),
     bad_rig("rig-unknown-device-laser", '[laser]\nkind = "sim"\n', "laser: unknown field"),
     bad_rig("rig-unknown-key", "[plasma]\nwatchdg_ms = 500.0\n", "plasma.watchdg_ms: unknown field"),
@@ -621,7 +626,7 @@ def test_run_short_plan_completes(tmp_path: Path) -> None:
 
 
 def test_run_with_example_rig_and_seed_completes(tmp_path: Path) -> None:
-    result, out, events = _run(tmp_path, "--rig", str(RIGS[0]), "--seed", "7")
+    result, out, events = _run(tmp_path, "--rig", str(EXAMPLES / "rigs" / "sim.toml"), "--seed", "7")
     assert result.exit_code == EXIT_OK, all_output(result)
     assert events[0]["seed"] == 7
     assert _summary(out)["outcome"] == "complete"
@@ -838,3 +843,14 @@ def test_real_command_runs_the_short_plan(tmp_path: Path) -> None:
     assert proc.returncode == EXIT_OK, proc.stderr
     assert _summary(out)["outcome"] == "complete"
     assert read_events(out / "events.jsonl")[-1]["event"] == "session_end"
+
+
+def test_unreachable_device_refuses_the_session(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = invoke(["run", str(SHORT), "--rig", str(EXAMPLES / "rigs" / "bench-template.toml"), "--out", str(out)])
+    assert result.exit_code == EXIT_SAFE_STOP, all_output(result)
+    events = read_events(out / "events.jsonl")
+    trip = next(e for e in events if e["event"] == "interlock_trip")
+    assert trip["rule"] == "self_test_failed" and "ttyUSB0" in trip["reason"]
+    assert events[-1]["event"] == "session_end" and events[-1]["cause"] == "self_test_failed"
+    assert not any(e["event"] == "pulse_start" for e in events)

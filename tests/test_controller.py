@@ -7,9 +7,6 @@ import asyncio
 from pathlib import Path
 
 from audit import EXAMPLES, cooling_violations, first, names
-from plasmactl.simulators.devices import SimPlasma
-from plasmactl.simulators.inprocess import build_devices
-
 from plasmactl import clock as clockmod
 from plasmactl.controller.controller import Controller, SessionResult
 from plasmactl.events import AuditLog, read_events
@@ -17,6 +14,8 @@ from plasmactl.faults import FaultScenario
 from plasmactl.plan import Plan, load_plan
 from plasmactl.ports import PlasmaStatus
 from plasmactl.rig import DEVICES, PlasmaSim, Rig
+from plasmactl.simulators.devices import SimPlasma
+from plasmactl.simulators.inprocess import build_devices
 
 
 def _plan(name: str = "short") -> Plan:

@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from plasmactl import clock as clockmod
+from plasmactl.clock import LoopClock
 from plasmactl.drivers.devices import ModbusPlasma, ModbusSafety, ModbusSpray
 from plasmactl.drivers.errors import (
     BadChecksum,
@@ -26,13 +33,6 @@ from plasmactl.drivers.errors import (
 from plasmactl.drivers.modbus import LinkRegistry, ModbusLink, RequestPolicy, RtuEndpoint, TcpEndpoint
 from plasmactl.drivers.registers import PLASMA, SPRAY, DeviceMap, split
 from plasmactl.drivers.rig import open_devices
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.framer import FramerType
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
-
-from plasmactl import clock as clockmod
-from plasmactl.clock import LoopClock
 from plasmactl.rig import Identity, ModbusRtu, ModbusTcp, Rig
 
 HOST = "127.0.0.1"

@@ -11,15 +11,15 @@ import tty
 from collections.abc import AsyncIterator
 
 import pytest
+
+from plasmactl.clock import LoopClock
 from plasmactl.drivers import lineproto
 from plasmactl.drivers.devices import ModbusPlasma, ModbusSafety, ModbusSpray, SerialThermometer
 from plasmactl.drivers.errors import BadChecksum, DeviceError, DeviceTimeout, ErrorReply, IdentityMismatch, LinkDown
 from plasmactl.drivers.registers import PLASMA, SPRAY
 from plasmactl.drivers.rig import open_devices
-from test_drivers_modbus import serve, sim_device, stop, tcp
-
-from plasmactl.clock import LoopClock
 from plasmactl.rig import Rig, SerialLine, ServeSim
+from test_drivers_modbus import serve, sim_device, stop, tcp
 
 
 class FakeThermometer:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from audit import ACTIONS, EXAMPLES, cooling_violations, first, names, run_to_log
 
+from audit import ACTIONS, EXAMPLES, cooling_violations, first, names, run_to_log
 from plasmactl.faults import FaultScenario, load_faults
 from plasmactl.plan import load_plan
 from plasmactl.session import SessionInputs
@@ -18,6 +18,10 @@ SCENARIOS = sorted((EXAMPLES / "faults").glob("*.toml"))
 EXPECTED_RULES = {
     "link-timeout-plasma": {"device_no_reply", "device_watchdog"},
     "link-timeout-thermometer": {"thermometer_stale", "device_watchdog"},
+    "link-delay-plasma": {"device_no_reply", "device_watchdog"},
+    "link-corrupt-plasma": {"device_no_reply", "device_watchdog"},
+    "link-garbage-spray": {"device_no_reply", "device_watchdog", "cooling_not_confirmed"},
+    "link-disconnect-thermometer": {"thermometer_stale", "device_watchdog"},
     "plasma-energy-drift": {"energy_out_of_tolerance"},
     "plasma-no-output": {"energy_out_of_tolerance"},
     "plasma-stuck-on": {"pulse_overrun"},

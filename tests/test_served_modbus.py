@@ -3,12 +3,15 @@ contract (identity, pulse cycle, spray, write checks, exceptions) and unknown un
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 from pymodbus.exceptions import ModbusIOException
+from pymodbus.framer import FramerRTU
 
 from plasmactl.drivers.registers import (
     NO_ENERGY,
@@ -272,3 +275,66 @@ async def test_unknown_unit_on_rtu_is_silent(caplog: pytest.LogCaptureFixture) -
         # the bus is fine afterwards
         assert (await client.read_holding_registers(0, count=1, device_id=1)).registers == [0x504C]
     _no_traceback(caplog)
+
+
+async def test_rtu_on_a_given_port() -> None:
+    """Served on a port it is given (here the slave of a pty pair the test holds the master of)."""
+    master, slave = os.openpty()
+    try:
+        async with served(tcp=False, rtu=os.ttyname(slave), baud=115200) as sim:
+            assert sim.modbus_rtu is not None and sim.modbus_rtu.port == os.ttyname(slave)
+            loop = asyncio.get_running_loop()
+            request = bytes([1, 3, 0, 0, 0, 2])
+            request += FramerRTU.compute_CRC(request).to_bytes(2, "big")
+            t0 = time.perf_counter()
+            os.write(master, request)
+            reply = b""
+            while len(reply) < 9:
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(master, ready.set_result, None)
+                try:
+                    await asyncio.wait_for(ready, 1.0)
+                finally:
+                    loop.remove_reader(master)
+                reply += os.read(master, 64)
+            elapsed = time.perf_counter() - t0
+            assert reply[:7] == bytes([1, 3, 4, 0x50, 0x4C, 0x01, 0x01])
+            assert FramerRTU.check_CRC(reply[:-2], (reply[-2] << 8) | reply[-1])
+            assert elapsed >= (8 + 9 + 7) * 11 / 115200  # a given pty is paced too
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+@pytest.mark.parametrize(
+    ("pdu", "code"),
+    [
+        (bytes([3, 0, 0, 0, 0]), 3),  # count 0
+        (bytes([3, 0, 0, 0, 126]), 3),  # count above 125
+        (bytes([3, 0, 0, 0]), 3),  # short
+        (bytes([6, 0, 10, 0]), 3),
+        (bytes([16, 0, 10, 0, 2, 2, 0, 1]), 3),  # byte count does not match the count
+        (bytes([16, 0, 10, 0, 1, 2, 0]), 3),  # fewer data bytes than the byte count
+        (bytes([16, 0, 10, 0, 124, 248, *([0] * 248)]), 3),  # above 123 registers
+        (bytes([4, 0, 0, 0, 1]), 1),  # input registers: not in the contract
+        (bytes([0x2B, 0x0E, 1, 0]), 1),  # device identification
+        (bytes([23, 0, 0, 0, 1, 0, 10, 0, 1, 2, 0, 1]), 1),  # read/write multiple
+    ],
+)
+async def test_malformed_or_foreign_requests(pdu: bytes, code: int) -> None:
+    async with served(tcp=False) as sim:
+        response = await sim.engine.execute(PLASMA.unit_id, pdu)
+        assert response.function_code == pdu[0] | 0x80 and response.exception_code == code
+        assert not sim.plasma.plasma.armed
+
+
+async def test_one_write_configures_then_fires() -> None:
+    async with served() as sim, modbus_client(sim, "tcp") as client:
+        await command(client, PlasmaCommand.ARM)
+        words = [PlasmaCommand.FIRE, *PLASMA["ENERGY_SET"].encode(1.5), *PLASMA["PULSE_SET"].encode(30.0)]
+        rr = await client.write_registers(PLASMA["COMMAND"].address, words, device_id=PLASMA.unit_id)
+        assert not rr.isError(), rr
+        await asyncio.sleep(0.002)
+        assert bit(await read(client, PLASMA, "STATUS"), PlasmaStatusBit.OUTPUT_ON)
+        window = sim.plasma.plasma.pulse_window()
+        assert window is not None and window[1] - window[0] == pytest.approx(0.030)

@@ -35,8 +35,8 @@ async def served(
     faults: FaultScenario | None = None,
     *,
     tcp: bool = True,
-    rtu: bool = False,
-    serial: bool = False,
+    rtu: str | bool = False,
+    serial: str | bool = False,
     baud: int = 115200,
 ) -> AsyncIterator[ServedSim]:
     sim = await serve(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from audit import EXAMPLES, cooling_violations, first, limits_of, names, run_to_log, skin_violations
 
+from audit import EXAMPLES, cooling_violations, first, limits_of, names, run_to_log, skin_violations
 from plasmactl.plan import load_plan
 from plasmactl.session import SessionInputs
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
+from scipy import integrate
+
 from plasmactl.simulators.skin.damage import (
     HENRIQUES,
     OMEGA_FIRST_DEGREE,
@@ -23,7 +26,6 @@ from plasmactl.simulators.skin.damage import (
     cem43_rate,
     time_to_omega,
 )
-from scipy import integrate
 
 # ---------------------------------------------------------------- parameter sets
 
@@ -119,9 +121,9 @@ def test_cem43_by_hand(temp_c: float, minutes: float, hand: float) -> None:
 # ---------------------------------------------------------------- piecewise-linear integration
 
 
-def _quad(f: object, t0: float, t1: float, dt: float, breaks: list[float]) -> float:
+def _quad(f: Callable[[float], float], t0: float, t1: float, dt: float, breaks: list[float]) -> float:
     pts = [dt * (b - t0) / (t1 - t0) for b in breaks if t1 != t0 and 0.0 < dt * (b - t0) / (t1 - t0) < dt]
-    value, _ = integrate.quad(f, 0.0, dt, epsabs=0.0, epsrel=1e-12, limit=400, points=pts or None)  # type: ignore[arg-type]
+    value, _ = integrate.quad(f, 0.0, dt, epsabs=0.0, epsrel=1e-12, limit=400, points=pts or None)
     return float(value)
 
 
@@ -133,7 +135,9 @@ def test_linear_segments_match_a_fine_quadrature() -> None:
         dt = float(rng.uniform(1e-3, 3.0))
         for params, breaks in ((HENRIQUES, []), (WEAVER_STOLL, [44.0, 50.0])):
 
-            def rate(s: float, params: ArrheniusParams = params, t0: float = t0, t1: float = t1, dt: float = dt) -> float:
+            def rate(
+                s: float, params: ArrheniusParams = params, t0: float = t0, t1: float = t1, dt: float = dt
+            ) -> float:
                 return float(arrhenius_rate(t0 + (t1 - t0) * s / dt, params))
 
             ref = _quad(rate, t0, t1, dt, breaks)

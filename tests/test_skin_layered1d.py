@@ -8,10 +8,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from plasmactl.simulators.skin.layered1d import DEFAULT_LAYERS, Layer, Layered1DSkin, SkinParams
-from plasmactl.simulators.skin.port import SkinModel
 from scipy.linalg import expm
 from scipy.special import erfc
+
+from plasmactl.simulators.skin.layered1d import DEFAULT_LAYERS, Layer, Layered1DSkin, SkinParams
+from plasmactl.simulators.skin.port import SkinModel
 
 # Homogeneous slab for the closed forms: alpha = 1.25e-7 m2/s, effusivity e = sqrt(k rho c).
 K, RHO, C = 0.5, 1000.0, 4000.0

@@ -68,6 +68,7 @@ def test_sweep_locally_writes_csv_and_png(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sweep_on_a_dask_local_cluster(tmp_path: Path) -> None:
     import distributed  # a dev dependency: the test must run, never skip
+
     plan, _ = load_plan(str(SHORT))
     axes = parse_axes(["cooling_delay_ms=0,50"], plan)
     cluster_cm = distributed.LocalCluster(  # type: ignore[no-untyped-call]

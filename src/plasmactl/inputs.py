@@ -16,6 +16,10 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+UNION_TAGS = frozenset({"sim", "modbus-tcp", "modbus-rtu", "serial"})
+TAGGED_FIELDS = frozenset({"plasma", "spray", "thermometer", "safety"})
+
+
 class InputError(Exception):
     """Bad user input: which file, which field, what is wrong."""
 
@@ -59,8 +63,13 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
     """One line per problem: dotted field path, then pydantic's message (without its URL noise)."""
     out: list[str] = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-"))
+        parts = [str(part) for part in err["loc"] if not str(part).startswith("function-")]
+        # a tagged union puts its tag in the path (plasma.sim.latency_ms): the user wrote plasma.latency_ms
+        parts = [p for i, p in enumerate(parts) if not (i and p in UNION_TAGS and parts[i - 1] in TAGGED_FIELDS)]
+        loc = ".".join(parts)
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = f"{loc}.kind" if loc else "kind"
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not allowed)"
         elif err["type"] == "missing":

@@ -185,7 +185,9 @@ class Plan(_Strict):
         """Lower bound on the session length: the pulses at their intervals (cooling may add to it)."""
         p = self.pulse
         per_spot = max(p.spot_interval, (p.pulses_per_spot - 1) * p.interval_s)
-        return self.spots.count * per_spot if p.pulses_per_spot > 1 else self.spots.count * max(p.interval_s, p.spot_interval)
+        if p.pulses_per_spot == 1:
+            per_spot = max(p.interval_s, p.spot_interval)
+        return self.spots.count * per_spot
 
 
 def load_plan(path: str) -> tuple[Plan, LoadedFile]:

@@ -6,9 +6,9 @@ error, never ignored: a typo must not silently swap a real device for a simulate
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from plasmactl.inputs import LoadedFile, load_model
 
@@ -102,7 +102,6 @@ class _Wire(DeviceTiming):
     reconnect_max_ms: Annotated[float, Field(ge=10, le=60_000)] = 2000.0
     heartbeat_ms: Annotated[float, Field(ge=10, le=10_000)] = 100.0
 
-
     @model_validator(mode="after")
     def _retries_fit(self) -> _Wire:
         budget = self.timeout_ms * (self.retries + 1)
@@ -155,10 +154,17 @@ class ServeSim(_Strict):
     baud: Annotated[int, Field(ge=300, le=4_000_000)] = 115200
 
 
-PlasmaCfg = Annotated[PlasmaSim | ModbusTcp | ModbusRtu, Field(discriminator="kind")]
-SprayCfg = Annotated[SpraySim | ModbusTcp | ModbusRtu, Field(discriminator="kind")]
-ThermometerCfg = Annotated[ThermometerSim | SerialLine, Field(discriminator="kind")]
-SafetyCfg = Annotated[SafetySim | ModbusTcp | ModbusRtu, Field(discriminator="kind")]
+def _sim_unless_told(value: Any) -> Any:
+    """A device section without ``kind`` is the in-process simulator (as with no section at all)."""
+    if isinstance(value, dict) and "kind" not in value:
+        return {**value, "kind": "sim"}
+    return value
+
+
+PlasmaCfg = Annotated[PlasmaSim | ModbusTcp | ModbusRtu, Field(discriminator="kind"), BeforeValidator(_sim_unless_told)]
+SprayCfg = Annotated[SpraySim | ModbusTcp | ModbusRtu, Field(discriminator="kind"), BeforeValidator(_sim_unless_told)]
+ThermometerCfg = Annotated[ThermometerSim | SerialLine, Field(discriminator="kind"), BeforeValidator(_sim_unless_told)]
+SafetyCfg = Annotated[SafetySim | ModbusTcp | ModbusRtu, Field(discriminator="kind"), BeforeValidator(_sim_unless_told)]
 
 
 class Rig(_Strict):

@@ -21,7 +21,9 @@ from plasmactl.events import AuditLog, Listener, read_events
 from plasmactl.faults import FaultScenario
 from plasmactl.inputs import LoadedFile
 from plasmactl.plan import Plan
+from plasmactl.ports import DeviceError
 from plasmactl.rig import DEVICES, Rig
+from plasmactl.spawn import SpawnError
 from plasmactl.summary import summarize
 from plasmactl.version import VERSION
 
@@ -83,9 +85,7 @@ async def open_rig(
             from plasmactl.spawn import served_ports, spawned_server
 
             faults_path = inputs.faults_file.path if inputs.faults_file else None
-            report = await stack.enter_async_context(
-                spawned_server(serve, inputs.seed, inputs.faults, faults_path)
-            )
+            report = await stack.enter_async_context(spawned_server(serve, inputs.seed, inputs.faults, faults_path))
             log.emit("serve_sim", report=report)
             ports = served_ports(report)
         devices, close = await open_devices(inputs.rig, clock, ports)
@@ -123,12 +123,19 @@ async def run_session(
             hard_trip_c=inputs.plan.limits.hard_trip_c,
             pulses_planned=inputs.plan.pulse_count,
         )
-        async with open_rig(inputs, clock, log) as (devices, finisher):
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                devices, finisher = await stack.enter_async_context(open_rig(inputs, clock, log))
+            except (DeviceError, SpawnError, OSError) as exc:
+                # unreachable device, wrong identity, no serve-sim: the session is refused, nothing was armed
+                reason = f"{type(exc).__name__}: {exc}"
+                log.emit("self_test", ok=False, problems=[reason])
+                log.emit("interlock_trip", rule="self_test_failed", reason=reason, state="disconnected", latch="fault")
+                result = SessionResult("fault", "self_test_failed")
+                return result
             timing = {d: inputs.rig.timing(d) for d in DEVICES}
             heartbeat_ms = getattr(inputs.rig.safety, "heartbeat_ms", 250.0)
-            controller = Controller(
-                inputs.plan, devices, timing, clock, log, safety_heartbeat_s=heartbeat_ms / 1000.0
-            )
+            controller = Controller(inputs.plan, devices, timing, clock, log, safety_heartbeat_s=heartbeat_ms / 1000.0)
             if on_controller is not None:
                 on_controller(controller)
             result = await controller.run()

@@ -29,9 +29,9 @@ def serve_args(serve: ServeSim, seed: int) -> list[str]:
     if serve.modbus_tcp:
         args += ["--modbus-tcp", serve.modbus_tcp]
     if serve.modbus_rtu:
-        args += ["--modbus-rtu"]
+        args += ["--modbus-rtu", "pty"]
     if serve.serial:
-        args += ["--serial"]
+        args += ["--serial", "pty"]
     return args
 
 

@@ -3,12 +3,12 @@
 Frames are NMEA-style: ``$BODY*CS\\r\\n`` where CS is the XOR of the bytes of BODY as two upper-case hex
 digits. BODY is comma-separated fields, the first the command or reply tag.
 
-| request  | reply                                        | meaning |
-|----------|----------------------------------------------|---------|
-| ``$ID``  | ``$ID,<vendor>,<model>,<firmware>,<map>``    | identity |
-| ``$T``   | ``$T,<seq>,<age_ms>,<celsius>``              | latest sample: counter, its age at reply time, value (0.01 C) |
-| ``$P``   | ``$P,<sample_ms>``                           | sample period |
-| any bad  | ``$ERR,<code>,<text>``                       | 1 bad checksum, 2 unknown command, 3 no sample yet, 4 malformed |
+| request | reply | meaning |
+|---|---|---|
+| ``$ID`` | ``$ID,<vendor>,<model>,<firmware>,<map>`` | identity |
+| ``$T`` | ``$T,<seq>,<age_ms>,<celsius>`` | latest sample: counter, its age at reply time, value (0.01 C) |
+| ``$P`` | ``$P,<sample_ms>`` | sample period |
+| any bad | ``$ERR,<code>,<text>`` | 1 bad checksum, 2 unknown command, 3 no sample yet, 4 malformed |
 """
 
 from __future__ import annotations

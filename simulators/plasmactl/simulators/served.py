@@ -38,8 +38,9 @@ from plasmactl.faults import FaultScenario, load_faults
 from plasmactl.inputs import InputError
 from plasmactl.rig import PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim, load_rig
 from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
-from plasmactl.simulators.served_modbus import ModbusEngine, ServedPlasma, ServedSpray
+from plasmactl.simulators.served_modbus import ModbusEngine
 from plasmactl.simulators.served_transports import LineServer, ModbusRtuServer, ModbusTcpServer
+from plasmactl.simulators.served_units import ServedPlasma, ServedSpray
 from plasmactl.simulators.served_wire import SerialPort
 from plasmactl.simulators.skin.layered1d import Layered1DSkin, SkinParams
 from plasmactl.simulators.world import SimWorld

@@ -4,8 +4,8 @@ The simulated generator and spray unit report what they physically did (pulse on
 valve open/close times); the recorder groups the pulses of a spot with the spray that cooled them and
 runs the per-spot physics: the 1-D column with ablation and damage integrals, and the axisymmetric 2-D
 model for the lateral damage radius. Spots of a session receive nearly the same dose, so results are
-cached by a quantised dose (times to 0.1 ms, energy to 2 %, i.e. within 1 % of the energy delivered): the cost of a session grows with the
-number of distinct doses, and a fresh dose costs one spot simulation.
+cached by a quantised dose (times to 0.1 ms, energy to 2 %, i.e. within 1 % of the energy delivered): the
+cost of a session grows with the number of distinct doses, and a fresh dose costs one spot simulation.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from plasmactl.simulators.skin.spot import SpotDose, SpotParams, SpotResult, sim
 
 TIME_QUANTUM_S = 1e-4
 ENERGY_QUANTUM = math.log(1.02)
+# The 2-D lateral model costs ~0.3 s for a new dose (a new crater): coarser bins for it (1 ms, 5 %).
+LATERAL_TIME_QUANTUM_S = 1e-3
+LATERAL_ENERGY_QUANTUM = math.log(1.05)
 METRICS_MAX = (
     "max_surface_c",
     "max_basal_c",
@@ -40,11 +43,10 @@ class _Group:
     sprays: list[list[float]] = field(default_factory=list)  # [t_open, t_close]
 
 
-def _key(group: _Group) -> tuple[tuple[int, ...], ...]:
+def _key(group: _Group, q: float = TIME_QUANTUM_S, eq: float = ENERGY_QUANTUM) -> tuple[tuple[int, ...], ...]:
     t0 = group.pulses[0][0]
-    q = TIME_QUANTUM_S
     pulses = tuple(
-        (round((on - t0) / q), round((off - t0) / q), round(math.log(max(e, 1e-12)) / ENERGY_QUANTUM))
+        (round((on - t0) / q), round((off - t0) / q), round(math.log(max(e, 1e-12)) / eq))
         for on, off, e, _ in group.pulses
     )
     sprays = tuple((round((o - t0) / q), round((c - t0) / q)) for o, c in group.sprays)
@@ -76,8 +78,10 @@ class TissueRecorder:
             deposit_depth_m=skin.deposit_depth_um * 1e-6,
         )
         self._group = _Group()
+        self._pending: list[_Group] = []  # closed spots waiting for the physics (a few numbers each)
         self._spots = 0
         self._cache: dict[tuple[tuple[int, ...], ...], dict[str, float]] = {}
+        self._lateral_cache: dict[tuple[tuple[int, ...], ...], float] = {}
         self.computed = 0  # distinct doses simulated
         self.maxima: dict[str, float] = {}
         self.counts = {"spots": 0, "spots_omega_ge_1": 0, "spots_omega_ge_0_53": 0, "spots_ablated": 0}
@@ -110,15 +114,23 @@ class TissueRecorder:
     # ---------------------------------------------------------------- results
 
     def finish(self) -> dict[str, Any]:
-        """Close the last spot and return the session's tissue summary (maxima over spots, counts)."""
+        """Close the last spot, simulate every spot's dose, emit each result, return the session summary.
+
+        The physics runs here, after the session, not while the devices act: on the real clock a spot's
+        simulation (milliseconds, more for a new dose) would otherwise stall the controller's loop."""
         self._close()
+        pending, self._pending = self._pending, []
+        for group in pending:
+            self._evaluate(group)
         return {**{k: self.maxima.get(k) for k in METRICS_MAX}, **self.counts, "doses_simulated": self.computed}
 
     def _close(self) -> None:
         group, self._group = self._group, _Group()
         group.pulses = [p for p in group.pulses if p[1] > p[0] and p[2] > 0]
-        if not group.pulses:
-            return
+        if group.pulses:
+            self._pending.append(group)
+
+    def _evaluate(self, group: _Group) -> None:
         key = _key(group)
         result = self._cache.get(key)
         if result is None:
@@ -154,8 +166,12 @@ class TissueRecorder:
             "ablation_depth_um": spot.ablation_depth_um,
         }
         if self.skin.lateral:
-            lateral = simulate_lateral(pulses, sprays, self.spot_diameter_m, self.axisym_params)
-            out["lateral_damage_radius_um"] = lateral.lateral_damage_radius_um
+            key = _key(group, LATERAL_TIME_QUANTUM_S, LATERAL_ENERGY_QUANTUM)
+            radius = self._lateral_cache.get(key)
+            if radius is None:
+                lateral = simulate_lateral(pulses, sprays, self.spot_diameter_m, self.axisym_params)
+                radius = self._lateral_cache[key] = lateral.lateral_damage_radius_um
+            out["lateral_damage_radius_um"] = radius
         return out
 
     def _account(self, result: dict[str, float]) -> None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from plasmactl.simulators.skin.port import SkinModel
 
 from plasmactl.clock import Clock
 from plasmactl.faults import Fault, FaultScenario
+from plasmactl.simulators.skin.port import SkinModel
 
 DEVICE_STREAMS = ("plasma", "spray", "thermometer", "safety")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import itertools
+import math
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -57,6 +57,7 @@ Outcome = Literal["complete", "fault", "estop", "aborted"]
 PULSE_POLL_S = 0.001  # poll period once a pulse is due to end
 VALVE_POLL_S = 0.002  # poll period for valve feedback inside the cooling window
 READING_LOG_S = 0.5  # 'reading' events are sampled at this period (plus any reading near the limit)
+SILENT_OFF_S = 0.01  # one short off attempt to a generator that has just failed to answer
 
 
 class DeviceNoReply(Exception):
@@ -459,7 +460,7 @@ class Controller:
         )
         t_cmd = self.clock.now()
         await self._call("plasma", self.d.plasma.fire())
-        self._spawn("pulse", self._watch_pulse(p.pulse_no, t_cmd))
+        self._spawn("pulse", self._watch_pulse(p.pulse_no, t_cmd, self.clock.now()))
 
     async def _on_pulse_ended(self, cmd: PulseEnded) -> None:
         p = self._p
@@ -564,20 +565,24 @@ class Controller:
 
     # ------------------------------------------------------------------ watchers (helpers: they only post)
 
-    async def _watch_pulse(self, pulse: int, t_cmd: float) -> None:
+    async def _watch_pulse(self, pulse: int, t_cmd: float, t_ack: float) -> None:
+        """Pulse end, or a pulse on past its bound. Times are conservative both ways over a wire: the pulse
+        started after ``t_cmd`` (so its end is after t_cmd + length) and before ``t_ack`` (so a normal pulse
+        is over by t_ack + bound); a status shows the device's state at some time after its request left."""
         expected = self._count_base + pulse
-        bound = t_cmd + self.limits.pulse_bound_s(self.plan.pulse.pulse_ms)
+        bound = t_ack + self.limits.pulse_bound_s(self.plan.pulse.pulse_ms)
         await self.clock.sleep_until(t_cmd + self.pulse_s)
         while True:
+            t_req = self.clock.now()
             st = await self._call("plasma", self.d.plasma.status())
             self._plasma = st
             if not st.output_on and st.pulse_count >= expected:
                 t_end = t_cmd + self.pulse_s
                 self.post(PulseEnded(pulse, t_end, st.last_energy_j))
                 return
-            if st.t >= bound:
+            if t_req >= bound:
                 if st.output_on:
-                    on_ms, bound_ms = (st.t - t_cmd) * 1000, (bound - t_cmd) * 1000
+                    on_ms, bound_ms = (t_req - t_cmd) * 1000, (bound - t_cmd) * 1000
                     reason = f"pulse {pulse} still on {on_ms:.1f} ms after fire (bound {bound_ms:.1f} ms)"
                     self.post(TripCmd(Trip(il.PULSE_OVERRUN, reason)))
                 else:
@@ -693,7 +698,7 @@ class Controller:
         state_before = self.state
         self._tripped_rules.add(trip.rule)
         self.log.emit("interlock_trip", rule=trip.rule, reason=trip.reason, state=state_before, latch=trip.latch)
-        plasma_ok = await self._emission_off(trip.rule)
+        plasma_ok = await self._emission_off(trip.rule, silent=self._plasma_silent(trip))
         self._cancel_timers()
         self._cancel("pulse")
         if state_before == "pulsing":
@@ -712,16 +717,23 @@ class Controller:
             return
         self._end("estop" if trip.latch == "estop" else "fault", trip.rule)
 
-    async def _emission_off(self, why: str, *, retry: bool = False) -> bool:
+    def _plasma_silent(self, trip: Trip) -> bool:
+        """The generator has just failed to answer: the off command is still sent first, but briefly."""
+        no_reply = trip.rule in (il.DEVICE_NO_REPLY, "device_watchdog") and "plasma" in trip.reason
+        return no_reply or self._comm_errors.get("plasma", 0) > 0
+
+    async def _emission_off(self, why: str, *, retry: bool = False, silent: bool = False) -> bool:
         """Output off, then disarm. If the generator does not answer, do not spend the cooling window
         waiting on it: the caller cools first and retries afterwards (the generator's own heartbeat
-        watchdog is the second layer that switches a silent link's output off)."""
+        watchdog is the second layer that switches a silent link's output off). A generator that has
+        just been silent gets one short try (SILENT_OFF_S) instead of the full retry budget."""
+        timeout = min(SILENT_OFF_S, self._timeout["plasma"]) if silent else None
         for action, call in (
             ("plasma_off", self.d.plasma.output_off),
             ("plasma_disarm", self.d.plasma.disarm),
         ):
             try:
-                await self._call("plasma", call())
+                await self._call("plasma", call(), timeout)
                 self.log.emit(action, ok=True, cause=why, retry=retry)
             except (DeviceNoReply, DeviceError) as exc:
                 self.log.emit(action, ok=False, cause=why, retry=retry, error=str(exc))

@@ -6,8 +6,8 @@ See DOMAIN.md, "Thermal damage". Temperatures are given in C and converted to ke
 Arrhenius damage integral ``Omega = int A exp(-(E/R) / T) dt``:
 
 - :data:`HENRIQUES` (1947): ``A = 3.1e98 1/s``, ``Ea = 6.28e5 J/mol``. ``E/R`` is computed as
-  ``Ea / R`` with ``R = 8.314462618 J/(mol K)`` (75,530.97 K) and never rounded: rounding it to 75,000 K
-  moves the 44 C threshold time five-fold.
+  ``Ea / R`` with ``R = 8.314462618 J/(mol K)`` (75,531.04 K; DOMAIN.md's 75,535 K is ``Ea / 8.314``)
+  and never rounded: rounding it to 75,000 K moves the 44 C threshold time five-fold.
 - :data:`WEAVER_STOLL` (1969), piecewise: ``44 <= T < 50 C``: ``A = 2.185e124``, ``E/R = 93,534.9 K``;
   ``T >= 50 C``: ``A = 1.823e51``, ``E/R = 39,109.8 K``. **Convention: the rate is 0 below 44 C** (the
   fit starts at 44 C; the 44-50 C rate at 44 C is 1.8e-4 1/s, i.e. Omega = 1 after 1.5 h, so the cut-off
@@ -21,8 +21,8 @@ CEM43: ``int R^(43 - T) dt / 60`` with ``R = 0.5`` at or above 43 C and ``0.25``
 Integration over a sampled history: between two samples the temperature is taken as **linear in
 time**, and the integral of the rate along that line is computed in closed form, i.e. the result is
 exact (to ~1e-11 relative) for a piecewise-linear history, whatever the spacing of the samples. This
-matters because the rate is so steep: at 60 C the Henriques rate grows by 7 % per 0.1 K, so the
-trapezoidal rule over a 5 K step overestimates by ~40 % and the midpoint rule underestimates. Closed
+matters because the rate is so steep: at 60 C the Henriques rate grows by 7 % per 0.1 K, so over a
+5 K step the trapezoidal rule overestimates by 80 % and the midpoint rule underestimates by 35 %. Closed
 form, for ``u = (E/R) / T`` and ``dT/dt`` constant:
 
     int exp(-B/T) dt = dt/(T1 - T0) * B * (G(B/T1) - G(B/T0)),    G(u) = int_u^inf exp(-s)/s^2 ds

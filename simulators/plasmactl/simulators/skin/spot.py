@@ -48,7 +48,9 @@ re-solved, and every step conserves energy to rounding (what the boundaries, per
 exchanged is computed from the same solved temperatures). When the pulse ends, vaporisation stops (no
 cell can stay at 100 C without a source) and the model is linear again. The default 250 us step keeps
 the ablation depth, and the depth of the Omega >= 1 zone below the crater, within 1 um of 10 us steps
-and the basal Omega within ~5 %; a smaller step buys accuracy at about 50 us of CPU per step.
+and the basal Omega within ~5 %; a smaller step buys accuracy at about 50 us of CPU per step. A pulse
+segment takes at most ``max_ablation_steps`` steps (longer steps for pulses of seconds, which ablate
+slowly), so the cost stays bounded by the number of pulses.
 
 Damage is integrated with :mod:`.damage` over the sampled history (exact for piecewise-linear
 temperatures between samples).
@@ -87,6 +89,8 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _MAX_SWITCH_ITERATIONS: Final = 4
+_PIN: Final = 1e30  # diagonal of a row held at the vaporisation temperature (penalty form of Dirichlet)
+_OVERSHOOT_K: Final = 1e-9  # a free cell this far above 100 C is held and the step solved again
 
 
 # ================================================================================================ inputs
@@ -155,6 +159,7 @@ class SpotParams:
     growth: float = 1.04
     max_cell_m: float = 100e-6
     ablation_dt_s: float = 250e-6  # longest implicit step while cells vaporise (see the module doc)
+    max_ablation_steps: int = 400  # per pulse segment: long, slowly ablating pulses take longer steps
     first_sample_s: float = 10e-6  # first damage sample after an event
     samples_per_decade: int = 24  # damage samples per decade of time after an event
 
@@ -186,6 +191,8 @@ class SpotParams:
             raise ValueError("need surface_cell_m > 0, growth >= 1 and max_cell_m >= surface_cell_m")
         if not (self.ablation_dt_s > 0 and self.first_sample_s > 0 and self.samples_per_decade >= 1):
             raise ValueError("ablation_dt_s, first_sample_s and samples_per_decade must be > 0")
+        if self.max_ablation_steps < 1:
+            raise ValueError("max_ablation_steps must be >= 1")
 
     @property
     def total_thickness_m(self) -> float:
@@ -320,7 +327,21 @@ class _Modes:
 class _Op:
     """``K`` (tridiagonal, symmetric) and the fixed part of ``b`` with ``m`` cells ablated and top ``h``."""
 
-    __slots__ = ("_be", "_modes", "b_const", "cap", "diag", "half_r", "off", "perf", "perf_ta", "qm_total", "u")
+    __slots__ = (
+        "_b_cache",
+        "_be",
+        "b_const",
+        "cap",
+        "diag",
+        "half_r",
+        "neg_diag",
+        "neg_off",
+        "off",
+        "perf",
+        "perf_ta",
+        "qm_total",
+        "u",
+    )
 
     def __init__(self, p: SpotParams, gr: _Grid, m: int, h: float) -> None:
         self.cap: FloatArray = gr.cap[m:]
@@ -334,18 +355,32 @@ class _Op:
         diag[-1] -= gr.g_bottom
         self.diag: FloatArray = diag
         self.off: FloatArray = off
+        self.neg_off: FloatArray = -off
+        self.neg_diag: FloatArray = -diag
         self.perf: FloatArray = gr.perf[m:]
         self.qm_total = float(gr.qm[m:].sum())
         self.perf_ta = float(gr.perf[m:].sum()) * p.t_arterial_c
         b = gr.perf[m:] * p.t_arterial_c + gr.qm[m:]
         b[-1] += gr.g_bottom * p.t_core_c
         self.b_const: FloatArray = b
-        self._modes: _Modes | None = None
         self._be: tuple[float, FloatArray, FloatArray] | None = None
+        self._b_cache: dict[tuple[float, float], FloatArray] = {}
 
     def b(self, t_inf: float) -> FloatArray:
         b = self.b_const.copy()
         b[0] += self.u * t_inf
+        return b
+
+    def b_with_source(self, t_inf: float, power: float, weights: FloatArray) -> FloatArray:
+        """``b`` with the pulse power (W/m2) in the deposition zone; cached, do not modify."""
+        key = (t_inf, power)
+        b = self._b_cache.get(key)
+        if b is None:
+            b = self.b(t_inf)
+            b += power * weights
+            if len(self._b_cache) > 32:
+                self._b_cache.clear()
+            self._b_cache[key] = b
         return b
 
     def apply(self, x: FloatArray) -> FloatArray:
@@ -356,7 +391,7 @@ class _Op:
 
     def steady(self, b: FloatArray) -> FloatArray:
         """``T_ss`` with ``K T_ss + b = 0``."""
-        return _tridiag_solve(-self.off, -self.diag, -self.off, b)
+        return _tridiag_solve(self.neg_off, self.neg_diag, self.neg_off, b)
 
     def backward_euler(self, dt: float) -> tuple[FloatArray, FloatArray]:
         """``(C/dt, C/dt - diag(K))`` for a step of ``dt``."""
@@ -364,12 +399,6 @@ class _Op:
             c_dt = self.cap / dt
             self._be = (dt, c_dt, c_dt - self.diag)
         return self._be[1], self._be[2]
-
-    @property
-    def modes(self) -> _Modes:
-        if self._modes is None:
-            self._modes = _Modes(self.diag, self.off, self.cap)
-        return self._modes
 
 
 def _decay(mu: FloatArray, taus: FloatArray) -> FloatArray:
@@ -392,12 +421,14 @@ def _tridiag_solve(lower: FloatArray, diag: FloatArray, upper: FloatArray, rhs: 
 class _Model:
     """What depends only on the parameters, and on (cells ablated, boundary h): built once, then cached."""
 
-    _MAX_OPS: Final = 96
+    _MAX_OPS: Final = 512  # light: a few vectors each
+    _MAX_MODES: Final = 32  # an eigen-decomposition each (two n x n matrices)
 
     def __init__(self, p: SpotParams) -> None:
         self.p = p
         self.grid = _build_grid(p)
         self._ops: OrderedDict[tuple[int, float], _Op] = OrderedDict()
+        self._modes: OrderedDict[tuple[int, float], _Modes] = OrderedDict()
         self._weights: dict[int, FloatArray] = {}
         self._probes: dict[tuple[int, tuple[float, ...]], FloatArray] = {}
         self._lock = threading.Lock()
@@ -414,6 +445,22 @@ class _Model:
                 self._ops.move_to_end(key)
             return op
 
+    def modes(self, m: int, h: float) -> _Modes:
+        """Modal basis with ``m`` cells ablated and top ``h`` (computed outside the lock)."""
+        key = (m, h)
+        with self._lock:
+            modes = self._modes.get(key)
+            if modes is not None:
+                self._modes.move_to_end(key)
+                return modes
+        op = self.op(m, h)
+        modes = _Modes(op.diag, op.off, op.cap)
+        with self._lock:
+            self._modes[key] = modes
+            if len(self._modes) > self._MAX_MODES:
+                self._modes.popitem(last=False)
+        return modes
+
     def weights(self, m: int) -> FloatArray:
         """Fraction of the pulse power going into each active cell: the top ``deposit_depth_m``."""
         w = self._weights.get(m)
@@ -429,13 +476,15 @@ class _Model:
         key = (m, depths)
         rows = self._probes.get(key)
         if rows is None:
+            if len(self._probes) > 512:
+                self._probes.clear()
             rows = self._probes[key] = _probe_rows(self.grid, m, depths)
         return rows
 
 
 _MODELS: OrderedDict[tuple[object, ...], _Model] = OrderedDict()
 _MODELS_LOCK: Final = threading.Lock()
-_MAX_MODELS: Final = 8
+_MAX_MODELS: Final = 4
 
 
 def _model(p: SpotParams) -> _Model:
@@ -626,7 +675,7 @@ class _Run:
         """Advance exactly over the segment, or up to the last sample before a cell reaches 100 C."""
         p, m, start = self.p, self.m, seg.start
         op = self.model.op(m, seg.h)
-        modes = op.modes
+        modes = self.model.modes(m, seg.h)
         b = op.b(seg.t_inf)
         if seg.power:
             b += seg.power * self.model.weights(m)
@@ -654,6 +703,8 @@ class _Run:
         plain = self.model.probe_matrix(m, self.probes)
         rows = modes.rows.get(self.probes)
         if rows is None:
+            if len(modes.rows) > 16:
+                modes.rows.clear()
             rows = modes.rows[self.probes] = np.vstack((plain @ modes.to_temp, modes.to_temp[:1]))
         values = ((rows * z0) @ decay).T
         values[:, :-1] += plain @ tss
@@ -668,7 +719,7 @@ class _Run:
             self._record(start + taus[:keep], values[:keep])
             tau_end = float(taus[keep - 1])
             mu = modes.mu
-            self.temp[m:] = tss + modes.to_temp @ (z0 * np.exp(mu * tau_end))
+            self.temp[m:] = tss + modes.to_temp @ (z0 * decay[:, keep - 1])
             integral = tss * tau_end + modes.to_temp @ (z0 * (np.expm1(mu * tau_end) / mu))
             self._account(seg, op, tau_end, integral)
         if not done:
@@ -690,20 +741,22 @@ class _Run:
         """Backward-Euler steps with vaporisation from ``start`` to the end of a pulse segment."""
         end = seg.end
         count = max(1, math.ceil((end - start) / self.p.ablation_dt_s * (1.0 - 1e-9)))
+        count = min(count, self.p.max_ablation_steps)
         dt = (end - start) / count
         states = np.empty((count, self.gr.dx.size))  # full columns; ablated cells stay at 100 C
         surface = np.empty(count)
         for i in range(count):
             self._be_step(seg, dt)
             states[i] = self.temp
-            op = self._ctx[0]
+            op = self.model.op(self.m, seg.h)
             top = float(self.temp[self.m])
             surface[i] = top + op.u * op.half_r * (seg.t_inf - top)
         times = start + dt * np.arange(1, count + 1, dtype=np.float64)
         times[-1] = end
         values = np.empty((count, len(self.probes) + 1))
-        # Interpolation on the full grid: exact below the crater; a probe in an ablated cell is reported
-        # as destroyed anyway.
+        # Interpolation on the full grid (ablated cells hold 100 C): the same as on the current column
+        # except inside its top cell, where it leans on the crater floor above; probes in ablated tissue
+        # are reported as destroyed anyway.
         values[:, :-1] = states @ self.model.probe_matrix(0, self.probes).T
         values[:, -1] = surface
         self._record(times, values)
@@ -713,15 +766,18 @@ class _Run:
         key = (self.m, seg.h, seg.t_inf, seg.power, dt)
         if self._ctx_key != key:
             op = self.model.op(self.m, seg.h)
-            b = op.b(seg.t_inf)
-            b += seg.power * self.model.weights(self.m)
+            b = op.b_with_source(seg.t_inf, seg.power, self.model.weights(self.m))
             c_dt, diag = op.backward_euler(dt)
-            self._ctx = (op, b, c_dt, diag, -op.off)
+            self._ctx = (op, b, c_dt, diag, op.neg_off)
             self._ctx_key = key
         return self._ctx
 
     def _be_step(self, seg: _Segment, dt: float) -> None:
-        """One backward-Euler step; cells at 100 C are Dirichlet rows and collect latent heat."""
+        """One backward-Euler step; cells at 100 C are held there and collect latent heat.
+
+        A held cell is a penalty row (``_PIN`` on the diagonal, ``_PIN * 100 C`` on the right): the
+        solution there is 100 C to the last bit and its neighbours see an exact Dirichlet value.
+        """
         m = self.m
         tv = self.p.vaporisation_c
         op, b, c_dt, diag, neg_off = self._step_context(seg, dt)
@@ -730,16 +786,19 @@ class _Run:
         phase = self.phase[m:]
         rhs = c_dt * old
         rhs += b
+        pinned_rhs = _PIN * tv
         for _ in range(_MAX_SWITCH_ITERATIONS):
-            free = ~phase
-            x = _tridiag_solve(
-                neg_off * free[1:], np.where(phase, 1.0, diag), neg_off * free[:-1], np.where(phase, tv, rhs)
-            )
-            over = x > tv
-            over &= free
+            x = _tridiag_solve(neg_off, np.where(phase, _PIN, diag), neg_off, np.where(phase, pinned_rhs, rhs))
+            over = x > tv + _OVERSHOOT_K  # free cells that went past 100 C: hold them too and solve again
             if not np.count_nonzero(over):
                 break
             phase = phase | over
+        else:
+            over = x > tv  # still some after the last iteration: energy-neutral relabelling below
+            if np.count_nonzero(over):
+                self.latent[m:] += (cap * (x - tv)) * over
+                x = np.where(over, tv, x)
+                phase = phase | over
         # Exchanges with the boundaries, perfusion and metabolism, from the solved temperatures.
         e = self.energy
         e.deposited += seg.power * dt
@@ -748,7 +807,7 @@ class _Run:
         e.perfusion_in += (op.perf_ta - float(op.perf @ x)) * dt
         e.metabolic += op.qm_total * dt
         if np.count_nonzero(phase):
-            # Heat received by a pinned cell beyond what brings it to 100 C goes into latent heat; a pinned
+            # Heat received by a held cell beyond what brings it to 100 C goes into latent heat; a held
             # cell that lost heat leaves 100 C with exactly that loss.
             gain = op.apply(x)
             gain += b
@@ -761,11 +820,6 @@ class _Run:
                 x = np.where(leaving, tv + gain / cap, x)
                 gain *= phase
             self.latent[m:] += gain
-        over = x > tv  # left over after the switching iterations: energy-neutral relabelling
-        if np.count_nonzero(over):
-            self.latent[m:] += (cap * (x - tv)) * over
-            x = np.where(over, tv, x)
-            phase = phase | over
         self.temp[m:] = x
         self.phase[m:] = phase
         if phase[0] and self.latent[m] >= self.gr.budget[m]:
@@ -833,7 +887,7 @@ class _Run:
 
 def _execute(
     dose: SpotDose, params: SpotParams | None, horizon_s: float, depths: Sequence[float], times: Sequence[float]
-) -> tuple[_Run, SpotResult, FloatArray, FloatArray]:
+) -> tuple[_Run, SpotResult, FloatArray, FloatArray, tuple[float, ...]]:
     p = params if params is not None else SpotParams()
     if not (math.isfinite(horizon_s) and horizon_s >= 0):
         raise ValueError("horizon_s must be finite and >= 0")
@@ -863,12 +917,12 @@ def _execute(
         ablation_depth_um=run.ablation_depth_m * 1e6,
         omega_at_depths={d: float(omega_h[index[d]]) for d in p.damage_depths_m},
     )
-    return run, result, t_hist, values
+    return run, result, t_hist, values, probes
 
 
 def simulate_spot(dose: SpotDose, params: SpotParams | None = None, *, horizon_s: float = 2.0) -> SpotResult:
     """Simulate one spot from rest until ``horizon_s`` after its last event and report its damage."""
-    _, result, _, _ = _execute(dose, params, horizon_s, (), ())
+    _, result, _, _, _ = _execute(dose, params, horizon_s, (), ())
     return result
 
 
@@ -883,11 +937,10 @@ def trace_spot(
     """Like :func:`simulate_spot`, plus the temperatures at ``times_s`` x ``depths_m`` and the energy balance.
 
     The times are sampled exactly where the model is linear; inside implicit (vaporisation) steps they
-    are interpolated linearly between steps. Times before the start read the initial state.
+    are interpolated linearly between steps. Times before the start read the initial state, times after
+    the end the final state. A depth in ablated tissue reads the crater floor.
     """
-    run, result, t_hist, values = _execute(dose, params, horizon_s, depths_m, times_s)
-    p = params if params is not None else SpotParams()
-    probes = tuple(dict.fromkeys((p.basal_depth_m, *p.damage_depths_m, *(float(d) for d in depths_m))))
+    run, result, t_hist, values, probes = _execute(dose, params, horizon_s, depths_m, times_s)
     cols = [probes.index(float(d)) for d in depths_m]
     t_req = np.asarray(times_s, dtype=np.float64)
     temps = np.empty((t_req.size, len(cols)))
