@@ -200,6 +200,7 @@ class ModbusLink:
     async def _connect_once(self) -> bool:
         client = self._client
         assert client is not None
+        _set_reply_timeout(client, max(self.connect_timeout_s, 2 * self.policy.timeout_s))
         try:
             with io_hold():
                 ok = await client.connect()
@@ -211,6 +212,8 @@ class ModbusLink:
             return False
         if not ok or not client.connected:
             return False
+        # Connected: pymodbus' own reply wait ends with ours (no orphaned wait_for left behind).
+        _set_reply_timeout(client, self.policy.timeout_s)
         self._up = True
         self._silent = 0
         return True
@@ -373,6 +376,7 @@ class ModbusLink:
         # The request is awaited directly (no extra task: ~50 us less per request). A connection lost while
         # it is in flight ends it by its timeout; the next attempt then fails fast with LinkDown.
         try:
+            # Our own timer, always: pymodbus may try to reconnect inside a call, unbounded by its reply timeout.
             async with asyncio.timeout(timeout_s):
                 return await send(client)
         except TimeoutError:
@@ -384,6 +388,13 @@ class ModbusLink:
             raise _AttemptTimeout from None
         except ModbusException as exc:
             raise DeviceError(self.name, f"modbus error: {exc}") from None
+
+
+def _set_reply_timeout(client: _Client, seconds: float) -> None:
+    """pymodbus 3.16 bounds connecting and each reply by ``comm_params.timeout_connect``; the transaction
+    manager holds its own copy of the parameters, so both are set."""
+    client.comm_params.timeout_connect = seconds
+    client.ctx.comm_params.timeout_connect = seconds
 
 
 class LinkRegistry:

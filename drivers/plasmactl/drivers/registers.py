@@ -75,11 +75,13 @@ class DeviceMap:
     model: int
     registers: tuple[Register, ...]
 
+    def __post_init__(self) -> None:
+        # name lookups sit on every status read's path: a dict, not a scan
+        object.__setattr__(self, "_by_name", {r.name: r for r in self.registers})
+
     def __getitem__(self, name: str) -> Register:
-        for reg in self.registers:
-            if reg.name == name:
-                return reg
-        raise KeyError(name)
+        by_name: dict[str, Register] = self.__dict__["_by_name"]
+        return by_name[name]
 
     def __iter__(self) -> Iterator[Register]:
         return iter(self.registers)

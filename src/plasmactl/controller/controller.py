@@ -54,7 +54,7 @@ from plasmactl.rig import DeviceTiming
 T = TypeVar("T")
 Outcome = Literal["complete", "fault", "estop", "aborted"]
 
-PULSE_POLL_S = 0.001  # poll period once a pulse is due to end
+PULSE_POLL_S = 0.0005  # poll period once a pulse is due to end (its end decides when the spray goes)
 VALVE_POLL_S = 0.002  # poll period for valve feedback inside the cooling window
 READING_LOG_S = 0.5  # 'reading' events are sampled at this period (plus any reading near the limit)
 SILENT_OFF_S = 0.01  # one short off attempt to a generator that has just failed to answer
@@ -466,7 +466,17 @@ class Controller:
         p = self._p
         if cmd.pulse != p.pulse_no or self.state != "pulsing":
             return
+        cools_now = self.plan.cooling.when == "pulse" or p.pulse_in_spot + 1 >= self.plan.pulse.pulses_per_spot
+        early = cools_now and self.plan.cooling.delay_ms == 0 and p.spray_commanded is None
+        if early:
+            # The spray goes out before anything else: every moment between pulse end and valve open
+            # counts, and the record, the energy check and the state change can follow it.
+            p.sprays += 1
+            p.spray_commanded = p.sprays
+            await self._call("spray", self.d.spray.spray(self.spray_s))
         self._record_pulse_end(cmd)
+        if early:
+            self.log.emit("spray_command", spray=p.sprays, pulses=list(p.uncooled), spray_ms=self.plan.cooling.spray_ms)
         if not cmd.interrupted and not self._energy_ok(cmd.energy_j):
             set_j = self.plan.pulse.energy_j
             got = -1.0 if cmd.energy_j is None else cmd.energy_j
