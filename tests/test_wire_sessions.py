@@ -40,16 +40,28 @@ def _inputs(rig: str, faults: str | None = None) -> SessionInputs:
 
 
 def _run(inputs: SessionInputs, out: Path) -> list[dict[str, Any]]:
-    run_blocking(inputs, out, realtime=True, handle_sigint=False)
+    run_blocking(inputs, out, realtime=not inputs.rig.virtual_time_ok, handle_sigint=False)
     return read_events(out / "events.jsonl")
 
 
-@pytest.mark.parametrize("rig", ["sim-tcp", "sim-rtu"])
-def test_short_plan_completes_over_the_wire(rig: str, tmp_path: Path) -> None:
-    events = _run(_inputs(rig), tmp_path)
+@pytest.mark.parametrize(
+    ("rig", "plan"),
+    [
+        ("sim-tcp", "short"),  # serve-sim in another process, real time
+        ("sim-rtu", "short"),
+        ("sim-rtu-inprocess", "short"),  # served inside the run: real ptys, virtual time
+        ("sim-tcp-inprocess", "periorbital"),
+        ("sim-tcp-inprocess", "full-face"),  # 1517 pulses, 25 session minutes over real sockets
+    ],
+)
+def test_example_plan_completes_over_the_wire(rig: str, plan: str, tmp_path: Path) -> None:
+    inputs = _inputs(rig)
+    p, plan_file = load_plan(str(EXAMPLES / "plans" / f"{plan}.toml"))
+    inputs.plan, inputs.plan_file = p, plan_file
+    events = _run(inputs, tmp_path)
     assert events[-1]["event"] == "session_end"
     assert events[-1]["outcome"] == "complete", events[-1]
-    assert sum(e["event"] == "pulse_end" for e in events) == 6
+    assert sum(e["event"] == "pulse_end" for e in events) == p.pulse_count
     assert cooling_violations(events) == []
     assert skin_violations(events) == []
     served = next(e for e in events if e["event"] == "serve_sim")

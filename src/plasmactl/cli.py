@@ -120,7 +120,7 @@ def run(
         raise _bad_input(InputError(str(out_dir), [f"--out cannot be created: {exc.strerror}"])) from None
 
     console = Console(highlight=False, soft_wrap=True)
-    if not inputs.rig.all_simulated and not realtime:
+    if not inputs.rig.virtual_time_ok and not realtime:
         console.print("note: a rig with devices on wires runs on the real clock (--realtime)")
         realtime = True
     total = inputs.plan.pulse_count

@@ -148,6 +148,10 @@ class ServeSim(_Strict):
     """Ask ``plasmactl run`` to start ``plasmactl serve-sim`` itself (and stop it at the end)."""
 
     spawn: bool = True
+    # Serve inside the run's own event loop instead of another process: the drivers still go through
+    # real sockets and ptys, and the session can run in virtual time (the drivers hold the clock while a
+    # request is in flight), so long plans over wires fit in CI.
+    in_process: bool = False
     modbus_tcp: str | None = None  # "HOST:PORT" the served Modbus devices listen on
     modbus_rtu: bool = False  # a pty pair for one RTU bus; devices say port = "@rtu"
     serial: bool = False  # the thermometer on a pty; the device says port = "@serial"
@@ -201,6 +205,11 @@ class Rig(_Strict):
         value = getattr(self, device)
         assert isinstance(value, DeviceTiming)
         return value
+
+    @property
+    def virtual_time_ok(self) -> bool:
+        """Virtual time needs every device's world inside this process."""
+        return self.all_simulated or (self.serve is not None and self.serve.spawn and self.serve.in_process)
 
     @property
     def all_simulated(self) -> bool:

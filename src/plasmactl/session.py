@@ -81,7 +81,25 @@ async def open_rig(
     async with contextlib.AsyncExitStack() as stack:
         ports: dict[str, str] = {}
         serve = inputs.rig.serve
-        if serve is not None and serve.spawn:
+        if serve is not None and serve.spawn and serve.in_process:
+            from plasmactl.simulators.served import serve as serve_here
+            from plasmactl.spawn import parse_host_port, served_ports
+
+            sim = await serve_here(
+                inputs.rig,
+                inputs.faults,
+                inputs.seed,
+                modbus_tcp=parse_host_port(serve.modbus_tcp) if serve.modbus_tcp else None,
+                modbus_rtu=serve.modbus_rtu,
+                serial=serve.serial,
+                baud=serve.baud,
+                clock=clock,
+            )
+            stack.push_async_callback(sim.stop)
+            report = sim.as_json()
+            log.emit("serve_sim", report=report, in_process=True)
+            ports = served_ports(report)
+        elif serve is not None and serve.spawn:
             from plasmactl.spawn import served_ports, spawned_server
 
             faults_path = inputs.faults_file.path if inputs.faults_file else None

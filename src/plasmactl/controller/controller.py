@@ -57,6 +57,7 @@ Outcome = Literal["complete", "fault", "estop", "aborted"]
 PULSE_POLL_S = 0.0005  # poll period once a pulse is due to end (its end decides when the spray goes)
 VALVE_POLL_S = 0.002  # poll period for valve feedback inside the cooling window
 READING_LOG_S = 0.5  # 'reading' events are sampled at this period (plus any reading near the limit)
+FIRST_READING_S = 1.0  # how long the self-test waits for a thermometer's first sample
 SILENT_OFF_S = 0.01  # one short off attempt to a generator that has just failed to answer
 
 
@@ -292,7 +293,20 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - a startup bug ends in the safe state, logged
             await self._crash("startup", exc)
 
+    async def _first_reading(self) -> None:
+        """A thermometer that has just been powered up may have no sample yet: wait for one (bounded)."""
+        give_up = self.clock.now() + FIRST_READING_S
+        while True:
+            try:
+                self._take_reading(await self._call("thermometer", self.d.thermometer.read()))
+                return
+            except DeviceError:
+                if self.clock.now() >= give_up:
+                    raise
+                await self.clock.sleep(0.05)
+
     async def _self_test(self) -> None:
+        await self._first_reading()
         snap = await self._fresh_snapshot()
         problems: list[str] = []
         await self._call("plasma", self.d.plasma.configure(self.plan.pulse.energy_j, self.plan.pulse.pulse_ms))
