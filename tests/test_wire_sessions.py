@@ -50,6 +50,7 @@ def _run(inputs: SessionInputs, out: Path) -> list[dict[str, Any]]:
         ("sim-tcp", "short"),  # serve-sim in another process, real time
         ("sim-rtu", "short"),
         ("sim-rtu-inprocess", "short"),  # served inside the run: real ptys, virtual time
+        ("sim-rtu-inprocess", "periorbital"),  # 378 pulses on the paced 115200-baud bus (~45 s of wire time)
         ("sim-tcp-inprocess", "periorbital"),
         ("sim-tcp-inprocess", "full-face"),  # 1517 pulses, 25 session minutes over real sockets
     ],
