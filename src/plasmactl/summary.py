@@ -8,6 +8,17 @@ from typing import Any
 
 import numpy as np
 
+# What the skin physics reports per spot and, as maxima over spots, per session (summary "tissue").
+TISSUE_METRICS = (
+    "max_surface_c",
+    "max_basal_c",
+    "basal_omega_henriques",
+    "basal_omega_weaver_stoll",
+    "cem43_min",
+    "ablation_depth_um",
+    "lateral_damage_radius_um",
+)
+
 
 def _percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None

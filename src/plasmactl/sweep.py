@@ -24,21 +24,10 @@ from plasmactl.inputs import InputError
 from plasmactl.limits import Caps
 from plasmactl.plan import Plan
 from plasmactl.rig import Rig, Skin
+from plasmactl.summary import TISSUE_METRICS
 
 # Results copied from each session's summary into the CSV, in this order.
-RESULT_COLUMNS = (
-    "outcome",
-    "cause",
-    "pulses",
-    "cooling_delay_ms_p50",
-    "max_surface_c",
-    "max_basal_c",
-    "basal_omega_henriques",
-    "basal_omega_weaver_stoll",
-    "cem43_min",
-    "ablation_depth_um",
-    "lateral_damage_radius_um",
-)
+RESULT_COLUMNS = ("outcome", "cause", "pulses", "cooling_delay_ms_p50", *TISSUE_METRICS)
 DELAY_NAME = "cooling_delay_ms"
 MAX_COMBINATIONS = 10_000
 
@@ -185,7 +174,7 @@ def row_of(summary: dict[str, Any]) -> dict[str, Any]:
         "pulses": summary.get("pulses"),
         "cooling_delay_ms_p50": delays.get("p50"),
     }
-    for column in RESULT_COLUMNS[4:]:
+    for column in TISSUE_METRICS:
         row[column] = tissue.get(column)
     return row
 

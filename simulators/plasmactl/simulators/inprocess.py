@@ -8,12 +8,24 @@ from typing import Any
 from plasmactl.clock import Clock
 from plasmactl.controller.controller import Devices
 from plasmactl.faults import FaultScenario
-from plasmactl.rig import PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim
+from plasmactl.rig import PlasmaSim, Rig, SafetySim, Skin, SpraySim, ThermometerSim
 from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
 from plasmactl.simulators.skin.layered1d import Layered1DSkin, SkinParams
 from plasmactl.simulators.world import SimWorld
 
 Emit = Callable[[dict[str, Any]], None]
+
+
+def patch_skin(skin: Skin, clock: Clock) -> Layered1DSkin:
+    """The skin patch the thermometer sees, with the rig's ``[skin]`` settings (served simulators too)."""
+    params = SkinParams(
+        field_diameter_m=skin.field_diameter_mm / 1000.0,
+        air_h=skin.air_h,
+        air_temp_c=skin.air_temp_c,
+        spray_h=skin.spray_h,
+        spray_temp_c=skin.spray_temp_c,
+    )
+    return Layered1DSkin(params, start_time=clock.now())
 
 
 def build_world(
@@ -26,14 +38,7 @@ def build_world(
     emit_tissue: Emit | None = None,
 ) -> SimWorld:
     skin = rig.skin
-    params = SkinParams(
-        field_diameter_m=skin.field_diameter_mm / 1000.0,
-        air_h=skin.air_h,
-        air_temp_c=skin.air_temp_c,
-        spray_h=skin.spray_h,
-        spray_temp_c=skin.spray_temp_c,
-    )
-    world = SimWorld(clock, Layered1DSkin(params, start_time=clock.now()), scenario, seed)
+    world = SimWorld(clock, patch_skin(skin, clock), scenario, seed)
     if skin.tissue:
         from plasmactl.simulators.tissue import TissueRecorder
 

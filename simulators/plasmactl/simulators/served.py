@@ -42,7 +42,6 @@ from plasmactl.simulators.served_modbus import ModbusEngine
 from plasmactl.simulators.served_transports import LineServer, ModbusRtuServer, ModbusTcpServer
 from plasmactl.simulators.served_units import ServedPlasma, ServedSpray
 from plasmactl.simulators.served_wire import SerialPort
-from plasmactl.simulators.skin.layered1d import Layered1DSkin, SkinParams
 from plasmactl.simulators.world import SimWorld
 
 __all__ = [
@@ -182,15 +181,9 @@ def _sim_config(cfg: object, default: Any) -> Any:
 
 
 def build_world(rig: Rig, scenario: FaultScenario, seed: int, clock: Clock) -> ServedWorld:
-    s = rig.skin
-    params = SkinParams(
-        field_diameter_m=s.field_diameter_mm / 1000.0,
-        air_h=s.air_h,
-        air_temp_c=s.air_temp_c,
-        spray_h=s.spray_h,
-        spray_temp_c=s.spray_temp_c,
-    )
-    return ServedWorld(clock, Layered1DSkin(params, start_time=clock.now()), scenario, seed)
+    from plasmactl.simulators.inprocess import patch_skin
+
+    return ServedWorld(clock, patch_skin(rig.skin, clock), scenario, seed)
 
 
 async def serve(

@@ -18,21 +18,14 @@ from typing import Any
 from plasmactl.rig import Skin
 from plasmactl.simulators.skin.axisym import AxisymParams, simulate_lateral
 from plasmactl.simulators.skin.spot import SpotDose, SpotParams, SpotResult, simulate_spot
+from plasmactl.summary import TISSUE_METRICS
 
 TIME_QUANTUM_S = 1e-4
 ENERGY_QUANTUM = math.log(1.02)
 # The 2-D lateral model costs ~0.3 s for a new dose (a new crater): coarser bins for it (1 ms, 5 %).
 LATERAL_TIME_QUANTUM_S = 1e-3
 LATERAL_ENERGY_QUANTUM = math.log(1.05)
-METRICS_MAX = (
-    "max_surface_c",
-    "max_basal_c",
-    "basal_omega_henriques",
-    "basal_omega_weaver_stoll",
-    "cem43_min",
-    "ablation_depth_um",
-    "lateral_damage_radius_um",
-)
+METRICS_MAX = TISSUE_METRICS
 
 Emit = Callable[[dict[str, Any]], None]
 

@@ -121,7 +121,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from plasmactl.simulators.skin.layered1d import DEFAULT_LAYERS, Layer
+from plasmactl.simulators.skin.layered1d import Layer, TissueParams
 
 __all__ = [
     "HENRIQUES_A",
@@ -150,18 +150,9 @@ _MAX_CRATERS = 1  # crater operator sets cached per model besides the intact one
 
 
 @dataclass(frozen=True, slots=True)
-class AxisymParams:
-    """Parameters of the axisymmetric model; SI units, temperatures in C."""
+class AxisymParams(TissueParams):
+    """Parameters of the axisymmetric model (t_core_c is held at z = z_max); SI units, temperatures in C."""
 
-    layers: tuple[Layer, ...] = DEFAULT_LAYERS
-    rho_b: float = 1060.0  # blood density, kg/m3
-    c_b: float = 3770.0  # blood specific heat, J/(kg K)
-    t_arterial_c: float = 37.0
-    t_core_c: float = 37.0  # held at z = z_max
-    air_h: float = 8.7  # W/(m2 K), convection + radiation to still air
-    air_temp_c: float = 24.0
-    spray_h: float = 2500.0  # W/(m2 K), water mist
-    spray_temp_c: float = 8.0
     spray_radius_m: float | None = None  # None: the spray covers the whole surface
     deposit_depth_m: float = 10e-6  # the pulse heats the top this-many metres of the disk (below the crater floor)
     damage_depth_m: float = 100e-6  # where Omega and the lateral damage radius are evaluated (basal layer)

@@ -48,6 +48,7 @@ __all__ = [
     "Layer",
     "Layered1DSkin",
     "SkinParams",
+    "TissueParams",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -75,8 +76,8 @@ DEFAULT_LAYERS: Final[tuple[Layer, ...]] = (
 
 
 @dataclass(frozen=True, slots=True)
-class SkinParams:
-    """Parameters of :class:`Layered1DSkin`; SI units, temperatures in C."""
+class TissueParams:
+    """What every skin model shares: the layers (DOMAIN.md), blood, and the two surface boundaries."""
 
     layers: tuple[Layer, ...] = DEFAULT_LAYERS
     rho_b: float = 1060.0  # blood density, kg/m3
@@ -85,8 +86,14 @@ class SkinParams:
     t_core_c: float = 37.0  # fixed temperature at the bottom of the last layer
     air_h: float = 8.7  # W/(m2 K), convection + radiation to still air
     air_temp_c: float = 24.0
-    spray_h: float = 2500.0  # W/(m2 K), water mist
+    spray_h: float = 2500.0  # W/(m2 K), water mist (DOMAIN.md: sweep 500-5000)
     spray_temp_c: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class SkinParams(TissueParams):
+    """Parameters of :class:`Layered1DSkin`; SI units, temperatures in C."""
+
     field_diameter_m: float = 6e-3  # the heated patch / thermometer field of view
     deposit_depth_m: float = 20e-6  # heat goes uniformly into the top this-many metres
     surface_cell_m: float = 2e-6  # size of the first cell below the surface (before fitting)

@@ -73,7 +73,7 @@ import numpy.typing as npt
 from scipy.linalg import eigh_tridiagonal, lapack
 
 from plasmactl.simulators.skin.damage import HENRIQUES, WEAVER_STOLL, arrhenius_omega, cem43_minutes
-from plasmactl.simulators.skin.layered1d import DEFAULT_LAYERS, Layer
+from plasmactl.simulators.skin.layered1d import TissueParams
 
 __all__ = [
     "EnergyAccount",
@@ -134,18 +134,9 @@ class SpotDose:
 
 
 @dataclass(frozen=True, slots=True)
-class SpotParams:
+class SpotParams(TissueParams):
     """Tissue, boundaries, sublimation, damage depths and numerics of :func:`simulate_spot`; SI, C."""
 
-    layers: tuple[Layer, ...] = DEFAULT_LAYERS
-    rho_b: float = 1060.0  # blood density, kg/m3
-    c_b: float = 3770.0  # blood specific heat, J/(kg K)
-    t_arterial_c: float = 37.0
-    t_core_c: float = 37.0  # fixed temperature at the bottom of the last layer
-    air_h: float = 8.7  # W/(m2 K), convection + radiation to still air
-    air_temp_c: float = 24.0
-    spray_h: float = 2500.0  # W/(m2 K), water mist (DOMAIN.md: sweep 500-5000)
-    spray_temp_c: float = 8.0
     contact_h: float = 1e5  # W/(m2 K), tip touching the skin: close to a fixed surface temperature
     tip_temp_c: float = 24.0
     deposit_depth_m: float = 10e-6  # the pulse heats the top this-many metres below the current surface
