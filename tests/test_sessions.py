@@ -97,3 +97,24 @@ def test_deliberate_delay_past_the_window_trips(tmp_path: Path) -> None:
     assert events[-1]["outcome"] == "fault"
     assert events[-1]["cause"] == "cooling_not_confirmed"
     assert sum(e["event"] == "pulse_start" for e in events) == 1
+
+
+def test_session_reports_tissue_results_and_layers_come_from_the_rig(tmp_path: Path) -> None:
+    from plasmactl.rig import Rig
+
+    base = inputs("short")
+    default = run_to_log(base, tmp_path / "default")
+    summary = next(e for e in default if e["event"] == "tissue_summary")
+    assert summary["spots"] == 6 and summary["ablation_depth_um"] > 0
+    assert sum(e["event"] == "tissue" for e in default) == 6
+    thin = [
+        {"name": "stratum corneum", "thickness_um": 15.0, "rho": 1150.0, "c": 3600.0, "k": 0.2},
+        {"name": "viable epidermis", "thickness_um": 50.0, "rho": 1200.0, "c": 3590.0, "k": 0.24, "q_m": 2000.0},
+        {"name": "dermis", "thickness_um": 1200.0, "rho": 1150.0, "c": 3500.0, "k": 0.5, "w_b": 0.00125},
+        {"name": "fat", "thickness_um": 3000.0, "rho": 900.0, "c": 2400.0, "k": 0.18, "w_b": 0.00125},
+    ]
+    rig = Rig.model_validate({"skin": {"layers": thin}})
+    thin_log = run_to_log(SessionInputs(plan=base.plan, plan_file=None, rig=rig), tmp_path / "thin")
+    thin_summary = next(e for e in thin_log if e["event"] == "tissue_summary")
+    # the layers reach the physics: the same pulses on a thinner stack heat the tissue 100 um down more
+    assert thin_summary["max_basal_c"] > summary["max_basal_c"]

@@ -70,8 +70,22 @@ class SafetySim(DeviceTiming):
     heartbeat_ms: PosFloat = 250.0  # wait_change returns at least this often
 
 
+class SkinLayer(_Strict):
+    """One tissue layer for the skin models (DOMAIN.md's table); perfusion in 1/s."""
+
+    name: Annotated[str, Field(min_length=1)]
+    thickness_um: Annotated[float, Field(gt=0, le=20_000)]
+    rho: Annotated[float, Field(gt=100, le=3000)]  # kg/m3
+    c: Annotated[float, Field(gt=100, le=10_000)]  # J/(kg K)
+    k: Annotated[float, Field(gt=0.01, le=5)]  # W/(m K)
+    w_b: Annotated[float, Field(ge=0, le=0.1)] = 0.0  # 1/s (not ml/min/100 g: a frequent unit bug)
+    q_m: Annotated[float, Field(ge=0, le=1e5)] = 0.0  # W/m3
+
+
 class Skin(_Strict):
-    """The simulated skin: the patch the thermometer sees, and the per-spot tissue physics."""
+    """The simulated skin: the patch the thermometer sees, and the per-spot tissue physics.
+
+    ``layers`` replaces DOMAIN.md's default stack (stratum corneum, epidermis, dermis, fat), top first."""
 
     model: Literal["layered1d"] = "layered1d"
     # The treated patch the thermometer sees; pulse energy is spread over it (1-D model).
@@ -84,6 +98,7 @@ class Skin(_Strict):
     air_h: Annotated[float, Field(ge=0, le=1e3)] = 8.7
     air_temp_c: Annotated[float, Field(ge=0, le=45)] = 24.0
     deposit_depth_um: Annotated[float, Field(gt=0, le=500)] = 10.0
+    layers: Annotated[list[SkinLayer], Field(min_length=1, max_length=10)] | None = None
 
 
 class Identity(_Strict):

@@ -54,8 +54,11 @@ class TissueRecorder:
         self.spot_diameter_m = spot_diameter_m
         self._emit = emit
         base = SpotParams()
+        from plasmactl.simulators.inprocess import layers_of
+
         self.spot_params = replace(
             base,
+            layers=layers_of(skin),
             spray_h=skin.spray_h,
             spray_temp_c=skin.spray_temp_c,
             air_h=skin.air_h,
@@ -64,6 +67,7 @@ class TissueRecorder:
         )
         self.axisym_params = replace(
             AxisymParams(),
+            layers=layers_of(skin),
             spray_h=skin.spray_h,
             spray_temp_c=skin.spray_temp_c,
             air_h=skin.air_h,
