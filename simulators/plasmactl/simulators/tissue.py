@@ -25,6 +25,7 @@ ENERGY_QUANTUM = math.log(1.02)
 # The 2-D lateral model costs ~0.3 s for a new dose (a new crater): coarser bins for it (1 ms, 5 %).
 LATERAL_TIME_QUANTUM_S = 1e-3
 LATERAL_ENERGY_QUANTUM = math.log(1.05)
+LATERAL_SKIP_OMEGA = 0.1  # 1-D basal Omega below this: the lateral radius is 0 without the 2-D model
 METRICS_MAX = TISSUE_METRICS
 
 Emit = Callable[[dict[str, Any]], None]
@@ -162,7 +163,12 @@ class TissueRecorder:
             "cem43_min": spot.cem43_min,
             "ablation_depth_um": spot.ablation_depth_um,
         }
-        if self.skin.lateral:
+        if self.skin.lateral and spot.basal_omega_henriques < LATERAL_SKIP_OMEGA:
+            # The lateral radius is where Omega >= 1 at the basal depth. Omega is largest on the axis, and
+            # the 1-D column (no sideways loss) bounds the axis from above: far below 1 there, nothing
+            # anywhere reaches 1, so the 2-D model (~0.3 s for a new crater) need not run.
+            out["lateral_damage_radius_um"] = 0.0
+        elif self.skin.lateral:
             key = _key(group, LATERAL_TIME_QUANTUM_S, LATERAL_ENERGY_QUANTUM)
             radius = self._lateral_cache.get(key)
             if radius is None:
