@@ -43,8 +43,17 @@ SAFETY_EVENTS = frozenset(
 LATCHED_STATES = frozenset({"fault", "estop", "paused", "complete"})
 
 
+_PLAIN = frozenset({int, str, bool, type(None)})
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def _jsonable(value: Any) -> Any:
     """Floats rounded to the microsecond/nano-unit so logs compare textually across runs."""
+    kind = type(value)
+    if kind in _PLAIN:  # the common case first: every event carries several of these
+        return value
+    if kind is float:
+        return round(value, 9) if math.isfinite(value) else str(value)
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
@@ -95,12 +104,13 @@ class AuditLog:
 
         def stamp(_: Any, __: str, event_dict: EventDict) -> EventDict:
             ordered: dict[str, Any] = {"t": round(self._clock.now(), 9), "event": event_dict.pop("event")}
-            ordered.update((k, _jsonable(v)) for k, v in event_dict.items())
+            for k, v in event_dict.items():
+                ordered[k] = v if type(v) in _PLAIN else _jsonable(v)
             return ordered
 
         def render(_: Any, __: str, event_dict: EventDict) -> str:
             self._last = event_dict
-            return json.dumps(event_dict, separators=(",", ":"), allow_nan=False)
+            return _encode(event_dict)
 
         self._log = structlog.wrap_logger(
             self._sink,
