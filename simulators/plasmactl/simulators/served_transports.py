@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
 from pymodbus.constants import ExcCodes
@@ -124,7 +125,7 @@ class ModbusTcpServer:
         return True
 
 
-class _SerialServer:
+class _SerialServer(ABC):
     """A serial line served one request at a time: bytes in, requests out by ``_split``, replies paced."""
 
     def __init__(self, port: SerialPort, world: SimWorld, baud: int, rng: random.Random) -> None:
@@ -170,8 +171,9 @@ class _SerialServer:
         self._buf += data
         self._received()
 
+    @abstractmethod
     def _received(self) -> None:
-        raise NotImplementedError
+        """Split the buffer into requests (framing is the protocol's) and ``_emit`` each."""
 
     def _emit(self, request: bytes) -> None:
         self._queue.put_nowait((request, self._t_first))
@@ -192,8 +194,9 @@ class _SerialServer:
             except Exception:
                 log.exception("serial %s: failed on %r", self.port.path, request[:64])
 
+    @abstractmethod
     async def _handle(self, request: bytes, t_first: float) -> None:
-        raise NotImplementedError
+        """Answer one request (paced, with the wire faults applied)."""
 
     async def _send(self, reply: bytes, due: float, effect: WireEffect) -> None:
         """Write ``reply`` at loop time ``due`` (the paced wire time) plus the link delay."""

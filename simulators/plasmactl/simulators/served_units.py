@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
 from pymodbus.constants import ExcCodes
@@ -118,7 +119,7 @@ class HeartbeatWatchdog:
                 await self._task
 
 
-class ServedUnit:
+class ServedUnit(ABC):
     """One Modbus unit over a device map: reads filled from ``read_image``, writes checked then ``write``."""
 
     def __init__(self, device_map: DeviceMap) -> None:
@@ -137,14 +138,15 @@ class ServedUnit:
         ]
         return SimDevice(id=self.map.unit_id, simdata=simdata, action=self._action)
 
+    @abstractmethod
     async def read_image(self) -> dict[str, int]:
         """Raw values of the registers that come from the model (the others keep their declared default)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def write(self, writes: dict[str, int]) -> None:
         """Apply checked raw values (a ``DeviceError`` refuses the request)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def stop(self) -> None:
         """Power off: stop the unit's timers and switch its actuator off."""
 

@@ -13,8 +13,8 @@ import functools
 import itertools
 import math
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from plasmactl.clock import Clock
@@ -34,7 +34,7 @@ from plasmactl.controller.commands import (
     priority,
 )
 from plasmactl.controller.interlocks import Trip
-from plasmactl.controller.machine import ControllerModel, build_machine
+from plasmactl.controller.machine import ACTIVE, ControllerModel, build_machine
 from plasmactl.deadline import with_timeout
 from plasmactl.events import AuditLog
 from plasmactl.plan import Plan
@@ -97,8 +97,6 @@ class _Progress:
     window_start: float | None = None  # end of the first uncooled pulse
     spray_commanded: int | None = None  # spray number commanded but not yet confirmed
     spraying: int | None = None  # spray number confirmed open
-    pause_pending: bool = False
-    cut_pulse: bool = False
 
 
 class Controller:
@@ -184,7 +182,6 @@ class Controller:
         self.log.emit("reset", ok=ok, blocked_by=[c.rule for c in causes])
         if ok:
             self.log.emit("state", src=src, dest=self.state, trigger="reset")
-        if ok:
             self._tripped_rules.clear()
         return ok
 
@@ -261,7 +258,7 @@ class Controller:
     async def _fresh_snapshot(self) -> il.Snapshot:
         self._plasma = await self._call("plasma", self.d.plasma.status())
         self._cooling = await self._call("spray", self.d.spray.status())
-        self._take_reading(await self._call("thermometer", self.d.thermometer.read()))
+        await self._first_reading()
         self._safety = await self._call("safety", self.d.safety.read())
         return self._snapshot()
 
@@ -306,7 +303,6 @@ class Controller:
                 await self.clock.sleep(0.05)
 
     async def _self_test(self) -> None:
-        await self._first_reading()
         snap = await self._fresh_snapshot()
         problems: list[str] = []
         await self._call("plasma", self.d.plasma.configure(self.plan.pulse.energy_j, self.plan.pulse.pulse_ms))
@@ -327,13 +323,8 @@ class Controller:
             trip = rule(snap)
             if trip is not None:
                 problems.append(trip.reason)
-        need_ml = self.plan.pulse_count / self.plan.pulse.pulses_per_spot * self.spray_s
-        if snap.cooling is not None:
-            need_ml = (
-                need_ml * snap.cooling.flow_ml_s
-                if self.plan.cooling.when == "spot"
-                else (self.plan.pulse_count * self.spray_s * snap.cooling.flow_ml_s)
-            )
+        sprays = self.plan.spots.count if self.plan.cooling.when == "spot" else self.plan.pulse_count
+        need_ml = sprays * self.spray_s * snap.cooling.flow_ml_s if snap.cooling is not None else None
         self.log.emit(
             "self_test",
             ok=not problems,
@@ -342,7 +333,7 @@ class Controller:
             plan_needs_ml=need_ml,
             skin_c=snap.reading.value_c if snap.reading else None,
         )
-        if snap.cooling is not None and snap.cooling.reservoir_ml < need_ml:
+        if snap.cooling is not None and need_ml is not None and snap.cooling.reservoir_ml < need_ml:
             self.log.emit(
                 "warning",
                 message=f"reservoir {snap.cooling.reservoir_ml:.1f} ml is less than the {need_ml:.1f} ml"
@@ -427,27 +418,17 @@ class Controller:
         await self._safe_state(trip)
 
     async def _on_safety(self, st: SafetyState) -> None:
-        snap = self._snapshot()
-        if st.estop:
-            await self._on_trip(il.estop(snap) or Trip("estop", "E-stop input is active", "estop"))
-            return
-        active = self.state in ("armed", "pulsing", "awaiting_cooling", "cooling")
-        tip = il.tip_window(snap)
-        if tip is not None and active:
-            await self._on_trip(tip)
-            return
-        if not st.footswitch and active:
-            await self._on_trip(il.footswitch(snap) or Trip("footswitch_released", "footswitch released", "pause"))
-            return
-        if st.footswitch and self.state == "paused":
+        snap = replace(self._snapshot(), safety=st)  # judge the change itself, not a later state
+        trip = il.estop(snap)
+        if trip is None and self.state in ACTIVE:
+            trip = il.tip_window(snap) or il.footswitch(snap)
+        if trip is not None:
+            await self._on_trip(trip)
+        elif st.footswitch and self.state == "paused":
             await self._resume()
 
     async def _on_tick(self) -> None:
         if self.state != "armed":
-            return
-        if self._p.pause_pending:
-            self._p.pause_pending = False
-            await self._on_trip(Trip("footswitch_released", "footswitch released: emission paused", "pause"))
             return
         trip = il.first_trip(il.FIRE, self._snapshot())
         if trip is not None:
@@ -480,17 +461,16 @@ class Controller:
         p = self._p
         if cmd.pulse != p.pulse_no or self.state != "pulsing":
             return
-        cools_now = self.plan.cooling.when == "pulse" or p.pulse_in_spot + 1 >= self.plan.pulse.pulses_per_spot
+        last_in_spot = p.pulse_in_spot + 1 >= self.plan.pulse.pulses_per_spot
+        cools_now = self.plan.cooling.when == "pulse" or last_in_spot
         early = cools_now and self.plan.cooling.delay_ms == 0 and p.spray_commanded is None
         if early:
             # The spray goes out before anything else: every moment between pulse end and valve open
             # counts, and the record, the energy check and the state change can follow it.
-            p.sprays += 1
-            p.spray_commanded = p.sprays
-            await self._call("spray", self.d.spray.spray(self.spray_s))
+            await self._send_spray()
         self._record_pulse_end(cmd)
         if early:
-            self.log.emit("spray_command", spray=p.sprays, pulses=list(p.uncooled), spray_ms=self.plan.cooling.spray_ms)
+            self._log_spray_command()
         if not cmd.interrupted and not self._energy_ok(cmd.energy_j):
             set_j = self.plan.pulse.energy_j
             got = -1.0 if cmd.energy_j is None else cmd.energy_j
@@ -503,11 +483,10 @@ class Controller:
             )
             return
         p.pulse_in_spot += 1
-        last_in_spot = p.pulse_in_spot >= self.plan.pulse.pulses_per_spot
         if last_in_spot:
             p.spot += 1
             p.pulse_in_spot = 0
-        if self.plan.cooling.when == "pulse" or last_in_spot:
+        if cools_now:
             await self._trigger("pulse_ended")
             delay_s = self.plan.cooling.delay_ms / 1000.0
             if delay_s > 0 and p.window_start is not None:
@@ -532,16 +511,29 @@ class Controller:
         set_j = self.plan.pulse.energy_j
         return abs(energy_j - set_j) <= set_j * self.limits.energy_tolerance_pct / 100.0
 
+    async def _send_spray(self) -> int:
+        """Command the next spray (numbered) for the pulses not cooled yet; returns its number."""
+        p = self._p
+        p.sprays += 1
+        p.spray_commanded = p.sprays
+        await self._call("spray", self.d.spray.spray(self.spray_s))
+        return p.sprays
+
+    def _log_spray_command(self) -> None:
+        p = self._p
+        self.log.emit(
+            "spray_command", spray=p.spray_commanded, pulses=list(p.uncooled), spray_ms=self.plan.cooling.spray_ms
+        )
+
     async def _command_spray(self) -> None:
         p = self._p
-        if p.spray_commanded is None:
-            p.sprays += 1
-            p.spray_commanded = p.sprays
-            await self._call("spray", self.d.spray.spray(self.spray_s))
-            self.log.emit("spray_command", spray=p.sprays, pulses=list(p.uncooled), spray_ms=self.plan.cooling.spray_ms)
+        spray = p.spray_commanded
+        if spray is None:
+            spray = await self._send_spray()
+            self._log_spray_command()
         assert p.window_start is not None
         deadline = p.window_start + self.limits.max_cooling_delay_ms / 1000.0
-        self._spawn("spray", self._watch_spray(p.spray_commanded, deadline))
+        self._spawn("spray", self._watch_spray(spray, deadline))
 
     async def _on_spray_confirmed(self, cmd: SprayConfirmed) -> None:
         p = self._p
@@ -615,37 +607,45 @@ class Controller:
                 return
             await self.clock.sleep(min(PULSE_POLL_S, max(bound - self.clock.now(), 0.0)))
 
-    async def _watch_spray(self, spray: int, deadline: float) -> None:
+    async def _valve_opened(self, deadline: float) -> CoolingStatus | None:
+        """Poll the valve feedback until it shows open at or before ``deadline`` (None: it did not)."""
         while True:
             st = await self._call("spray", self.d.spray.status())
             self._cooling = st
             if st.valve_open and st.t <= deadline:
-                self.post(SprayConfirmed(spray, st.t))
-                break
+                return st
             if self.clock.now() >= deadline:
-                reason = (
-                    f"valve feedback not open {self.limits.max_cooling_delay_ms:g} ms after the end of pulse"
-                    f" {self._p.uncooled[0] if self._p.uncooled else '?'} (spray {spray})"
-                )
-                self.post(TripCmd(Trip(il.COOLING_NOT_CONFIRMED, reason)))
-                return
+                return None
             await self.clock.sleep(min(VALVE_POLL_S, max(deadline - self.clock.now(), 0.0)))
-        await self._await_spray_end(spray, st.t)
 
-    async def _await_spray_end(self, spray: int, t_open: float) -> None:
-        await self.clock.sleep_until(t_open + self.spray_s)
-        give_up = t_open + self.spray_s + 0.5
+    async def _valve_closed(self, give_up: float, poll_s: float) -> CoolingStatus | None:
+        """Poll the valve feedback until it shows closed (None: still open at ``give_up``)."""
         while True:
             st = await self._call("spray", self.d.spray.status())
             self._cooling = st
             if not st.valve_open:
-                self.post(SprayDone(spray, st.t))
-                return
+                return st
             if self.clock.now() > give_up:
-                await self._call("spray", self.d.spray.stop())
-                self.post(TripCmd(Trip("valve_not_closed", f"spray {spray} valve still open 500 ms after its end")))
-                return
-            await self.clock.sleep(VALVE_POLL_S)
+                return None
+            await self.clock.sleep(poll_s)
+
+    async def _watch_spray(self, spray: int, deadline: float) -> None:
+        opened = await self._valve_opened(deadline)
+        if opened is None:
+            reason = (
+                f"valve feedback not open {self.limits.max_cooling_delay_ms:g} ms after the end of pulse"
+                f" {self._p.uncooled[0] if self._p.uncooled else '?'} (spray {spray})"
+            )
+            self.post(TripCmd(Trip(il.COOLING_NOT_CONFIRMED, reason)))
+            return
+        self.post(SprayConfirmed(spray, opened.t))
+        await self.clock.sleep_until(opened.t + self.spray_s)
+        closed = await self._valve_closed(opened.t + self.spray_s + 0.5, VALVE_POLL_S)
+        if closed is None:
+            await self._call("spray", self.d.spray.stop())
+            self.post(TripCmd(Trip("valve_not_closed", f"spray {spray} valve still open 500 ms after its end")))
+            return
+        self.post(SprayDone(spray, closed.t))
 
     async def _monitor_loop(self) -> None:
         period = min(self._poll.values())
@@ -679,11 +679,15 @@ class Controller:
             else:
                 self._cooling = await self._call(device, self.d.spray.status())
         except (DeviceNoReply, DeviceError) as exc:
-            # Not a trip by itself: the watchdog trips when the silence outlasts it.
-            n = self._comm_errors.get(device, 0) + 1
-            self._comm_errors[device] = n
-            if n == 1:
-                self.log.emit("comm_error", device=device, error=str(exc))
+            self._comm_error(device, exc)
+
+    def _comm_error(self, device: str, exc: Exception) -> None:
+        """A failed poll is not a trip by itself (the watchdog trips when the silence outlasts it); the
+        first failure of a streak is recorded, and the streak ends with the next reply (see _call)."""
+        n = self._comm_errors.get(device, 0) + 1
+        self._comm_errors[device] = n
+        if n == 1:
+            self.log.emit("comm_error", device=device, error=str(exc))
 
     def _check_pause_timeout(self) -> None:
         if self.state != "paused" or self._pause_since is None:
@@ -699,9 +703,7 @@ class Controller:
             try:
                 st = await self._call("safety", self.d.safety.wait_change(self._safety_heartbeat_s), timeout)
             except (DeviceNoReply, DeviceError) as exc:
-                if self._comm_errors.get("safety", 0) == 0:
-                    self.log.emit("comm_error", device="safety", error=str(exc))
-                self._comm_errors["safety"] = self._comm_errors.get("safety", 0) + 1
+                self._comm_error("safety", exc)
                 await self.clock.sleep(self._poll["safety"])
                 continue
             self._safety = st
@@ -796,25 +798,15 @@ class Controller:
             await self._stop_spray_quietly()
             return
         try:
-            if p.spray_commanded is None:
-                p.sprays += 1
-                p.spray_commanded = p.sprays
-                await self._call("spray", self.d.spray.spray(self.spray_s))
-                self.log.emit(
-                    "spray_command",
-                    spray=p.sprays,
-                    pulses=list(p.uncooled),
-                    spray_ms=self.plan.cooling.spray_ms,
-                )
-            while True:
-                st = await self._call("spray", self.d.spray.status())
-                if st.valve_open and st.t <= deadline:
-                    self._log_spray_start(SprayConfirmed(p.spray_commanded, st.t))
-                    await self._finish_running_spray()
-                    return
-                if self.clock.now() >= deadline:
-                    break
-                await self.clock.sleep(min(VALVE_POLL_S, max(deadline - self.clock.now(), 0.0)))
+            spray = p.spray_commanded
+            if spray is None:
+                spray = await self._send_spray()
+                self._log_spray_command()
+            opened = await self._valve_opened(deadline)
+            if opened is not None:
+                self._log_spray_start(SprayConfirmed(spray, opened.t))
+                await self._finish_running_spray()
+                return
         except (DeviceNoReply, DeviceError) as exc:
             self.log.emit("cooling_missed", pulses=list(p.uncooled), reason=str(exc))
             return
@@ -827,15 +819,12 @@ class Controller:
         self._cancel("spray")
         if spray is None:
             return
-        give_up = self.clock.now() + self.spray_s + 0.5
         try:
-            while self.clock.now() <= give_up:
-                st = await self._call("spray", self.d.spray.status())
-                if not st.valve_open:
-                    self.log.emit("spray_end", spray=spray, t_closed=st.t)
-                    p.spraying = None
-                    return
-                await self.clock.sleep(VALVE_POLL_S * 5)
+            closed = await self._valve_closed(self.clock.now() + self.spray_s + 0.5, VALVE_POLL_S * 5)
+            if closed is not None:
+                self.log.emit("spray_end", spray=spray, t_closed=closed.t)
+                p.spraying = None
+                return
         except (DeviceNoReply, DeviceError) as exc:
             self.log.emit("comm_error", device="spray", error=str(exc))
         await self._stop_spray_quietly()
@@ -897,19 +886,11 @@ class Controller:
                     await self._safe_state(Trip(il.CONTROLLER_ERROR, f"{where}: {detail}"))
         except Exception as again:  # noqa: BLE001 - the safe-state path itself failed: force off, record
             self.log.emit("controller_error", where="safe state", error=repr(again))
-            await self._force_off()
+            await self._emission_off(il.CONTROLLER_ERROR)
             if self._result is None:
                 self._end("fault", il.CONTROLLER_ERROR)
         assert self._result is not None
         self._result.internal_error = True
-
-    async def _force_off(self) -> None:
-        calls: tuple[Callable[[], Awaitable[None]], ...] = (self.d.plasma.output_off, self.d.plasma.disarm)
-        for call in calls:
-            try:
-                await self._call("plasma", call())
-            except (DeviceNoReply, DeviceError) as exc:
-                self.log.emit("plasma_off", ok=False, cause=il.CONTROLLER_ERROR, error=str(exc))
 
     def _end(self, outcome: Outcome, cause: str | None) -> None:
         if self._result is None:
