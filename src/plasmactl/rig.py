@@ -159,6 +159,14 @@ class SerialLine(_Wire):
     baud: Annotated[int, Field(ge=300, le=4_000_000)] = 115200
 
 
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:5020`` for IPv6) -> (host, port); ValueError naming what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
 class ServeSim(_Strict):
     """Ask ``plasmactl run`` to start ``plasmactl serve-sim`` itself (and stop it at the end)."""
 
@@ -171,6 +179,12 @@ class ServeSim(_Strict):
     modbus_rtu: bool = False  # a pty pair for one RTU bus; devices say port = "@rtu"
     serial: bool = False  # the thermometer on a pty; the device says port = "@serial"
     baud: Annotated[int, Field(ge=300, le=4_000_000)] = 115200
+
+    @model_validator(mode="after")
+    def _address(self) -> ServeSim:
+        if self.modbus_tcp is not None:
+            parse_host_port(self.modbus_tcp)
+        return self
 
 
 def _sim_unless_told(value: Any) -> Any:

@@ -82,8 +82,8 @@ async def open_rig(
         ports: dict[str, str] = {}
         serve = inputs.rig.serve
         if serve is not None and serve.spawn and serve.in_process:
+            from plasmactl.rig import parse_host_port
             from plasmactl.simulators.served import serve as serve_here
-            from plasmactl.spawn import parse_host_port, served_ports
 
             sim = await serve_here(
                 inputs.rig,
@@ -96,19 +96,24 @@ async def open_rig(
                 clock=clock,
             )
             stack.push_async_callback(sim.stop)
-            report = sim.as_json()
-            log.emit("serve_sim", report=report, in_process=True)
-            ports = served_ports(report)
+            ports = _served(log, sim.as_json(), in_process=True)
         elif serve is not None and serve.spawn:
-            from plasmactl.spawn import served_ports, spawned_server
+            from plasmactl.spawn import spawned_server
 
             faults_path = inputs.faults_file.path if inputs.faults_file else None
             report = await stack.enter_async_context(spawned_server(serve, inputs.seed, inputs.faults, faults_path))
-            log.emit("serve_sim", report=report)
-            ports = served_ports(report)
+            ports = _served(log, report, in_process=False)
         devices, close = await open_devices(inputs.rig, clock, ports)
         stack.push_async_callback(close)
         yield devices, None
+
+
+def _served(log: AuditLog, report: dict[str, Any], *, in_process: bool) -> dict[str, str]:
+    """Record where serve-sim put the devices; the ``@rtu``/``@serial`` ports the rig refers to."""
+    from plasmactl.spawn import served_ports
+
+    log.emit("serve_sim", report=report, in_process=in_process)
+    return served_ports(report)
 
 
 async def run_session(
@@ -159,7 +164,6 @@ async def run_session(
             result = await controller.run()
             if finisher is not None:
                 _emit_tissue(log, finisher)
-                finisher = None
     except asyncio.CancelledError:
         result = SessionResult("aborted", "cancelled")
         error = "session task cancelled"

@@ -35,13 +35,6 @@ def serve_args(serve: ServeSim, seed: int) -> list[str]:
     return args
 
 
-def parse_host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    return host, int(port)
-
-
 def served_ports(report: dict[str, Any]) -> dict[str, str]:
     """``@rtu``/``@serial`` -> the pty paths the server reported."""
     ports: dict[str, str] = {}

@@ -10,29 +10,16 @@ from plasmactl.controller.controller import Devices
 from plasmactl.faults import FaultScenario
 from plasmactl.rig import PlasmaSim, Rig, SafetySim, Skin, SpraySim, ThermometerSim
 from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
-from plasmactl.simulators.skin.layered1d import DEFAULT_LAYERS, Layer, Layered1DSkin, SkinParams
+from plasmactl.simulators.skin.from_rig import tissue_fields
+from plasmactl.simulators.skin.layered1d import Layered1DSkin, SkinParams
 from plasmactl.simulators.world import SimWorld
 
 Emit = Callable[[dict[str, Any]], None]
 
 
-def layers_of(skin: Skin) -> tuple[Layer, ...]:
-    """The rig's layer stack in SI units, or DOMAIN.md's default."""
-    if skin.layers is None:
-        return DEFAULT_LAYERS
-    return tuple(Layer(x.name, x.thickness_um * 1e-6, x.rho, x.c, x.k, x.w_b, x.q_m) for x in skin.layers)
-
-
 def patch_skin(skin: Skin, clock: Clock) -> Layered1DSkin:
     """The skin patch the thermometer sees, with the rig's ``[skin]`` settings (served simulators too)."""
-    params = SkinParams(
-        layers=layers_of(skin),
-        field_diameter_m=skin.field_diameter_mm / 1000.0,
-        air_h=skin.air_h,
-        air_temp_c=skin.air_temp_c,
-        spray_h=skin.spray_h,
-        spray_temp_c=skin.spray_temp_c,
-    )
+    params = SkinParams(field_diameter_m=skin.field_diameter_mm / 1000.0, **tissue_fields(skin))
     return Layered1DSkin(params, start_time=clock.now())
 
 

@@ -36,7 +36,7 @@ from plasmactl.drivers import lineproto
 from plasmactl.drivers.registers import PLASMA, SPRAY
 from plasmactl.faults import FaultScenario, load_faults
 from plasmactl.inputs import InputError
-from plasmactl.rig import PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim, load_rig
+from plasmactl.rig import PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim, load_rig, parse_host_port
 from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
 from plasmactl.simulators.served_modbus import ModbusEngine
 from plasmactl.simulators.served_transports import LineServer, ModbusRtuServer, ModbusTcpServer
@@ -240,13 +240,6 @@ async def serve(
 
 
 # ---------------------------------------------------------------------------------------------- entry
-
-
-def parse_host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
 
 
 def serve_sim_main(

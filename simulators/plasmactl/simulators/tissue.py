@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from plasmactl.rig import Skin
 from plasmactl.simulators.skin.axisym import AxisymParams, simulate_lateral
+from plasmactl.simulators.skin.from_rig import tissue_fields
 from plasmactl.simulators.skin.spot import SpotDose, SpotParams, SpotResult, simulate_spot
 from plasmactl.summary import TISSUE_METRICS
 
@@ -54,27 +55,9 @@ class TissueRecorder:
         self.skin = skin
         self.spot_diameter_m = spot_diameter_m
         self._emit = emit
-        base = SpotParams()
-        from plasmactl.simulators.inprocess import layers_of
-
-        self.spot_params = replace(
-            base,
-            layers=layers_of(skin),
-            spray_h=skin.spray_h,
-            spray_temp_c=skin.spray_temp_c,
-            air_h=skin.air_h,
-            air_temp_c=skin.air_temp_c,
-            deposit_depth_m=skin.deposit_depth_um * 1e-6,
-        )
-        self.axisym_params = replace(
-            AxisymParams(),
-            layers=layers_of(skin),
-            spray_h=skin.spray_h,
-            spray_temp_c=skin.spray_temp_c,
-            air_h=skin.air_h,
-            air_temp_c=skin.air_temp_c,
-            deposit_depth_m=skin.deposit_depth_um * 1e-6,
-        )
+        fields = {**tissue_fields(skin), "deposit_depth_m": skin.deposit_depth_um * 1e-6}
+        self.spot_params = SpotParams(**fields)
+        self.axisym_params = AxisymParams(**fields)
         self._group = _Group()
         self._pending: list[_Group] = []  # closed spots waiting for the physics (a few numbers each)
         self._spots = 0
