@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plasmactl.inputs import InputError
+from plasmactl.inputs import InputError, validate
 from plasmactl.limits import Caps
 from plasmactl.plan import Plan
 from plasmactl.rig import Rig, Skin
@@ -148,8 +148,6 @@ def combination_inputs(plan: Plan, rig: Rig, axes: Sequence[Axis], values: Seque
         else:
             rig_data["skin"][axis.target[5:]] = value
     label = ", ".join(f"{a.name}={v:g}" for a, v in zip(axes, values, strict=True))
-    from plasmactl.inputs import validate
-
     return validate(Plan, plan_data, f"combination {label}"), validate(Rig, rig_data, f"combination {label}")
 
 

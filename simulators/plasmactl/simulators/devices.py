@@ -227,6 +227,8 @@ class SimThermometer:
         self.cfg = cfg
         self._rng = world.rng["thermometer"]
         self._period = cfg.sample_ms / 1000.0
+        tau = cfg.time_constant_ms / 1000.0
+        self._lag = 1.0 if tau <= 0 else 1.0 - math.exp(-self._period / tau)  # first-order lag per sample
         self._k = -1  # index of the last computed sample
         self._filtered = self._rest()
         self._last = SkinReading(-self._period, self._filtered)
@@ -238,9 +240,7 @@ class SimThermometer:
     def _sample(self, k: int) -> SkinReading:
         t = k * self._period
         true_c = self.w.skin.surface_c(max(t, self.w.skin.time))
-        tau = self.cfg.time_constant_ms / 1000.0
-        a = 1.0 if tau <= 0 else 1.0 - math.exp(-self._period / tau)
-        self._filtered += a * (true_c - self._filtered)
+        self._filtered += self._lag * (true_c - self._filtered)
         value = self._filtered + self._rng.normal(0.0, self.cfg.noise_c)
         return SkinReading(t, value)
 

@@ -39,6 +39,12 @@ class ActiveFault:
     start: float
     end: float
 
+    @classmethod
+    def starting(cls, fault: Fault, start: float) -> ActiveFault:
+        """The fault's window from ``start`` (inf: not known yet) for its duration (none: to the end)."""
+        end = start + fault.duration_s if fault.duration_s is not None else math.inf
+        return cls(fault, start, end)
+
     def active(self, t: float) -> bool:
         return self.start <= t < self.end
 
@@ -47,19 +53,14 @@ class FaultSchedule:
     """When each fault of a scenario is active; ``after_pulses`` faults resolve as pulses end."""
 
     def __init__(self, scenario: FaultScenario) -> None:
-        self.items: list[ActiveFault] = []
-        for fault in scenario.fault:
-            start = fault.at_s if fault.at_s is not None else math.inf
-            end = start + fault.duration_s if fault.duration_s is not None else math.inf
-            self.items.append(ActiveFault(fault, start, end))
+        self.items = [ActiveFault.starting(f, f.at_s if f.at_s is not None else math.inf) for f in scenario.fault]
 
     def pulse_ends(self, pulse: int, t_end: float) -> bool:
         """Resolve faults waiting for the end of pulse number ``pulse``; True if any did."""
         changed = False
-        for item in self.items:
+        for i, item in enumerate(self.items):
             if item.fault.after_pulses == pulse and math.isinf(item.start):
-                item.start = t_end
-                item.end = t_end + item.fault.duration_s if item.fault.duration_s is not None else math.inf
+                self.items[i] = ActiveFault.starting(item.fault, t_end)
                 changed = True
         return changed
 
