@@ -1,11 +1,13 @@
 """The ``plasmactl`` command line.
 
-Exit codes: 0 complete; 3 ended in a fault, trip or E-stop (safe state reached); 2 bad input;
-130 interrupted; 1 internal error.
+Exit codes: 0 complete; 4 the plan ran to its end but some spot is not as planned (a pulse cut by a
+pause is never fired again: see the ledger in summary.json); 3 ended in a fault, trip or E-stop (safe state
+reached); 2 bad input; 130 interrupted (SIGINT), 143 terminated (SIGTERM); 1 internal error.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Mapping
@@ -17,14 +19,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from plasmactl.controller.controller import SessionResult
 from plasmactl.faults import FaultScenario, check_against_plan, load_faults
 from plasmactl.inputs import InputError
 from plasmactl.plan import load_plan
+from plasmactl.ports import SessionResult
 from plasmactl.rig import load_rig
 from plasmactl.session import SessionInputs, run_blocking
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFE_STOP, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFE_STOP, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 app = typer.Typer(
     add_completion=False,
@@ -51,6 +54,7 @@ NOTABLE = frozenset(
         "reset",
         "controller_error",
         "safety_input",
+        "tissue_error",
         "session_end",
     }
 )
@@ -83,8 +87,10 @@ def exit_code(result: SessionResult) -> int:
         return EXIT_INTERNAL
     if result.outcome == "complete":
         return EXIT_OK
+    if result.outcome == "incomplete":
+        return EXIT_INCOMPLETE
     if result.outcome == "aborted" and result.cause == "operator interrupt":
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if result.signal == "SIGTERM" else EXIT_INTERRUPTED
     return EXIT_SAFE_STOP
 
 
@@ -144,7 +150,9 @@ def run(
             or name in NOTABLE
             or (name == "state" and e.get("dest") in ("paused", "fault", "estop", "complete"))
         ):
-            style = "bold red" if name in ("interlock_trip", "fault", "estop", "controller_error") else ""
+            style = (
+                "bold red" if name in ("interlock_trip", "fault", "estop", "controller_error", "tissue_error") else ""
+            )
             progress.console.print(_describe(e), style=style, markup=False, soft_wrap=True)
 
     console.print(
@@ -169,7 +177,26 @@ def run(
         + f": {result.pulses} pulses, {result.sprays} sprays; log {out_dir / 'events.jsonl'},"
         f" summary {out_dir / 'summary.json'}"
     )
+    _report_summary(console, out_dir)
     raise typer.Exit(code)
+
+
+def _report_summary(console: Console, out_dir: Path) -> None:
+    """What the summary says that a person must not miss: spots not delivered as planned, a physics error."""
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    ledger = summary.get("ledger") or {}
+    under, over = ledger.get("spots_under_dosed", 0), ledger.get("spots_over_dosed", 0)
+    if under or over:
+        console.print(
+            f"[red]dose ledger: {under} spot(s) under-dosed {ledger.get('under_dosed', [])[:20]},"
+            f" {over} over-dosed {ledger.get('over_dosed', [])[:20]}[/]",
+            highlight=False,
+        )
+    if summary.get("tissue_error"):
+        console.print(f"[bold red]tissue physics failed:[/] {escape(str(summary['tissue_error']))}")
 
 
 @app.command()

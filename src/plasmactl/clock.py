@@ -94,13 +94,23 @@ class _VirtualSelector(selectors.DefaultSelector):
     makes the next timer due.
     """
 
+    # While callbacks are ready the OS is asked only every this many iterations (a poll is a system call,
+    # and a simulated session runs hundreds of thousands of iterations); it is always asked before a jump.
+    BUSY_POLL_EVERY = 16
+
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
         self.holds = 0
+        self._busy = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if self.holds == 0:
+            if timeout == 0:
+                self._busy += 1
+                if self._busy < self.BUSY_POLL_EVERY:
+                    return []
+            self._busy = 0
             events = super().select(0)
             if events or timeout == 0:
                 return events

@@ -2,10 +2,12 @@
 
 The caps are constants in code, not configuration: a plan may tighten any of them and never loosen
 one (IEC 60601-1 style: the software limit is a second layer beside the device's own protection).
+The numbers behind them are explained in ``docs/domain.md``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class Caps:
     """The hard caps. Units are in the names."""
 
-    MAX_ENERGY_J: Final = 4.0  # PSR-class handpieces deliver 1-4 J per pulse (DOMAIN.md)
+    # The largest plasma skin regeneration handpiece pulses (1-4 J per pulse on a ~6 mm spot).
+    MAX_ENERGY_J: Final = 4.0
+    # Energy per area of one pulse. The top setting of the plasma skin regeneration devices, 4 J on a
+    # ~6 mm spot, is about 14 J/cm2; fractional ablative zones are treated with 10-20 mJ over 120-300 um
+    # (14-28 J/cm2 over 300 um). 25 J/cm2 is the top of that practice: the skin model already ablates
+    # through the epidermis at ~17 J/cm2 on a 0.3 mm spot, and a millijoule number typed into a joule
+    # field (a factor of 1000) lands far above the cap whatever the spot size.
+    MAX_FLUENCE_J_CM2: Final = 25.0
     MAX_PULSE_MS: Final = 100.0
     MAX_COOLING_DELAY_MS: Final = 1000.0  # epidermal heat diffuses in tens of ms: 1 s is already late
     SKIN_TEMP_MAX_C: Final = 43.0  # IEC 60601-1 applied-part limit
@@ -27,9 +36,19 @@ class Caps:
     PLAUSIBLE_MAX_C: Final = 60.0
     # A reading above the skin limit by this much trips at any time, not only before a pulse.
     HARD_TRIP_MARGIN_C: Final = 3.0
+    # The tip distance sensor's range: a reading outside [0, this] is a sensor fault, not a lifted tip.
+    TIP_SENSOR_MAX_MM: Final = 50.0
+    # A spray counts as cooling only with at least this measured flow (a floor: a plan may raise it).
+    MIN_SPRAY_FLOW_ML_S: Final = 0.05
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def fluence_j_cm2(energy_j: float, spot_diameter_mm: float) -> float:
+    """Energy per area of one pulse on a round spot."""
+    radius_cm = spot_diameter_mm / 20.0
+    return energy_j / (math.pi * radius_cm * radius_cm)
 
 
 class Limits(BaseModel):
@@ -38,6 +57,7 @@ class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     max_energy_j: PositiveFloat = Caps.MAX_ENERGY_J
+    max_fluence_j_cm2: PositiveFloat = Caps.MAX_FLUENCE_J_CM2
     max_pulse_ms: PositiveFloat = Caps.MAX_PULSE_MS
     max_cooling_delay_ms: PositiveFloat = 100.0
     skin_temp_max_c: PositiveFloat = 40.0
@@ -52,14 +72,13 @@ class Limits(BaseModel):
     # Arc distance window of the handpiece: no arc on contact, no controlled arc when lifted.
     tip_min_mm: Annotated[float, Field(ge=0.05)] = 0.2
     tip_max_mm: Annotated[float, Field(le=3.0)] = 1.5
-    # The bound on a pulse's length is its set length times this factor plus the slack below.
-    pulse_overrun_factor: Annotated[float, Field(ge=1.0, le=2.0)] = 1.2
-    pulse_overrun_slack_ms: Annotated[float, Field(ge=0.5, le=20.0)] = 3.0
+    min_spray_flow_ml_s: PositiveFloat = Caps.MIN_SPRAY_FLOW_ML_S
 
     @model_validator(mode="after")
     def _within_caps(self) -> Limits:
         upper = {
             "max_energy_j": Caps.MAX_ENERGY_J,
+            "max_fluence_j_cm2": Caps.MAX_FLUENCE_J_CM2,
             "max_pulse_ms": Caps.MAX_PULSE_MS,
             "max_cooling_delay_ms": Caps.MAX_COOLING_DELAY_MS,
             "skin_temp_max_c": Caps.SKIN_TEMP_MAX_C,
@@ -74,11 +93,11 @@ class Limits(BaseModel):
             value = getattr(self, name)
             if value > cap:
                 raise ValueError(f"{name} = {value:g} exceeds the hard cap {cap:g} (a plan may only tighten limits)")
-        if self.plausible_min_c < Caps.PLAUSIBLE_MIN_C:
-            raise ValueError(
-                f"plausible_min_c = {self.plausible_min_c:g} is below the hard cap {Caps.PLAUSIBLE_MIN_C:g}"
-                " (a plan may only tighten limits)"
-            )
+        lower = {"plausible_min_c": Caps.PLAUSIBLE_MIN_C, "min_spray_flow_ml_s": Caps.MIN_SPRAY_FLOW_ML_S}
+        for name, floor in lower.items():
+            value = getattr(self, name)
+            if value < floor:
+                raise ValueError(f"{name} = {value:g} is below the hard cap {floor:g} (a plan may only tighten limits)")
         if self.tip_min_mm >= self.tip_max_mm:
             raise ValueError("tip_min_mm must be below tip_max_mm")
         if self.plausible_min_c >= self.plausible_max_c:
@@ -95,6 +114,27 @@ class Limits(BaseModel):
         """Skin temperature that trips at any time (not only before a pulse)."""
         return self.skin_temp_max_c + Caps.HARD_TRIP_MARGIN_C
 
-    def pulse_bound_s(self, pulse_ms: float) -> float:
-        """Longest a pulse may stay on before it is a fault."""
-        return (pulse_ms * self.pulse_overrun_factor + self.pulse_overrun_slack_ms) / 1000.0
+    @property
+    def tolerance(self) -> float:
+        """The energy tolerance as a fraction."""
+        return self.energy_tolerance_pct / 100.0
+
+    def energy_limit_j(self, energy_j: float) -> float:
+        """What one pulse may deliver at most: the generator's own dose monitor is set to this."""
+        return energy_j * (1.0 + self.tolerance)
+
+    def pulse_bound_s(self, pulse_ms: float, fire_latency_s: float = 0.0, off_latency_s: float = 0.0) -> float:
+        """From the fire command, how long the controller lets a pulse run before it switches it off.
+
+        A stuck-on output at the set power delivers the set energy x (1 + tolerance) after the set length
+        x (1 + tolerance) of emission; emission starts at most ``fire_latency_s`` after the command, and
+        the off command needs ``off_latency_s`` to reach the generator. Never closer to the normal end than
+        ``PULSE_END_SLACK_S`` (a link too slow for the bound is reported by ``check``: the generator's own
+        energy limit is what then holds the dose)."""
+        pulse_s = pulse_ms / 1000.0
+        bound = fire_latency_s + pulse_s * (1.0 + self.tolerance) - off_latency_s
+        return max(bound, fire_latency_s + pulse_s + PULSE_END_SLACK_S)
+
+
+# The software pulse bound never comes closer than this to a pulse's normal end (polling resolution).
+PULSE_END_SLACK_S: Final = 0.0005

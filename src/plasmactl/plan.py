@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from plasmactl.inputs import LoadedFile, load_model
-from plasmactl.limits import Limits
+from plasmactl.limits import Limits, fluence_j_cm2
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 MAX_SPOTS = 100_000  # far above a full face at 1 mm pitch; keeps validation and memory bounded
@@ -150,6 +150,9 @@ class Plan(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Plan:
         lim, p = self.limits, self.pulse
+        fluence_problem = self._fluence_problem()  # first: it names a millijoule slip
+        if fluence_problem is not None:
+            raise ValueError(fluence_problem)
         if p.energy_j > lim.max_energy_j:
             raise ValueError(f"pulse.energy_j = {p.energy_j:g} exceeds limits.max_energy_j = {lim.max_energy_j:g}")
         if p.pulse_ms > lim.max_pulse_ms:
@@ -176,6 +179,26 @@ class Plan(_Strict):
                 f"the plan needs about {needed_s:.0f} s, over limits.max_session_s = {lim.max_session_s:g}"
             )
         return self
+
+    @property
+    def fluence_j_cm2(self) -> float:
+        """Energy per area of one pulse on the plan's spot."""
+        return fluence_j_cm2(self.pulse.energy_j, self.spots.diameter_mm)
+
+    def _fluence_problem(self) -> str | None:
+        """The fluence cap, with a hint when the energy looks like millijoules typed into a joule field."""
+        cap = self.limits.max_fluence_j_cm2
+        energy, diameter = self.pulse.energy_j, self.spots.diameter_mm
+        fluence = self.fluence_j_cm2
+        if fluence <= cap:
+            return None
+        message = (
+            f"pulse.energy_j = {energy:g} J on a {diameter:g} mm spot is {fluence:.0f} J/cm2, over the fluence"
+            f" cap of {cap:g} J/cm2 (limits.max_fluence_j_cm2)"
+        )
+        if fluence_j_cm2(energy / 1000.0, diameter) <= cap:
+            message += f"; did you mean {energy:g} mJ = {energy / 1000.0:g} J?"
+        return message
 
     @property
     def pulse_count(self) -> int:

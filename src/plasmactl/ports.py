@@ -1,4 +1,4 @@
-"""Typed async interfaces of the devices.
+"""Typed async interfaces of the devices, and the neutral types every layer shares.
 
 The controller only ever talks to these Protocols, so the same controller runs against in-process
 simulators, simulators served over wires, and real hardware. Every status and reading carries the
@@ -9,7 +9,7 @@ know, never about "now" alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from plasmactl.clock import Clock
 
@@ -18,22 +18,34 @@ __all__ = [
     "CoolingStatus",
     "CoolingUnit",
     "DeviceError",
+    "DeviceNoReply",
+    "Devices",
+    "Outcome",
     "PlasmaSource",
     "PlasmaStatus",
     "SafetyInputs",
     "SafetyState",
+    "SessionResult",
     "SkinReading",
     "SkinThermometer",
 ]
 
 
 class DeviceError(Exception):
-    """A device refused or failed a command (the reply was an error, not silence)."""
+    """A device refused or failed a command (the reply was an error, or there was none)."""
 
     def __init__(self, device: str, message: str, code: int | None = None) -> None:
         super().__init__(f"{device}: {message}" + (f" (code {code})" if code is not None else ""))
         self.device = device
         self.code = code
+
+
+class DeviceNoReply(DeviceError):
+    """A device did not answer within the time the controller gives one call (retries included)."""
+
+    def __init__(self, device: str, timeout_s: float) -> None:
+        super().__init__(device, f"did not reply within {timeout_s * 1000:g} ms")
+        self.timeout_s = timeout_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +58,25 @@ class PlasmaStatus:
     energy_setpoint_j: float
     pulse_ms_setpoint: float
     pulse_count: int  # pulses emitted since power-up (ended or not)
-    last_energy_j: float | None  # energy delivered by the last completed pulse
+    last_energy_j: float | None  # energy delivered by the last completed (or cut) pulse
     fault_code: int = 0  # 0 = none; device-specific otherwise
+    # The generator's own dose monitor ends any pulse whose delivered energy reaches this (0 = not set:
+    # the generator refuses to fire). The controller sets it to the plan's energy x (1 + tolerance).
+    energy_limit_j: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class CoolingStatus:
-    """What the cold-spray unit reports at clock time ``t``; ``valve_open`` is the feedback contact."""
+    """What the cold-spray unit reports at clock time ``t``.
+
+    ``valve_open`` is the valve's feedback contact; ``flow_ml_s`` is the measured flow (0 while the valve
+    is closed, and 0 with the valve open when no water comes out: a dry reservoir, a blocked nozzle)."""
 
     t: float
     valve_open: bool
     spray_commanded: bool
     reservoir_ml: float
-    flow_ml_s: float  # consumption while the valve is open
+    flow_ml_s: float
     spray_count: int
     fault_code: int = 0
 
@@ -82,9 +100,10 @@ class SafetyState:
 
 
 class PlasmaSource(Protocol):
-    """Plasma handpiece generator: a pulse is ``fire``d and ends by itself after the set length."""
+    """Plasma handpiece generator: a pulse is ``fire``d and ends by itself after the set length, or earlier
+    when its delivered energy reaches the energy limit."""
 
-    async def configure(self, energy_j: float, pulse_ms: float) -> None: ...
+    async def configure(self, energy_j: float, pulse_ms: float, energy_limit_j: float) -> None: ...
     async def arm(self) -> None: ...
     async def disarm(self) -> None: ...
     async def fire(self) -> None: ...
@@ -116,3 +135,28 @@ class SafetyInputs(Protocol):
 
     async def read(self) -> SafetyState: ...
     async def wait_change(self, timeout_s: float) -> SafetyState: ...
+
+
+@dataclass
+class Devices:
+    """The four devices of a rig, whatever implements them."""
+
+    plasma: PlasmaSource
+    spray: CoolingUnit
+    thermometer: SkinThermometer
+    safety: SafetyInputs
+
+
+# complete: every spot got its plan; incomplete: the plan ran to its end but some spot is under-dosed
+# (a pulse cut by a pause is never fired again); fault / estop: latched safe state; aborted: operator stop.
+Outcome = Literal["complete", "incomplete", "fault", "estop", "aborted"]
+
+
+@dataclass
+class SessionResult:
+    outcome: Outcome
+    cause: str | None = None  # the rule (or reason) that ended the session early
+    internal_error: bool = False
+    pulses: int = 0  # pulses started (each has exactly one pulse_end)
+    sprays: int = 0  # sprays confirmed with water on the skin (as summary.json counts spray_start)
+    signal: str | None = None  # SIGINT / SIGTERM when a signal aborted the session

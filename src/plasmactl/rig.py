@@ -26,6 +26,10 @@ class DeviceTiming(_Strict):
     timeout_ms: PosFloat = 100.0
     watchdog_ms: PosFloat = 500.0
     poll_ms: PosFloat = 100.0
+    # The oldest status (or, for the thermometer, sample) of this device a guard accepts before emission;
+    # an older one blocks it. Default: one refresh period plus one call plus 50 ms (the thermometer: the
+    # plan's limits.reading_max_age_ms). See Rig.max_age_s.
+    max_age_ms: PosFloat | None = None
 
     @model_validator(mode="after")
     def _order(self) -> DeviceTiming:
@@ -33,7 +37,17 @@ class DeviceTiming(_Strict):
             raise ValueError(f"timeout_ms ({self.timeout_ms:g}) must be below watchdog_ms ({self.watchdog_ms:g})")
         if self.poll_ms >= self.watchdog_ms:
             raise ValueError(f"poll_ms ({self.poll_ms:g}) must be below watchdog_ms ({self.watchdog_ms:g})")
+        if self.max_age_ms is not None and self.max_age_ms > self.watchdog_ms:
+            raise ValueError(
+                f"max_age_ms ({self.max_age_ms:g}) must not exceed watchdog_ms ({self.watchdog_ms:g}): a stale"
+                " input blocks emission before the watchdog ends the session"
+            )
         return self
+
+    @property
+    def call_budget_ms(self) -> float:
+        """The longest one call may take (the controller's per-call timeout)."""
+        return self.timeout_ms
 
 
 class PlasmaSim(DeviceTiming):
@@ -131,6 +145,10 @@ class _Wire(DeviceTiming):
         """The longest one call may take, retries included (the controller's per-call timeout)."""
         return self.timeout_ms * (self.retries + 1) + 5.0
 
+    def frame_ms(self, chars: int) -> float:
+        """Time one frame of ``chars`` characters takes on this link (0 for links without a baud rate)."""
+        return 0.0
+
 
 class ModbusTcp(_Wire):
     kind: Literal["modbus-tcp"]
@@ -151,6 +169,10 @@ class ModbusRtu(_Wire):
     stopbits: Literal[1, 2] = 1
     unit_id: Annotated[int, Field(ge=1, le=247)]
     identity: Identity = Identity()
+
+    def frame_ms(self, chars: int) -> float:
+        """11 bits per character (start, 8 data, parity or a second stop, stop) plus the 3.5-character gap."""
+        return (chars + 3.5) * 11.0 * 1000.0 / self.baud
 
 
 class SerialLine(_Wire):
@@ -230,10 +252,54 @@ class Rig(_Strict):
                     raise ValueError(f"{device}.port = {port!r} needs [serve] {wanted} = true")
         return self
 
+    @model_validator(mode="after")
+    def _ages_reachable(self) -> Rig:
+        for device in DEVICES:
+            cfg = self.timing(device)
+            if device == "thermometer" or cfg.max_age_ms is None:
+                continue
+            needed = self.refresh_period_ms(device) + cfg.call_budget_ms
+            if cfg.max_age_ms <= needed:
+                raise ValueError(
+                    f"{device}.max_age_ms = {cfg.max_age_ms:g} is not above one refresh period plus one call"
+                    f" ({needed:g} ms): every status would count as stale"
+                )
+        return self
+
     def timing(self, device: str) -> DeviceTiming:
         value = getattr(self, device)
         assert isinstance(value, DeviceTiming)
         return value
+
+    def refresh_period_ms(self, device: str) -> float:
+        """How often the controller hears from a device when all is well: its poll period, or for the
+        safety inputs the period at which ``wait_change`` returns without a change."""
+        cfg = self.timing(device)
+        if device == "safety":
+            return float(getattr(cfg, "heartbeat_ms", cfg.poll_ms))
+        return cfg.poll_ms
+
+    def max_age_s(self, device: str, reading_max_age_ms: float) -> float:
+        """The oldest status of ``device`` a guard accepts (the thermometer: the oldest sample)."""
+        cfg = self.timing(device)
+        if device == "thermometer":
+            bound = reading_max_age_ms if cfg.max_age_ms is None else min(cfg.max_age_ms, reading_max_age_ms)
+            return bound / 1000.0
+        if cfg.max_age_ms is not None:
+            return cfg.max_age_ms / 1000.0
+        return (self.refresh_period_ms(device) + cfg.call_budget_ms + 50.0) / 1000.0
+
+    def emission_latencies_s(self) -> tuple[float, float]:
+        """(fire command to emission at most, off command to the generator) for the software pulse bound.
+
+        On a wire each command needs its request frame's time (RTU) or a loopback/LAN round trip's half
+        (TCP, taken as 0.5 ms); the generator itself starts emission within its fire latency (the sim's
+        ``latency_ms``, or the contract's FIRE_LATENCY_MS for a real one)."""
+        cfg = self.plasma
+        if isinstance(cfg, PlasmaSim):
+            return cfg.latency_ms / 1000.0, 0.0
+        command_ms = cfg.frame_ms(11) if isinstance(cfg, ModbusRtu) else TCP_ONE_WAY_MS
+        return (command_ms + FIRE_LATENCY_MS) / 1000.0, command_ms / 1000.0
 
     @property
     def virtual_time_ok(self) -> bool:
@@ -246,6 +312,8 @@ class Rig(_Strict):
 
 
 DEVICES: tuple[str, ...] = ("plasma", "spray", "thermometer", "safety")
+TCP_ONE_WAY_MS = 0.5  # a command's way to a device over Modbus TCP on loopback or a LAN
+FIRE_LATENCY_MS = 1.0  # the device contract: a generator starts emission within 1 ms of FIRE
 
 
 def load_rig(path: str | None) -> tuple[Rig, LoadedFile | None]:

@@ -1,7 +1,9 @@
 """A session: wire a rig to the controller, run a plan, and leave a complete record whatever happens.
 
 The audit log is opened first and closed last: a bad device, a controller bug, Ctrl-C or a crash all
-still end with ``session_end`` in ``OUT/events.jsonl`` and a ``summary.json`` derived from it.
+still end with ``session_end`` in ``OUT/events.jsonl`` and a ``summary.json`` derived from it. Signals are
+taken from the first moment of the session: one that arrives before the controller exists is kept and
+becomes the controller's first message, so the devices are switched off and disarmed before it ends.
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from plasmactl import clock as clockmod
-from plasmactl.controller.controller import Controller, Devices, SessionResult
+from plasmactl.controller import interlocks as il
+from plasmactl.controller.owner import Controller
 from plasmactl.events import AuditLog, Listener, read_events
 from plasmactl.faults import FaultScenario
 from plasmactl.inputs import LoadedFile
 from plasmactl.plan import Plan
-from plasmactl.ports import DeviceError
+from plasmactl.ports import DeviceError, Devices, SessionResult
 from plasmactl.rig import DEVICES, Rig
 from plasmactl.spawn import SpawnError
 from plasmactl.summary import summarize
 from plasmactl.version import VERSION
+
+SIMULATOR_RECORD = "simulator.json"
 
 
 @dataclass
@@ -39,17 +44,39 @@ class SessionInputs:
     seed: int = 0
 
 
+class StopRequest:
+    """A signal's request to stop, kept until there is a controller to take it."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._controller: Controller | None = None
+
+    def request(self, signame: str) -> None:
+        if self.signal is None:
+            self.signal = signame
+        if self._controller is not None:
+            self._controller.request_abort(f"operator interrupt ({signame})", signame)
+
+    def attach(self, controller: Controller) -> None:
+        self._controller = controller
+        if self.signal is not None:
+            controller.request_abort(f"operator interrupt ({self.signal})", self.signal)
+
+
+@dataclass
+class SimulatedWorld:
+    """What an in-process world tells after the session: the tissue results and the devices' own record."""
+
+    tissue: Callable[[], dict[str, Any] | None]
+    record: Callable[[], dict[str, Any]]
+
+
 def _file_record(loaded: LoadedFile | None) -> dict[str, Any] | None:
     return None if loaded is None else {"path": loaded.path, "sha256": loaded.sha256}
 
 
-Finisher = Callable[[], dict[str, Any] | None]
-
-
-def build_devices(inputs: SessionInputs, clock: clockmod.Clock, log: AuditLog) -> tuple[Devices, Finisher]:
-    """In-process simulated devices, and what to ask at the end (the simulated tissue results).
-
-    Imported lazily so that the core never depends on simulators or drivers at module level."""
+def build_devices(inputs: SessionInputs, clock: clockmod.Clock, log: AuditLog) -> tuple[Devices, SimulatedWorld]:
+    """In-process simulated devices. Imported lazily: the core never depends on simulators at module level."""
     from plasmactl.simulators.inprocess import build_devices as build_sim
     from plasmactl.simulators.inprocess import tissue_summary
 
@@ -64,13 +91,13 @@ def build_devices(inputs: SessionInputs, clock: clockmod.Clock, log: AuditLog) -
         spot_diameter_m=inputs.plan.spots.diameter_mm / 1000.0,
         emit_tissue=emit,
     )
-    return devices, lambda: tissue_summary(world)
+    return devices, SimulatedWorld(lambda: tissue_summary(world), lambda: world.record.as_json(world.faults))
 
 
 @contextlib.asynccontextmanager
 async def open_rig(
     inputs: SessionInputs, clock: clockmod.Clock, log: AuditLog
-) -> AsyncIterator[tuple[Devices, Finisher | None]]:
+) -> AsyncIterator[tuple[Devices, SimulatedWorld | None]]:
     """The rig's devices for the length of a session: in-process simulators, or drivers over wires
     (with ``serve-sim`` spawned first when the rig asks for it); closed again whatever happens."""
     if inputs.rig.all_simulated:
@@ -81,6 +108,7 @@ async def open_rig(
     async with contextlib.AsyncExitStack() as stack:
         ports: dict[str, str] = {}
         serve = inputs.rig.serve
+        world: SimulatedWorld | None = None
         if serve is not None and serve.spawn and serve.in_process:
             from plasmactl.rig import parse_host_port
             from plasmactl.simulators.served import serve as serve_here
@@ -97,6 +125,8 @@ async def open_rig(
             )
             stack.push_async_callback(sim.stop)
             ports = _served(log, sim.as_json(), in_process=True)
+            served = sim.world
+            world = SimulatedWorld(lambda: None, lambda: served.record.as_json(served.faults))
         elif serve is not None and serve.spawn:
             from plasmactl.spawn import spawned_server
 
@@ -105,7 +135,7 @@ async def open_rig(
             ports = _served(log, report, in_process=False)
         devices, close = await open_devices(inputs.rig, clock, ports)
         stack.push_async_callback(close)
-        yield devices, None
+        yield devices, world
 
 
 def _served(log: AuditLog, report: dict[str, Any], *, in_process: bool) -> dict[str, str]:
@@ -116,12 +146,37 @@ def _served(log: AuditLog, report: dict[str, Any], *, in_process: bool) -> dict[
     return served_ports(report)
 
 
+def session_start_fields(inputs: SessionInputs) -> dict[str, Any]:
+    plan, rig = inputs.plan, inputs.rig
+    limits = plan.limits
+    fire_s, off_s = rig.emission_latencies_s()
+    return {
+        "version": VERSION,
+        "seed": inputs.seed,
+        "plan": plan.model_dump(mode="json"),
+        "plan_file": _file_record(inputs.plan_file),
+        "rig": rig.model_dump(mode="json"),
+        "rig_file": _file_record(inputs.rig_file),
+        "faults": inputs.faults.model_dump(mode="json"),
+        "faults_file": _file_record(inputs.faults_file),
+        "limits": limits.model_dump(mode="json"),
+        "hard_trip_c": limits.hard_trip_c,
+        "fluence_j_cm2": plan.fluence_j_cm2,
+        "energy_limit_j": limits.energy_limit_j(plan.pulse.energy_j),
+        "pulse_bound_ms": limits.pulse_bound_s(plan.pulse.pulse_ms, fire_s, off_s) * 1000.0,
+        "max_age_ms": {d: rig.max_age_s(d, limits.reading_max_age_ms) * 1000.0 for d in DEVICES},
+        "pulses_planned": plan.pulse_count,
+        "spots_planned": plan.spots.count,
+    }
+
+
 async def run_session(
     inputs: SessionInputs,
     out_dir: Path,
     *,
     listeners: tuple[Listener, ...] = (),
     on_controller: Callable[[Controller], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> SessionResult:
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any device is touched
     clock = clockmod.LoopClock()
@@ -130,40 +185,36 @@ async def run_session(
         log.subscribe(listener)
     result = SessionResult("fault", "did not start", internal_error=True)
     error: str | None = None
+    world: SimulatedWorld | None = None
     try:
-        log.emit(
-            "session_start",
-            version=VERSION,
-            wall_time=clock.wall_time(),
-            seed=inputs.seed,
-            plan=inputs.plan.model_dump(mode="json"),
-            plan_file=_file_record(inputs.plan_file),
-            rig=inputs.rig.model_dump(mode="json"),
-            rig_file=_file_record(inputs.rig_file),
-            faults=inputs.faults.model_dump(mode="json"),
-            faults_file=_file_record(inputs.faults_file),
-            limits=inputs.plan.limits.model_dump(mode="json"),
-            hard_trip_c=inputs.plan.limits.hard_trip_c,
-            pulses_planned=inputs.plan.pulse_count,
-        )
+        log.emit("session_start", wall_time=clock.wall_time(), **session_start_fields(inputs))
         async with contextlib.AsyncExitStack() as stack:
             try:
-                devices, finisher = await stack.enter_async_context(open_rig(inputs, clock, log))
+                devices, world = await stack.enter_async_context(open_rig(inputs, clock, log))
             except (DeviceError, SpawnError, OSError) as exc:
                 # unreachable device, wrong identity, no serve-sim: the session is refused, nothing was armed
-                reason = f"{type(exc).__name__}: {exc}"
-                log.emit("self_test", ok=False, problems=[reason])
-                log.emit("interlock_trip", rule="self_test_failed", reason=reason, state="disconnected", latch="fault")
-                result = SessionResult("fault", "self_test_failed")
+                trip = il.session_refused(f"{type(exc).__name__}: {exc}", getattr(exc, "device", None))
+                log.emit("self_test", ok=False, problems=[trip.reason])
+                log.emit(
+                    "interlock_trip",
+                    rule=trip.rule,
+                    reason=trip.reason,
+                    device=trip.device,
+                    state="disconnected",
+                    latch="fault",
+                )
+                result = SessionResult("fault", str(trip.rule), signal=None if stop is None else stop.signal)
+                if stop is not None and stop.signal is not None:
+                    result = SessionResult("aborted", "operator interrupt", signal=stop.signal)
                 return result
-            timing = {d: inputs.rig.timing(d) for d in DEVICES}
-            heartbeat_ms = getattr(inputs.rig.safety, "heartbeat_ms", 250.0)
-            controller = Controller(inputs.plan, devices, timing, clock, log, safety_heartbeat_s=heartbeat_ms / 1000.0)
+            controller = Controller(inputs.plan, devices, inputs.rig, clock, log)
+            if stop is not None:
+                stop.attach(controller)
             if on_controller is not None:
                 on_controller(controller)
             result = await controller.run()
-            if finisher is not None:
-                _emit_tissue(log, finisher)
+            if world is not None:
+                _emit_tissue(log, world)
     except asyncio.CancelledError:
         result = SessionResult("aborted", "cancelled")
         error = "session task cancelled"
@@ -181,22 +232,34 @@ async def run_session(
                 pulses=result.pulses,
                 sprays=result.sprays,
                 internal_error=result.internal_error,
+                signal=result.signal,
                 error=error,
                 wall_time=clock.wall_time(),
             )
         log.close()
         write_summary(out_dir)
+        if world is not None:
+            _write_record(out_dir, world)
     return result
 
 
-def _emit_tissue(log: AuditLog, finisher: Finisher) -> None:
+def _emit_tissue(log: AuditLog, world: SimulatedWorld) -> None:
     try:
-        tissue = finisher()
+        tissue = world.tissue()
     except Exception as exc:  # noqa: BLE001 - the physics must not cost the record its session_end
         log.emit("tissue_error", error=f"{type(exc).__name__}: {exc}")
     else:
         if tissue is not None:
             log.emit("tissue_summary", **tissue)
+
+
+def _write_record(out_dir: Path, world: SimulatedWorld) -> None:
+    """The simulated devices' own record of what they did, beside the log (for checks against it)."""
+    try:
+        record = world.record()
+    except Exception as exc:  # noqa: BLE001 - a record of the simulation, never worth the session's result
+        record = {"error": f"{type(exc).__name__}: {exc}"}
+    (out_dir / SIMULATOR_RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
 
 
 def write_summary(out_dir: Path) -> dict[str, Any]:
@@ -216,13 +279,11 @@ def run_blocking(
     """Run a session on a virtual-time loop (or the real clock); SIGINT/SIGTERM abort it safely."""
 
     async def main() -> SessionResult:
-        def hook(controller: Controller) -> None:
-            if not handle_sigint:
-                return
+        stop = StopRequest()
+        if handle_sigint:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, controller.request_abort, f"operator interrupt ({sig.name})")
-
-        return await run_session(inputs, out_dir, listeners=listeners, on_controller=hook)
+                loop.add_signal_handler(sig, stop.request, sig.name)
+        return await run_session(inputs, out_dir, listeners=listeners, stop=stop)
 
     return clockmod.run(main(), virtual=not realtime)

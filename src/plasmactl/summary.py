@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from plasmactl.controller.ledger import ledger_from_events
+
 # What the skin physics reports per spot and, as maxima over spots, per session (summary "tissue").
 TISSUE_METRICS = (
     "max_surface_c",
@@ -25,6 +27,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    events = list(events)
     pulses = sprays = 0
     delays: list[float] = []
     skin: list[float] = []
@@ -36,14 +39,16 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     energies: list[float] = []
     interrupted = 0
     tissue: dict[str, Any] | None = None
+    tissue_error: str | None = None
     missed: list[int] = []
     for e in events:
         name = e.get("event")
         t_last = max(t_last, float(e.get("t", 0.0)))
         if name == "session_start":
             start_wall = e.get("wall_time")
-        elif name == "pulse_end":
+        elif name == "pulse_start":
             pulses += 1
+        elif name == "pulse_end":
             interrupted += bool(e.get("interrupted"))
             if isinstance(e.get("energy_j"), int | float) and not e.get("interrupted"):
                 energies.append(float(e["energy_j"]))
@@ -53,20 +58,23 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 delays.append(float(e["delay_ms"]))
         elif name == "cooling_missed":
             missed.extend(int(p) for p in e.get("pulses", []))
-        elif name in ("reading", "pulse_start") and isinstance(e.get("skin_c"), int | float):
+        if name in ("reading", "pulse_start") and isinstance(e.get("skin_c"), int | float):
             if math.isfinite(e["skin_c"]):
                 skin.append(float(e["skin_c"]))
         elif name == "interlock_trip":
             trips.append({"t": e["t"], "rule": e["rule"], "reason": e["reason"]})
         elif name == "tissue_summary":
             tissue = {k: v for k, v in e.items() if k not in ("t", "event")}
+        elif name == "tissue_error":
+            tissue_error = str(e.get("error"))
         elif name == "session_end":
             outcome = e.get("outcome")
             cause = e.get("cause")
             end_wall = e.get("wall_time")
     wall = (float(end_wall) - float(start_wall)) if start_wall is not None and end_wall is not None else None
+    ledger = ledger_from_events(events)
     return {
-        "outcome": outcome or "incomplete (no session_end in the log)",
+        "outcome": outcome or "unknown: no session_end in the log (the session was cut)",
         "cause": cause,
         "pulses": pulses,
         "pulses_interrupted": interrupted,
@@ -81,6 +89,8 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "max_skin_temp_c": max(skin) if skin else None,
         "trips": trips,
         "tissue": tissue,
+        "tissue_error": tissue_error,
+        "ledger": None if ledger is None else ledger.summary(),
         "session_s": t_last,
         "wall_s": wall,
     }

@@ -215,12 +215,15 @@ class ModbusPlasma(_ModbusDevice):
         self._start_heartbeat(self.cfg.heartbeat_ms / 1000.0)
         return ident
 
-    async def configure(self, energy_j: float, pulse_ms: float) -> None:
-        """ENERGY_SET and PULSE_SET in one FC16 request; ValueError (nothing sent) when out of range."""
-        energy, pulse = PLASMA["ENERGY_SET"], PLASMA["PULSE_SET"]
+    async def configure(self, energy_j: float, pulse_ms: float, energy_limit_j: float) -> None:
+        """ENERGY_SET and PULSE_SET in one FC16 request, then ENERGY_LIMIT; ValueError (nothing sent) when
+        any is out of range."""
+        energy, pulse, limit = PLASMA["ENERGY_SET"], PLASMA["PULSE_SET"], PLASMA["ENERGY_LIMIT"]
         assert pulse.address == energy.address + energy.words
         words = _encode(energy, energy_j) + _encode(pulse, pulse_ms)
+        limit_words = _encode(limit, energy_limit_j)
         await self._write(energy.address, words)
+        await self._write(limit.address, limit_words)
 
     async def _command(self, command: PlasmaCommand, *, retry: bool = True) -> None:
         await self._write(PLASMA["COMMAND"].address, [int(command)], retry=retry)
@@ -243,6 +246,7 @@ class ModbusPlasma(_ModbusDevice):
 
     async def status(self) -> PlasmaStatus:
         start, w, t = await self._read_block("COMMAND", "FAULT_CODE")
+        limit = PLASMA["ENERGY_LIMIT"]
         status = join(_field(w, start, PLASMA["STATUS"]))
         last = _field(w, start, PLASMA["LAST_ENERGY"])
         return PlasmaStatus(
@@ -254,6 +258,7 @@ class ModbusPlasma(_ModbusDevice):
             pulse_count=join(_field(w, start, PLASMA["PULSE_COUNT"])),
             last_energy_j=None if join(last) == NO_ENERGY else PLASMA["LAST_ENERGY"].decode(last),
             fault_code=join(_field(w, start, PLASMA["FAULT_CODE"])),
+            energy_limit_j=limit.decode(_field(w, start, limit)),
         )
 
     async def close(self) -> None:

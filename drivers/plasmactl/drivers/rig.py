@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from plasmactl.clock import Clock
-from plasmactl.controller.controller import Devices
+from plasmactl.ports import Devices
 from plasmactl.rig import DEVICES, SERVED_PORTS, ModbusRtu, ModbusTcp, Rig, SerialLine
 
 from .devices import ModbusPlasma, ModbusSafety, ModbusSpray, SerialThermometer

@@ -10,29 +10,15 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from plasmactl.ports import CoolingStatus, DeviceError, PlasmaStatus, SafetyState, SkinReading
 from plasmactl.rig import PlasmaSim, SafetySim, SpraySim, ThermometerSim
-from plasmactl.simulators.world import SimWorld
+from plasmactl.simulators.world import PulseRecord, SimWorld, SprayRecord
+
+MAX_ENERGY_J = 10.0  # the generator's own setpoint range
 
 # A virtual-time jump can land one float ulp short of the timer it wakes for.
 _TIME_EPS = 1e-9
-
-
-@dataclass
-class _Pulse:
-    number: int
-    t_on: float
-    t_off: float
-    energy_j: float  # energy of the full pulse; a cut pulse delivers its fraction
-    length_s: float
-    heat: int | None  # skin heat-source handle
-
-    def delivered_j(self) -> float:
-        if self.length_s <= 0 or self.energy_j <= 0:
-            return 0.0
-        return self.energy_j * min(1.0, max(0.0, (self.t_off - self.t_on) / self.length_s))
 
 
 class SimPlasma:
@@ -44,18 +30,29 @@ class SimPlasma:
         self._rng = world.rng["plasma"]
         self.energy_j = 0.0
         self.pulse_ms = 0.0
+        self.energy_limit_j = 0.0  # the dose monitor: no pulse delivers more (0: not set, fire refused)
         self.armed = False
         self.count = 0
-        self._pulse: _Pulse | None = None
-        self._last_done: _Pulse | None = None
+        self._pulse: PulseRecord | None = None
+        self._last_done: PulseRecord | None = None
 
-    async def configure(self, energy_j: float, pulse_ms: float) -> None:
+    async def configure(self, energy_j: float, pulse_ms: float, energy_limit_j: float) -> None:
         await self.w.link("plasma")
-        if not (0 < energy_j <= 10.0) or not math.isfinite(energy_j):
+        self.set_point(energy_j, pulse_ms)
+        self.set_energy_limit(energy_limit_j)
+
+    def set_point(self, energy_j: float, pulse_ms: float) -> None:
+        """Energy and pulse length setpoints, range-checked as the generator does (DeviceError code 3)."""
+        if not (0 < energy_j <= MAX_ENERGY_J) or not math.isfinite(energy_j):
             raise DeviceError("plasma", f"energy {energy_j!r} J out of range", code=3)
         if not (0 < pulse_ms <= self.cfg.hw_max_pulse_ms):
             raise DeviceError("plasma", f"pulse length {pulse_ms!r} ms out of range", code=3)
         self.energy_j, self.pulse_ms = energy_j, pulse_ms
+
+    def set_energy_limit(self, energy_limit_j: float) -> None:
+        if not (0 < energy_limit_j <= MAX_ENERGY_J) or not math.isfinite(energy_limit_j):
+            raise DeviceError("plasma", f"energy limit {energy_limit_j!r} J out of range", code=3)
+        self.energy_limit_j = energy_limit_j
 
     async def arm(self) -> None:
         await self.w.link("plasma")
@@ -78,6 +75,8 @@ class SimPlasma:
             raise DeviceError("plasma", "fire refused: not armed", code=4)
         if self._pulse is not None:
             raise DeviceError("plasma", "fire refused: a pulse is in progress", code=6)
+        if self.energy_j <= 0 or self.pulse_ms <= 0 or self.energy_limit_j <= 0:
+            raise DeviceError("plasma", "fire refused: energy, pulse length and energy limit not all set", code=4)
         t_on = now + self.cfg.latency_ms / 1000.0
         hw_max_s = self.cfg.hw_max_pulse_ms / 1000.0
         length = min(self.pulse_ms / 1000.0, hw_max_s)
@@ -91,11 +90,15 @@ class SimPlasma:
         if no_output:
             energy = 0.0
         self.count += 1
-        # A stuck output keeps delivering at the set power until something switches it off.
+        # A stuck output keeps delivering at the set power until something switches it off; the dose
+        # monitor ends any pulse when its energy reaches the limit, whatever the timer does.
         power = energy / length
-        full_energy = power * (t_off - t_on)
+        if power * (t_off - t_on) > self.energy_limit_j:
+            t_off = t_on + self.energy_limit_j / power
+        full_energy = min(power * (t_off - t_on), self.energy_limit_j)
         heat = None if no_output else self.w.skin.heat(t_on, t_off, power)
-        self._pulse = _Pulse(self.count, t_on, t_off, full_energy, t_off - t_on, heat)
+        self._pulse = PulseRecord(self.count, t_on, t_off, full_energy, t_off - t_on, heat)
+        self.w.record.pulses.append(self._pulse)
         self.w.pulse_ends(self.count, t_off)
         if self.w.tissue is not None and heat is not None:
             self.w.tissue.pulse(self.count, t_on, t_off, full_energy)
@@ -115,6 +118,7 @@ class SimPlasma:
             pulse_ms_setpoint=self.pulse_ms,
             pulse_count=self.count - (1 if p is not None and now < p.t_on else 0),
             last_energy_j=done.delivered_j() if done is not None else None,
+            energy_limit_j=self.energy_limit_j,
         )
 
     def pulse_window(self) -> tuple[float, float] | None:
@@ -153,6 +157,7 @@ class SimSpray:
         self._open = math.inf
         self._close = math.inf
         self._cool: int | None = None
+        self._record: SprayRecord | None = None
 
     def _reservoir(self, now: float) -> float:
         if self.w.faults.find("spray", "reservoir_empty", now):
@@ -165,6 +170,7 @@ class SimSpray:
             self._used_ml += max(0.0, self._close - self._open)
             self._open = self._close = math.inf
             self._cool = None
+            self._record = None
 
     async def spray(self, duration_s: float) -> None:
         await self.w.link("spray")
@@ -180,9 +186,13 @@ class SimSpray:
         t_open = now + latency
         self.count += 1
         if self.w.faults.find("spray", "valve_stuck_closed", t_open):
+            self.w.record.sprays.append(SprayRecord(now, None, None, False))
             return  # the command is acknowledged; the valve never moves
         self._open, self._close = t_open, t_open + duration_s
-        if self._reservoir(t_open) > 0.0:
+        wet = self._reservoir(t_open) > 0.0
+        self._record = SprayRecord(now, t_open, self._close, wet)
+        self.w.record.sprays.append(self._record)
+        if wet:
             self._cool = self.w.skin.cool(t_open, self._close)
             if self.w.tissue is not None:
                 self.w.tissue.spray(t_open, self._close)
@@ -197,6 +207,8 @@ class SimSpray:
         if math.isinf(self._open) or self._close <= now:
             return
         self._close = max(now, self._open)
+        if self._record is not None:
+            self._record.t_close = self._close
         if self._cool is not None:
             self.w.skin.end_cool(self._cool, self._close)
             if self.w.tissue is not None:
@@ -207,12 +219,15 @@ class SimSpray:
         now = self.w.clock.now()
         self._settle(now)
         is_open = self._open <= now < self._close
+        reservoir = self._reservoir(now)
+        # the flow sensor sees water only when the valve is open and water is coming out
+        flowing = is_open and self._cool is not None and reservoir > 0.0
         return CoolingStatus(
             t=now,
             valve_open=is_open,
             spray_commanded=not math.isinf(self._open),
-            reservoir_ml=self._reservoir(now),
-            flow_ml_s=self.cfg.flow_ml_s,
+            reservoir_ml=reservoir,
+            flow_ml_s=self.cfg.flow_ml_s if flowing else 0.0,
             spray_count=self.count,
         )
 

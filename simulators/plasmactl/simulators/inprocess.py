@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from plasmactl.clock import Clock
-from plasmactl.controller.controller import Devices
 from plasmactl.faults import FaultScenario
+from plasmactl.ports import Devices
 from plasmactl.rig import PlasmaSim, Rig, SafetySim, Skin, SpraySim, ThermometerSim
 from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
 from plasmactl.simulators.skin.from_rig import tissue_fields

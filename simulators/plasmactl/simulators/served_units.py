@@ -225,6 +225,7 @@ class ServedPlasma(ServedUnit):
             "COMMAND": self.command,
             "ENERGY_SET": _raw(m["ENERGY_SET"], st.energy_setpoint_j),
             "PULSE_SET": _raw(m["PULSE_SET"], st.pulse_ms_setpoint),
+            "ENERGY_LIMIT": _raw(m["ENERGY_LIMIT"], st.energy_limit_j),
             "HEARTBEAT": self.heartbeat,
             "STATUS": status,
             "PULSE_COUNT": st.pulse_count,
@@ -245,11 +246,13 @@ class ServedPlasma(ServedUnit):
             energy = writes["ENERGY_SET"] / m["ENERGY_SET"].scale if "ENERGY_SET" in writes else p.energy_j
             pulse = writes["PULSE_SET"] / m["PULSE_SET"].scale if "PULSE_SET" in writes else p.pulse_ms
             if energy > 0 and pulse > 0:
-                await p.configure(energy, pulse)  # checks the pulse against the hardware limit
+                p.set_point(energy, pulse)  # checks the pulse against the hardware limit
             else:  # the other setpoint has never been set: store this one, FIRE is refused until both are
                 if pulse > p.cfg.hw_max_pulse_ms:
                     raise DeviceError("plasma", f"pulse length {pulse!r} ms out of range", code=3)
                 p.energy_j, p.pulse_ms = energy, pulse
+        if "ENERGY_LIMIT" in writes:
+            self.plasma.set_energy_limit(writes["ENERGY_LIMIT"] / self.map["ENERGY_LIMIT"].scale)
         if "COMMAND" in writes:
             await self._execute(PlasmaCommand(writes["COMMAND"]), now)
             self.command = writes["COMMAND"]
@@ -268,8 +271,8 @@ class ServedPlasma(ServedUnit):
             self._cut(now)
         elif command == PlasmaCommand.FIRE:
             self._refuse_if_faulted("fire")
-            if p.energy_j <= 0 or p.pulse_ms <= 0:
-                raise DeviceError("plasma", "fire refused: ENERGY_SET and PULSE_SET not both set", code=4)
+            if p.energy_j <= 0 or p.pulse_ms <= 0 or p.energy_limit_j <= 0:
+                raise DeviceError("plasma", "fire refused: ENERGY_SET, PULSE_SET and ENERGY_LIMIT not all set", code=4)
             await p.fire()
             window = p.pulse_window()
             if window is not None and window[1] - window[0] > p.pulse_ms / 1000.0 + 1e-9:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +20,61 @@ from plasmactl.faults import Fault, FaultScenario
 from plasmactl.simulators.skin.port import SkinModel
 
 DEVICE_STREAMS = ("plasma", "spray", "thermometer", "safety")
+
+
+@dataclass
+class PulseRecord:
+    """A pulse as the generator emitted it (``t_off`` moves earlier when the pulse is cut)."""
+
+    number: int
+    t_on: float
+    t_off: float
+    energy_j: float  # energy of the full pulse; a cut pulse delivers its fraction
+    length_s: float
+    heat: int | None  # skin heat-source handle
+
+    def delivered_j(self) -> float:
+        if self.length_s <= 0 or self.energy_j <= 0:
+            return 0.0
+        return self.energy_j * min(1.0, max(0.0, (self.t_off - self.t_on) / self.length_s))
+
+
+@dataclass
+class SprayRecord:
+    """A spray as the unit delivered it: commanded at ``t_cmd``, valve open over [t_open, t_close) (None:
+    it never opened), ``wet``: water came out (the reservoir was not dry when the valve opened)."""
+
+    t_cmd: float
+    t_open: float | None
+    t_close: float | None
+    wet: bool
+
+
+@dataclass
+class SimRecord:
+    """What the simulated devices physically did: the ground truth a session's record is checked against."""
+
+    pulses: list[PulseRecord] = field(default_factory=list)
+    sprays: list[SprayRecord] = field(default_factory=list)
+
+    def as_json(self, faults: FaultSchedule) -> dict[str, object]:
+        return {
+            "pulses": [
+                {"number": p.number, "t_on": p.t_on, "t_off": p.t_off, "energy_j": p.delivered_j()} for p in self.pulses
+            ],
+            "sprays": [{"t_cmd": s.t_cmd, "t_open": s.t_open, "t_close": s.t_close, "wet": s.wet} for s in self.sprays],
+            "faults": [
+                {
+                    "device": a.fault.device,
+                    "kind": a.fault.kind,
+                    "target": a.fault.target,
+                    "value": a.fault.value,
+                    "start": None if math.isinf(a.start) else a.start,
+                    "end": None if math.isinf(a.end) else a.end,
+                }
+                for a in faults.items
+            ],
+        }
 
 
 class TissueSink(Protocol):
@@ -101,6 +156,7 @@ class SimWorld:
         self.rng = {name: np.random.default_rng(s) for name, s in zip(DEVICE_STREAMS, streams, strict=True)}
         self._on_change: list[Callable[[], None]] = []
         self.tissue: TissueSink | None = None  # per-spot physics, when the rig asks for it
+        self.record = SimRecord()
 
     def on_schedule_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever the fault schedule changes (a device waiting on a change re-plans)."""

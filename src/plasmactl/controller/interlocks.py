@@ -1,215 +1,375 @@
-"""Interlocks: pure functions over a snapshot of the rig that pass or return a named trip with its reason.
+"""Every trip rule of the controller: pure functions over a timestamped snapshot, named by one enum.
 
-They hold no state and do no I/O, so each one can be tested in isolation with a hand-made snapshot,
-and the controller can evaluate the same rule as a guard (before ``arm``/``fire``) and in its monitor.
-Timed rules (a pulse's bound, the cooling window) are deadlines owned by the controller; their rule
-names are declared here too so every name a trip can carry is in one place.
+A rule holds no state and does no I/O: it reads the :class:`~plasmactl.controller.trips.Snapshot` (what the
+controller knows, each input with the time it was taken, and the sequencing facts the timed rules need)
+and passes (``None``) or returns a :class:`~plasmactl.controller.trips.Trip` naming its ``Rule``, the
+device and the reason. The controller only evaluates rule *sets* (the guards of arm/fire/resume/reset in
+the machine table, the watch sets at the end of this module) and acts on the first trip; what a trip
+latches (fault, E-stop, or a pause until its cause is gone) belongs to its rule.
+Fail-closed: an input that is unknown, or older than its device's bound, blocks emission.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+import math
 
-from plasmactl.limits import Limits
-from plasmactl.ports import CoolingStatus, PlasmaStatus, SafetyState, SkinReading
+from plasmactl.controller.trips import Interlock, Rule, Snapshot, Trip, all_trips, emits, first_trip, rules_of
+from plasmactl.limits import Caps, Limits
+from plasmactl.ports import CoolingStatus
 
-Latch = Literal["fault", "estop", "pause"]
+__all__ = ["Interlock", "all_trips", "emits", "first_trip", "rules_of"]  # the rule machinery, from trips
 
-
-@dataclass(frozen=True, slots=True)
-class Trip:
-    rule: str
-    reason: str
-    latch: Latch = "fault"
+ENERGY_EPS = 1e-6  # relative: a pulse at the generator's energy limit was ended by it
+VALVE_CLOSE_GRACE_S = 0.5  # a spray's valve must show closed this long after its planned end
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What the controller knows at ``now``; every reading carries the time it was taken."""
-
-    now: float
-    limits: Limits
-    spray_s: float
-    safety: SafetyState | None = None
-    reading: SkinReading | None = None
-    plasma: PlasmaStatus | None = None
-    cooling: CoolingStatus | None = None
-    last_heard: Mapping[str, float] = field(default_factory=dict)
-    watchdog_s: Mapping[str, float] = field(default_factory=dict)
-    # stuck-sensor tracking: when the reading last moved beyond the noise band, and pulses since then
-    reading_moved_t: float | None = None
-    pulses_since_moved: int = 0
-    session_start: float = 0.0
+def _ms(seconds: float) -> str:
+    return "never" if math.isinf(seconds) else f"{seconds * 1000:.0f} ms"
 
 
-Interlock = Callable[[Snapshot], Trip | None]
+def _stale(s: Snapshot, rule: Rule, device: str, what: str, t: float | None) -> Trip | None:
+    """The fail-closed check every guarded input shares: unknown, or older than its device's bound."""
+    if t is not None and not s.stale(device, t):
+        return None
+    bound = s.max_age_s.get(device, math.inf)
+    return Trip(rule, f"{what} last known {_ms(s.age(t))} ago (bound {_ms(bound)})", device)
 
 
-# Rules owned by controller deadlines or device replies (not snapshot functions).
-COOLING_NOT_CONFIRMED = "cooling_not_confirmed"
-PULSE_OVERRUN = "pulse_overrun"
-ENERGY_OUT_OF_TOLERANCE = "energy_out_of_tolerance"
-DEVICE_NO_REPLY = "device_no_reply"
-SELF_TEST_FAILED = "self_test_failed"
-CONTROLLER_ERROR = "controller_error"
-PAUSE_TIMEOUT = "pause_timeout"
-UNEXPECTED_OUTPUT = "unexpected_output"
+# ----------------------------------------------------------------------------- safety inputs
 
 
+@emits(Rule.ESTOP, Rule.SAFETY_INPUTS_STALE)
 def estop(s: Snapshot) -> Trip | None:
-    if s.safety is None:
-        return Trip("safety_inputs_unknown", "no state of the E-stop, footswitch and tip inputs yet")
-    if s.safety.estop:
-        return Trip("estop", "E-stop input is active", "estop")
-    return None
+    """A pressed E-stop wins even on an old state; an unknown or stale state blocks emission."""
+    if s.safety is not None and s.safety.estop:
+        return Trip(Rule.ESTOP, "E-stop input is active", "safety")
+    t = None if s.safety is None else s.safety.t
+    return _stale(s, Rule.SAFETY_INPUTS_STALE, "safety", "E-stop, footswitch and tip state", t)
 
 
+@emits(Rule.FOOTSWITCH_RELEASED)
 def footswitch(s: Snapshot) -> Trip | None:
     if s.safety is not None and not s.safety.footswitch:
-        return Trip("footswitch_released", "footswitch released: emission paused", "pause")
+        return Trip(Rule.FOOTSWITCH_RELEASED, "footswitch released: emission paused", "safety")
     return None
 
 
+@emits(Rule.TIP_OUT_OF_WINDOW, Rule.TIP_IMPLAUSIBLE)
 def tip_window(s: Snapshot) -> Trip | None:
+    """Outside the arc window inhibits emission (moving between spots is normal work); a reading the sensor
+    cannot give is a sensor fault."""
     if s.safety is None:
         return None
     d, lim = s.safety.tip_distance_mm, s.limits
+    if not (0.0 <= d <= Caps.TIP_SENSOR_MAX_MM):
+        reason = f"tip distance {d:g} mm outside the sensor's range [0, {Caps.TIP_SENSOR_MAX_MM:g}] mm"
+        return Trip(Rule.TIP_IMPLAUSIBLE, reason, "safety")
     if not (lim.tip_min_mm <= d <= lim.tip_max_mm):
-        return Trip(
-            "tip_out_of_window",
-            f"tip distance {d:.2f} mm outside the arc window [{lim.tip_min_mm:g}, {lim.tip_max_mm:g}] mm",
-        )
+        reason = f"tip distance {d:.2f} mm outside the arc window [{lim.tip_min_mm:g}, {lim.tip_max_mm:g}] mm"
+        return Trip(Rule.TIP_OUT_OF_WINDOW, reason, "safety")
     return None
 
 
+# ----------------------------------------------------------------------------- skin thermometer
+
+
+@emits(Rule.THERMOMETER_STALE)
 def thermometer_stale(s: Snapshot) -> Trip | None:
     if s.reading is None:
-        return Trip("thermometer_stale", "no skin temperature reading yet")
-    age_ms = (s.now - s.reading.t) * 1000.0
-    if age_ms > s.limits.reading_max_age_ms:
-        return Trip(
-            "thermometer_stale",
-            f"last skin reading is {age_ms:.0f} ms old (limit {s.limits.reading_max_age_ms:g} ms)",
-        )
-    return None
+        return Trip(Rule.THERMOMETER_STALE, "no skin temperature reading yet", "thermometer")
+    return _stale(s, Rule.THERMOMETER_STALE, "thermometer", "skin temperature", s.reading.t)
 
 
+@emits(Rule.THERMOMETER_IMPLAUSIBLE)
 def thermometer_plausible(s: Snapshot) -> Trip | None:
     if s.reading is None:
         return None
     v, lim = s.reading.value_c, s.limits
-    if not (lim.plausible_min_c <= v <= lim.plausible_max_c):
-        return Trip(
-            "thermometer_implausible",
-            f"skin reading {v:.2f} C outside the plausible range [{lim.plausible_min_c:g}, {lim.plausible_max_c:g}] C",
-        )
-    return None
+    if lim.plausible_min_c <= v <= lim.plausible_max_c:
+        return None
+    reason = f"skin reading {v:.2f} C outside the plausible range [{lim.plausible_min_c:g}, {lim.plausible_max_c:g}] C"
+    return Trip(Rule.THERMOMETER_IMPLAUSIBLE, reason, "thermometer")
 
 
+@emits(Rule.THERMOMETER_STUCK)
 def thermometer_stuck(s: Snapshot) -> Trip | None:
     if s.reading_moved_t is None or s.pulses_since_moved == 0:
         return None
     still_s = s.now - s.reading_moved_t
-    if still_s > s.limits.stuck_window_s:
-        return Trip(
-            "thermometer_stuck",
-            f"skin reading unchanged (within {s.limits.stuck_epsilon_c:g} C) for {still_s:.1f} s"
-            f" while {s.pulses_since_moved} pulses were delivered",
-        )
-    return None
+    if still_s <= s.limits.stuck_window_s:
+        return None
+    reason = (
+        f"skin reading unchanged (within {s.limits.stuck_epsilon_c:g} C) for {still_s:.1f} s"
+        f" while {s.pulses_since_moved} pulses were delivered"
+    )
+    return Trip(Rule.THERMOMETER_STUCK, reason, "thermometer")
 
 
+@emits(Rule.SKIN_TEMP_LIMIT)
 def skin_temp_before_pulse(s: Snapshot) -> Trip | None:
-    if s.reading is not None and s.reading.value_c >= s.limits.skin_temp_max_c:
-        return Trip(
-            "skin_temp_limit",
-            f"skin {s.reading.value_c:.2f} C is at or over the limit {s.limits.skin_temp_max_c:g} C",
-        )
-    return None
+    if s.reading is None or s.reading.value_c < s.limits.skin_temp_max_c:
+        return None
+    reason = f"skin {s.reading.value_c:.2f} C is at or over the limit {s.limits.skin_temp_max_c:g} C"
+    return Trip(Rule.SKIN_TEMP_LIMIT, reason, "thermometer")
 
 
+@emits(Rule.SKIN_TEMP_HARD_LIMIT)
 def skin_temp_hard(s: Snapshot) -> Trip | None:
-    if s.reading is not None and s.reading.value_c > s.limits.hard_trip_c:
-        return Trip(
-            "skin_temp_hard_limit",
-            f"skin {s.reading.value_c:.2f} C exceeds the hard limit {s.limits.hard_trip_c:g} C",
-        )
-    return None
+    if s.reading is None or s.reading.value_c <= s.limits.hard_trip_c:
+        return None
+    reason = f"skin {s.reading.value_c:.2f} C exceeds the hard limit {s.limits.hard_trip_c:g} C"
+    return Trip(Rule.SKIN_TEMP_HARD_LIMIT, reason, "thermometer")
 
 
+# ----------------------------------------------------------------------------- spray unit
+
+
+def spray_need_ml(s: Snapshot) -> float:
+    """Water one spray takes: its length at the largest flow seen so far (at least the minimum flow)."""
+    return s.spray_s * max(s.flow_seen_ml_s, s.limits.min_spray_flow_ml_s)
+
+
+def water_on_skin(st: CoolingStatus, limits: Limits) -> bool:
+    """A spray counts as cooling only with the valve feedback open *and* water flowing: a measured flow at
+    or above the minimum, with water left in the reservoir."""
+    return st.valve_open and st.flow_ml_s >= limits.min_spray_flow_ml_s and st.reservoir_ml > 0.0
+
+
+@emits(Rule.SPRAY_STATUS_STALE, Rule.RESERVOIR_LOW)
 def reservoir(s: Snapshot) -> Trip | None:
-    if s.cooling is None:
-        return Trip("reservoir_low", "reservoir level unknown")
-    needed = s.cooling.flow_ml_s * s.spray_s
-    if s.cooling.reservoir_ml < needed:
+    """The next pulse's spray needs water, judged on a status no older than the spray unit's bound."""
+    stale = _stale(s, Rule.SPRAY_STATUS_STALE, "spray", "spray unit status", None if s.cooling is None else s.cooling.t)
+    if stale is not None or s.cooling is None:
+        return stale
+    needed = spray_need_ml(s)
+    if s.cooling.reservoir_ml >= needed:
+        return None
+    reason = f"reservoir {s.cooling.reservoir_ml:.2f} ml is below the {needed:.3f} ml the next spray needs"
+    return Trip(Rule.RESERVOIR_LOW, reason, "spray")
+
+
+@emits(Rule.COOLING_NOT_CONFIRMED)
+def cooling_deadline(s: Snapshot) -> Trip | None:
+    """Pulses still waiting past their window: no spray was confirmed with water in time."""
+    p = s.pending
+    if p is None or p.confirmed or s.now < p.window_start + s.limits.max_cooling_delay_ms / 1000.0:
+        return None
+    what = "no spray commanded" if p.spray is None else f"spray {p.spray} not confirmed open with water flowing"
+    reason = f"{what} within {s.limits.max_cooling_delay_ms:g} ms of the end of pulse {p.pulses[0]}"
+    return Trip(Rule.COOLING_NOT_CONFIRMED, reason, "spray")
+
+
+@emits(Rule.VALVE_NOT_CLOSED)
+def valve_closed(s: Snapshot) -> Trip | None:
+    p, st = s.pending, s.cooling
+    if p is None or p.t_spray_end is None or st is None or not st.valve_open:
+        return None
+    if st.t <= p.t_spray_end + VALVE_CLOSE_GRACE_S:
+        return None
+    return Trip(Rule.VALVE_NOT_CLOSED, f"spray {p.spray} valve still open 500 ms after its end", "spray")
+
+
+# ----------------------------------------------------------------------------- plasma generator
+
+
+@emits(Rule.PLASMA_STATUS_STALE)
+def plasma_status_fresh(s: Snapshot) -> Trip | None:
+    t = None if s.plasma is None else s.plasma.t
+    return _stale(s, Rule.PLASMA_STATUS_STALE, "plasma", "generator status", t)
+
+
+@emits(Rule.UNEXPECTED_OUTPUT)
+def unexpected_output(s: Snapshot) -> Trip | None:
+    """Output on while no pulse is in flight, judged only on a status taken after emission was last
+    confirmed off (an older status may still show a pulse that has since ended)."""
+    st = s.plasma
+    if st is None or not st.output_on or st.t <= s.output_off_since:
+        return None
+    if s.pulse is not None and s.pulse.t_off is None:
+        return None
+    return Trip(Rule.UNEXPECTED_OUTPUT, "plasma output on while no pulse is commanded", "plasma")
+
+
+@emits(Rule.PULSE_OVERRUN, Rule.PULSE_NOT_DELIVERED)
+def pulse_bound(s: Snapshot) -> Trip | None:
+    """At its bound a pulse must be over: still on is an overrun; off with no pulse counted, none came."""
+    p, st = s.pulse, s.plasma
+    if p is None or p.t_off is not None or st is None or st.t < p.bound:
+        return None
+    if st.output_on:
+        on_ms, bound_ms = (st.t - p.t_cmd) * 1000, (p.bound - p.t_cmd) * 1000
         return Trip(
-            "reservoir_low",
-            f"reservoir {s.cooling.reservoir_ml:.2f} ml is below the {needed:.2f} ml the next spray needs",
+            Rule.PULSE_OVERRUN,
+            f"pulse {p.number} still on {on_ms:.2f} ms after fire (bound {bound_ms:.2f} ms)",
+            "plasma",
         )
+    if st.pulse_count < p.expected_count:
+        reason = f"pulse {p.number} not delivered (generator count {st.pulse_count}, expected {p.expected_count})"
+        return Trip(Rule.PULSE_NOT_DELIVERED, reason, "plasma")
     return None
 
 
+@emits(Rule.ENERGY_OUT_OF_TOLERANCE)
+def pulse_energy(s: Snapshot) -> Trip | None:
+    """Every ended pulse, cut or not: within tolerance of the set energy (a cut pulse: no more than its
+    share for the time it can have been on), and never ended by the generator's energy limit."""
+    p = s.pulse
+    if p is None or p.t_off is None:
+        return None
+    set_j, tol, got = s.energy_j, s.limits.tolerance, p.energy_j
+    if got is None:  # a cut pulse the generator never reported is counted as unknown by the ledger
+        return (
+            None
+            if p.interrupted
+            else Trip(Rule.ENERGY_OUT_OF_TOLERANCE, f"pulse {p.number}: no energy reported", "plasma")
+        )
+    where = f"pulse {p.number} delivered {got:.6f} J, set {set_j:.6f} J (tolerance {s.limits.energy_tolerance_pct:g} %)"
+    if got >= s.limits.energy_limit_j(set_j) * (1.0 - ENERGY_EPS):
+        return Trip(Rule.ENERGY_OUT_OF_TOLERANCE, f"{where}: ended by the generator's energy limit", "plasma")
+    if p.interrupted:
+        on_s = max(0.0, p.t_off - p.t_cmd)
+        if got <= set_j * min(1.0, on_s / s.pulse_s) * (1.0 + tol) + set_j * ENERGY_EPS:
+            return None
+        return Trip(
+            Rule.ENERGY_OUT_OF_TOLERANCE, f"{where}: more than {on_s * 1000:.2f} ms of emission gives", "plasma"
+        )
+    return None if abs(got - set_j) <= set_j * tol else Trip(Rule.ENERGY_OUT_OF_TOLERANCE, where, "plasma")
+
+
+@emits(Rule.DOSE_LIMIT)
+def spot_dose(s: Snapshot) -> Trip | None:
+    """The next pulse may not take its spot over the plan: no more pulses than planned, and the most it can
+    deliver (the generator's energy limit) must fit under the spot's planned energy x (1 + tolerance)."""
+    sp = s.spot
+    if sp is None:
+        return None
+    if sp.pulses_started >= sp.pulses_planned:
+        return Trip(Rule.DOSE_LIMIT, f"spot {sp.spot} already had its {sp.pulses_planned} pulse(s)", "plasma")
+    cap_j = sp.planned_j * (1.0 + s.limits.tolerance)
+    worst_j = sp.delivered_j + (sp.unknown_pulses + 1) * s.limits.energy_limit_j(s.energy_j)
+    if worst_j <= cap_j * (1.0 + ENERGY_EPS):
+        return None
+    reason = (
+        f"spot {sp.spot}: {sp.delivered_j:.6f} J delivered, {sp.unknown_pulses} pulse(s) unreported; one more could"
+        f" bring {worst_j:.6f} J, over its plan {sp.planned_j:.6f} J + {s.limits.energy_tolerance_pct:g} %"
+    )
+    return Trip(Rule.DOSE_LIMIT, reason, "plasma")
+
+
+# ----------------------------------------------------------------------------- devices and session
+
+
+@emits(Rule.DEVICE_FAULT)
 def device_fault_codes(s: Snapshot) -> Trip | None:
     for name, status in (("plasma", s.plasma), ("spray", s.cooling)):
         if status is not None and status.fault_code:
-            return Trip("device_fault", f"{name} reports fault code {status.fault_code}")
+            return Trip(Rule.DEVICE_FAULT, f"{name} reports fault code {status.fault_code}", name)
     return None
 
 
+@emits(Rule.DEVICE_WATCHDOG)
 def watchdog(s: Snapshot) -> Trip | None:
     for device, limit in s.watchdog_s.items():
         heard = s.last_heard.get(device)
-        if heard is None:
-            continue
-        silent = s.now - heard
-        if silent > limit:
-            return Trip(
-                "device_watchdog",
-                f"{device} silent for {silent * 1000:.0f} ms (watchdog {limit * 1000:g} ms)",
-            )
+        if heard is not None and s.now - heard > limit:
+            reason = f"{device} silent for {(s.now - heard) * 1000:.0f} ms (watchdog {limit * 1000:g} ms)"
+            return Trip(Rule.DEVICE_WATCHDOG, reason, device)
     return None
 
 
+@emits(Rule.SESSION_TIME_EXCEEDED)
 def session_time(s: Snapshot) -> Trip | None:
     elapsed = s.now - s.session_start
-    if elapsed > s.limits.max_session_s:
-        return Trip(
-            "session_time_exceeded",
-            f"session running {elapsed:.0f} s, over limits.max_session_s = {s.limits.max_session_s:g}",
-        )
+    if elapsed <= s.limits.max_session_s:
+        return None
+    reason = f"session running {elapsed:.0f} s, over limits.max_session_s = {s.limits.max_session_s:g}"
+    return Trip(Rule.SESSION_TIME_EXCEEDED, reason)
+
+
+@emits(Rule.PAUSE_TIMEOUT)
+def pause_timeout(s: Snapshot) -> Trip | None:
+    if s.paused_since is None or s.now - s.paused_since <= s.limits.max_pause_s:
+        return None
+    return Trip(Rule.PAUSE_TIMEOUT, f"paused for over {s.limits.max_pause_s:g} s")
+
+
+# ----------------------------------------------------------------------------- self-test
+
+
+@emits(Rule.SELF_TEST_FAILED)
+def setpoints_read_back(s: Snapshot) -> Trip | None:
+    """The generator holds the plan's energy, pulse length and energy limit, and is not emitting."""
+    st = s.plasma
+    if st is None:
+        return Trip(Rule.SELF_TEST_FAILED, "no generator status", "plasma")
+    wanted = (
+        ("energy", st.energy_setpoint_j, s.energy_j, "J", 1e-6),  # registers hold microjoules
+        ("pulse length", st.pulse_ms_setpoint, s.pulse_s * 1000.0, "ms", 0.01),  # and 10 us units
+        ("energy limit", st.energy_limit_j, s.limits.energy_limit_j(s.energy_j), "J", 1e-6),
+    )
+    problems = [
+        f"plasma {what} read back {got:g} {unit}, set {want:g} {unit}"
+        for what, got, want, unit, step in wanted
+        if abs(got - want) > max(step, 1e-6 * abs(want))
+    ]
+    if st.output_on:
+        problems.append("plasma output is on before any pulse")
+    return Trip(Rule.SELF_TEST_FAILED, "; ".join(problems), "plasma") if problems else None
+
+
+@emits(Rule.SELF_TEST_FAILED)
+def valve_closed_at_start(s: Snapshot) -> Trip | None:
+    if s.cooling is not None and s.cooling.valve_open:
+        return Trip(Rule.SELF_TEST_FAILED, "spray valve reports open before any spray", "spray")
     return None
 
 
-# Checked before arming the plasma source.
-ARM: tuple[Interlock, ...] = (
-    estop,
-    tip_window,
-    thermometer_stale,
-    thermometer_plausible,
-    skin_temp_before_pulse,
-    reservoir,
-    device_fault_codes,
-    watchdog,
-    session_time,
+# ----------------------------------------------------------------------------- events without a snapshot
+
+
+def command_failed(device: str, error: BaseException) -> Trip:
+    """A command (not a poll) failed or went unanswered: emission cannot be trusted to follow the plan."""
+    return Trip(Rule.DEVICE_NO_REPLY, str(error) if str(error).startswith(device) else f"{device}: {error}", device)
+
+
+def safety_unanswered() -> Trip:
+    """The safety inputs did not answer the read taken just before emission: their state now is unknown."""
+    return Trip(Rule.SAFETY_INPUTS_STALE, "E-stop, footswitch and tip inputs did not answer before emission", "safety")
+
+
+def valve_not_seen_closed(spray: int) -> Trip:
+    """A spray's valve was not seen closed within its grace (no status answered, or it showed open)."""
+    return Trip(Rule.VALVE_NOT_CLOSED, f"spray {spray} valve not seen closed 500 ms after its end", "spray")
+
+
+def controller_error(where: str, detail: str) -> Trip:
+    return Trip(Rule.CONTROLLER_ERROR, f"{where}: {detail}")
+
+
+def session_refused(reason: str, device: str | None = None) -> Trip:
+    """The rig could not be opened (an unreachable device, a wrong identity) or failed its self-test."""
+    return Trip(Rule.SELF_TEST_FAILED, reason, device)
+
+
+EVENT_RULES: tuple[Rule, ...] = (
+    Rule.DEVICE_NO_REPLY,
+    Rule.CONTROLLER_ERROR,
+    Rule.SELF_TEST_FAILED,
+    Rule.SAFETY_INPUTS_STALE,
+    Rule.VALVE_NOT_CLOSED,
 )
-# Checked before every pulse: never fire a pulse that cannot be cooled.
-FIRE: tuple[Interlock, ...] = (
+
+# ----------------------------------------------------------------------------- watch sets
+# (the guard sets of arm / fire / resume / reset are the machine table's column, in machine.py)
+
+SELF_TEST: tuple[Interlock, ...] = (
     estop,
-    footswitch,
-    tip_window,
-    thermometer_stale,
-    thermometer_plausible,
-    skin_temp_hard,
-    skin_temp_before_pulse,
-    thermometer_stuck,
-    reservoir,
     device_fault_codes,
-    watchdog,
-    session_time,
+    thermometer_plausible,
+    setpoints_read_back,
+    valve_closed_at_start,
 )
-# Re-checked by the monitor at every tick while a session runs.
+# Re-checked by the monitor while a session runs; near emission also what only matters then.
 CONTINUOUS: tuple[Interlock, ...] = (
     estop,
     thermometer_stale,
@@ -219,13 +379,10 @@ CONTINUOUS: tuple[Interlock, ...] = (
     device_fault_codes,
     watchdog,
     session_time,
+    pause_timeout,
+    valve_closed,
 )
-
-
-def first_trip(rules: tuple[Interlock, ...], snapshot: Snapshot) -> Trip | None:
-    """The first rule that trips, in declaration order (E-stop first)."""
-    for rule in rules:
-        trip = rule(snapshot)
-        if trip is not None:
-            return trip
-    return None
+CONTINUOUS_ACTIVE: tuple[Interlock, ...] = (*CONTINUOUS, footswitch, tip_window, unexpected_output)
+PULSE_WATCH: tuple[Interlock, ...] = (pulse_bound,)
+PULSE_END: tuple[Interlock, ...] = (pulse_energy,)
+COOLING_WATCH: tuple[Interlock, ...] = (cooling_deadline, valve_closed)

@@ -1,17 +1,25 @@
-"""The controller's states and transitions, declared once, as a table.
+"""The controller's states and transitions, declared once, as a table with its guard column.
 
-Read it top to bottom: each row is ``(trigger, from, to)``. The latched states (fault, estop) leave only
-by ``reset``, whose guard checks that the cause is gone. ``docs/state-machine.md`` is generated from
-this table (``plasmactl diagram``) and a test fails when it is stale.
+Read it top to bottom: each row is ``(trigger, from, to, guard)``. A guard names the rule set that must
+pass on a fresh snapshot for the transition to happen (``arm``, ``fire``, ``resume``, ``reset``); the
+machine itself re-checks it (the snapshot travels with the trigger), so a transition whose guard fails
+is refused even if a caller forgot to ask. The latched states (fault, estop) leave only by ``reset``.
+``docs/state-machine.md`` is generated from this table (``plasmactl diagram``) and a test fails when it
+is stale. The machine is transitions' synchronous ``Machine``: guards are pure and every action (device
+I/O) belongs to the one task that triggers it, so nothing here awaits.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from transitions.extensions.asyncio import AsyncMachine
+from transitions import EventData, Machine
+from transitions.core import MachineError
+
+from plasmactl.controller import interlocks as il
+from plasmactl.controller.interlocks import Interlock
+from plasmactl.controller.trips import Snapshot, Trip
 
 STATES: tuple[str, ...] = (
     "disconnected",
@@ -30,88 +38,146 @@ LATCHED = ("fault", "estop")
 RUNNING = ("self_test", "idle", "armed", "pulsing", "awaiting_cooling", "cooling", "paused")
 ACTIVE = ("armed", "pulsing", "awaiting_cooling", "cooling")  # emission may happen or has just happened
 
-#  trigger                  source(s)                                        dest
-TRANSITIONS: tuple[tuple[str, str | tuple[str, ...], str], ...] = (
-    ("connect",              "disconnected",                                  "self_test"),
-    ("self_test_passed",     "self_test",                                     "idle"),
-    ("arm",                  "idle",                                          "armed"),
-    ("fire",                 "armed",                                         "pulsing"),
-    ("pulse_ended",          "pulsing",                                       "awaiting_cooling"),
-    ("pulse_ended_uncooled", "pulsing",                                       "armed"),
-    ("spray_confirmed",      "awaiting_cooling",                              "cooling"),
-    ("spray_done",           "cooling",                                       "armed"),
-    ("pause",                ACTIVE,                                          "paused"),
-    ("resume",               "paused",                                        "armed"),
-    ("disarm",               ("armed", "paused"),                             "idle"),
-    ("finish",               "idle",                                          "complete"),
-    ("abort",                RUNNING,                                         "idle"),
-    ("trip",                 (*RUNNING, "disconnected"),                     "fault"),
-    ("estop_pressed",        (*RUNNING, "disconnected", "fault"),             "estop"),
-    ("reset",                LATCHED,                                         "idle"),
+# ----------------------------------------------------------------------------- guard sets
+# What must pass (in this order: the first failing rule is the reason given) for each guarded transition.
+_EMISSION: tuple[Interlock, ...] = (
+    il.estop,
+    il.tip_window,
+    il.thermometer_stale,
+    il.thermometer_plausible,
+    il.skin_temp_hard,
+    il.skin_temp_before_pulse,
+    il.reservoir,
+    il.plasma_status_fresh,
+    il.device_fault_codes,
+    il.watchdog,
+    il.session_time,
+)
+GUARDS: Mapping[str, tuple[Interlock, ...]] = {
+    "ARM": _EMISSION,
+    "FIRE": (il.estop, il.footswitch, *_EMISSION[1:], il.thermometer_stuck, il.unexpected_output, il.spot_dose),
+    "RESUME": (il.estop, il.footswitch, *_EMISSION[1:]),
+    "RESET": _EMISSION,
+}
+
+#  trigger                  source(s)                                        dest                guard
+TRANSITIONS: tuple[tuple[str, str | tuple[str, ...], str, str | None], ...] = (
+    ("connect",              "disconnected",                                  "self_test",        None),
+    ("self_test_passed",     "self_test",                                     "idle",             None),
+    ("arm",                  "idle",                                          "armed",            "ARM"),
+    ("fire",                 "armed",                                         "pulsing",          "FIRE"),
+    ("pulse_ended",          "pulsing",                                       "awaiting_cooling", None),
+    ("pulse_ended_uncooled", "pulsing",                                       "armed",            None),
+    ("spray_confirmed",      "awaiting_cooling",                              "cooling",          None),
+    ("spray_done",           "cooling",                                       "armed",            None),
+    ("pause",                ("idle", *ACTIVE),                               "paused",           None),
+    ("resume",               "paused",                                        "armed",            "RESUME"),
+    ("disarm",               "armed",                                         "idle",             None),
+    ("finish",               "idle",                                          "complete",         None),
+    ("abort",                RUNNING,                                         "idle",             None),
+    ("trip",                 (*RUNNING, "disconnected"),                     "fault",            None),
+    ("estop_pressed",        (*RUNNING, "disconnected", "fault"),             "estop",            None),
+    ("reset",                LATCHED,                                         "idle",             "RESET"),
 )  # fmt: skip
+
+GUARD_OF: Mapping[str, str] = {trigger: guard for trigger, _, _, guard in TRANSITIONS if guard is not None}
+
+
+class TransitionRefused(Exception):
+    """A trigger the table does not allow in the current state, or whose guard failed."""
+
+    def __init__(self, trigger: str, state: str, trip: Trip | None = None) -> None:
+        why = f": {trip.rule} ({trip.reason})" if trip is not None else ""
+        super().__init__(f"transition {trigger!r} refused in state {state!r}{why}")
+        self.trigger = trigger
+        self.state = state
+        self.trip = trip
 
 
 class ControllerModel:
-    """The object transitions attaches ``state`` and the trigger methods to."""
+    """The object transitions attaches ``state`` to; ``go`` is the only way to change it."""
 
     state: str
-    trigger: Callable[..., Awaitable[bool]]  # attached by transitions
+    trigger: Callable[..., bool]  # attached by transitions
 
     def __init__(self) -> None:
-        self.history: deque[tuple[str, str, str]] = deque(maxlen=64)
-        self.reset_permitted = False
+        self.refusal: Trip | None = None  # why the last guarded trigger was refused
 
-    def can_reset(self) -> bool:
-        return self.reset_permitted
+    def guard_passes(self, event: EventData) -> bool:
+        """The condition of every guarded row: the row's rule set on the snapshot sent with the trigger."""
+        snapshot = event.kwargs.get("snapshot")
+        if not isinstance(snapshot, Snapshot):
+            self.refusal = None
+            return False  # fail closed: a guarded transition without a snapshot never happens
+        self.refusal = il.first_trip(GUARDS[GUARD_OF[event.event.name]], snapshot)
+        return self.refusal is None
+
+    def go(self, trigger: str, snapshot: Snapshot | None = None) -> tuple[str, str]:
+        """Fire ``trigger``; returns (source, destination) or raises :class:`TransitionRefused`."""
+        src = self.state
+        try:
+            ok = self.trigger(trigger, snapshot=snapshot)
+        except MachineError as exc:  # not an edge of the table from this state
+            raise TransitionRefused(trigger, src) from exc
+        if not ok:
+            raise TransitionRefused(trigger, src, self.refusal)
+        return src, self.state
 
 
-def build_machine(model: ControllerModel, **kwargs: Any) -> AsyncMachine:
-    """An AsyncMachine over the table; no auto transitions, so only the table's edges exist."""
-    transitions: list[dict[str, Any]] = []
-    for trigger, source, dest in TRANSITIONS:
-        row: dict[str, Any] = {
-            "trigger": trigger,
-            "source": list(source) if isinstance(source, tuple) else source,
-            "dest": dest,
-        }
-        if trigger == "reset":
-            row["conditions"] = "can_reset"
-        transitions.append(row)
-    return AsyncMachine(
+def build_machine(model: ControllerModel, **kwargs: Any) -> Machine:
+    """A Machine over the table; no auto transitions, so only the table's edges exist."""
+    rows: list[dict[str, Any]] = []
+    for trigger, source, dest, guard in TRANSITIONS:
+        row: dict[str, Any] = {"trigger": trigger, "source": list(source) if isinstance(source, tuple) else source}
+        row["dest"] = dest
+        if guard is not None:
+            row["conditions"] = "guard_passes"
+        rows.append(row)
+    return Machine(
         model=model,
         states=list(STATES),
-        transitions=transitions,
+        transitions=rows,
         initial="disconnected",
         auto_transitions=False,
         ignore_invalid_triggers=False,
-        queued=False,
+        send_event=True,
         **kwargs,
     )
 
 
 def edges() -> list[tuple[str, str, str]]:
     """Every (source, trigger, dest) edge, sources expanded."""
-    out: list[tuple[str, str, str]] = []
-    for trigger, source, dest in TRANSITIONS:
-        for src in (source,) if isinstance(source, str) else source:
-            out.append((src, trigger, dest))
-    return out
+    return [
+        (src, trigger, dest)
+        for trigger, source, dest, _ in TRANSITIONS
+        for src in ((source,) if isinstance(source, str) else source)
+    ]
+
+
+def guard_rules(guard: str) -> list[str]:
+    """The rule names a guard set can trip on, in its order."""
+    return list(dict.fromkeys(str(r) for fn in GUARDS[guard] for r in il.rules_of(fn)))
 
 
 def mermaid() -> str:
     """The table as a Mermaid state diagram (the committed docs/state-machine.md embeds this)."""
     lines = ["stateDiagram-v2", "    [*] --> disconnected"]
+    guard = {trigger: g for trigger, _, _, g in TRANSITIONS}
     for src, trigger, dest in edges():
-        lines.append(f"    {src} --> {dest} : {trigger}")
+        label = f"{trigger} [{guard[trigger]}]" if guard[trigger] else trigger
+        lines.append(f"    {src} --> {dest} : {label}")
     lines.append("    complete --> [*]")
     return "\n".join(lines) + "\n"
 
 
 def diagram_markdown() -> str:
+    guards = "\n".join(f"- **{g}**: " + ", ".join(f"`{r}`" for r in guard_rules(g)) for g in GUARDS)
     return (
         "# Controller state machine\n\n"
         "Generated from `src/plasmactl/controller/machine.py` by `plasmactl diagram`; do not edit by hand.\n"
         "The latched states `fault` and `estop` leave by `reset`, guarded by the cause being gone"
-        " (and `fault` escalates to `estop` when the E-stop is pressed).\n\n"
-        "```mermaid\n" + mermaid() + "```\n"
+        " (and `fault` escalates to `estop` when the E-stop is pressed). A transition in brackets is"
+        " guarded: every rule of its set must pass on a fresh snapshot.\n\n"
+        "```mermaid\n" + mermaid() + "```\n\n"
+        "## Guard sets (the rules each one checks, in order)\n\n" + guards + "\n"
     )

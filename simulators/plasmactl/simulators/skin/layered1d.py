@@ -253,6 +253,8 @@ class Layered1DSkin:
 
         self._modes = (make_mode(p.air_h, p.air_temp_c), make_mode(p.spray_h, p.spray_temp_c))
         self._mode = self._modes[0]
+        self._decay_key: tuple[_Mode, float] | None = None
+        self._decay: FloatArray = np.ones(0)
         self._power = 0.0
         self._tss: FloatArray = self._mode.tss0
         self._z: FloatArray = np.zeros(n)  # modal deviation from _tss in the current mode's basis
@@ -426,4 +428,8 @@ class Layered1DSkin:
 
     def _step(self, dt: float) -> None:
         if dt > 0.0:
-            self._z = self._z * np.exp(self._mode.mu * dt)
+            # a thermometer samples at a fixed period: the decay over the same step in the same mode is reused
+            key = (self._mode, dt)
+            if key != self._decay_key:
+                self._decay_key, self._decay = key, np.exp(self._mode.mu * dt)
+            self._z = self._z * self._decay

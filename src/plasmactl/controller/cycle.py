@@ -1,0 +1,273 @@
+"""The sequencer of the owner task: when the next pulse goes, where, and when its spray goes.
+
+Each step is taken by the owner on a message (a tick, the pulse seen over, the spray confirmed or done).
+The pulse cycle's bookkeeping lives in the controller's :class:`~plasmactl.controller.knowledge.Knowledge`
+(the pulse in flight, the pulses waiting for cooling) so the rules judge exactly what the sequencer acts
+on, and in the :class:`~plasmactl.controller.ledger.DoseLedger` (what each spot received).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from plasmactl.controller import interlocks as il
+from plasmactl.controller import watchers
+from plasmactl.controller.machine import TransitionRefused
+from plasmactl.controller.messages import Deadline, Finish, SprayDue, Tick
+from plasmactl.controller.trips import CoolingFacts, PulseFacts
+from plasmactl.ports import CoolingStatus, DeviceError, PlasmaStatus
+from plasmactl.rig import DEVICES
+
+if TYPE_CHECKING:
+    from plasmactl.controller.owner import Controller
+
+SPRAY_ATTEMPTS = 3  # a spray command that fails is sent again while its cooling window lasts
+
+
+class PulseCycle:
+    def __init__(self, c: Controller) -> None:
+        self.c = c
+        plan = c.plan
+        self.positions = plan.spots.positions()
+        self.pulses_per_spot = plan.pulse.pulses_per_spot
+        self.spot_idx = 0  # the spot the next pulse goes to (0-based)
+        self.pulse_in_spot = 0  # pulses started on that spot
+        self.last_pulse_start: float | None = None
+        self.spot_start: float | None = None  # first pulse start of the current spot
+        self.count_base = 0  # the generator's pulse count before the session's first pulse
+        self.sprays = 0  # sprays commanded (numbering)
+        self.sprays_confirmed = 0
+        self._tick_seq = 0
+        self._tick: asyncio.TimerHandle | None = None
+        self._spray_due: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ timing
+
+    def schedule_next(self) -> None:
+        c = self.c
+        if self.spot_idx >= len(self.positions):
+            c.post(Finish())
+            return
+        now = c.clock.now()
+        at = now if self.last_pulse_start is None else self.last_pulse_start + c.plan.pulse.interval_s
+        if self.pulse_in_spot == 0 and self.spot_start is not None:  # the next pulse opens a new spot
+            at = max(at, self.spot_start + c.plan.pulse.spot_interval)
+        self.cancel_timers()
+        self._tick = c.schedule(max(now, at), Tick(self._tick_seq))
+
+    def cancel_timers(self) -> None:
+        """Stop the sequencer's timers (a tick already queued is now stale and dropped)."""
+        self._tick_seq += 1
+        for handle in (self._tick, self._spray_due):
+            if handle is not None:
+                handle.cancel()
+        self._tick = self._spray_due = None
+
+    # ------------------------------------------------------------------ pulse
+
+    async def on_tick(self, seq: int) -> None:
+        c = self.c
+        if seq != self._tick_seq or c.state != "armed" or c.result is not None:
+            return
+        if not await c.calls.refresh(DEVICES):
+            await c.on_trip(il.safety_unanswered())
+            return
+        spot = self.spot_idx + 1
+        c.know.spot = c.ledger.facts(spot)
+        try:
+            c.go("fire", c.snapshot())
+        except TransitionRefused as refused:
+            await c.on_trip(refused.trip if refused.trip is not None else il.controller_error("fire", str(refused)))
+            return
+        know = c.know
+        number = know.pulses_started + 1
+        now = c.clock.now()
+        if self.pulse_in_spot == 0:
+            self.spot_start = now
+        self.last_pulse_start = now
+        bound = now + c.limits.pulse_bound_s(c.plan.pulse.pulse_ms, c.fire_latency_s, c.off_latency_s)
+        facts = PulseFacts(number, spot, now, bound, self.count_base + number)
+        know.pulse, know.pulses_started = facts, number
+        c.ledger.pulse_started(number, spot)
+        x, y = self.positions[self.spot_idx]
+        self.pulse_in_spot += 1
+        if self.pulse_in_spot >= self.pulses_per_spot:  # a cut pulse is never fired again: the spot moves on
+            self.spot_idx, self.pulse_in_spot = self.spot_idx + 1, 0
+        r, st_s, pl, co = know.reading, know.safety, know.plasma, know.cooling
+        c.log.emit(
+            "pulse_start",
+            pulse=number,
+            spot=spot,
+            x_mm=x,
+            y_mm=y,
+            energy_set_j=c.plan.pulse.energy_j,
+            pulse_ms=c.plan.pulse.pulse_ms,
+            skin_c=None if r is None else r.value_c,
+            skin_t=None if r is None else r.t,
+            safety_t=None if st_s is None else st_s.t,
+            plasma_t=None if pl is None else pl.t,
+            spray_t=None if co is None else co.t,
+            reservoir_ml=None if co is None else co.reservoir_ml,
+        )
+        await c.calls.command("plasma", c.d.plasma.fire)
+        c.spawn("pulse", watchers.watch_pulse(c, facts, c.fire_latency_s))
+
+    def cools_now(self, number: int) -> bool:
+        """Whether the spray goes after pulse ``number`` (after every pulse, or after a spot's last)."""
+        return self.c.plan.cooling.when == "pulse" or number % self.pulses_per_spot == 0
+
+    def end_pulse(self, t_end: float, t_off: float, energy_j: float | None, interrupted: bool) -> None:
+        """Record the end of the pulse in flight: the ledger, the cooling it is owed, the log."""
+        c, know = self.c, self.c.know
+        p = know.pulse
+        assert p is not None and p.t_off is None
+        know.pulse = replace(p, t_off=t_off, energy_j=energy_j, interrupted=interrupted)
+        know.output_off_since = max(know.output_off_since, t_off)
+        c.ledger.pulse_ended(p.number, energy_j, interrupted)
+        pend = know.pending
+        if pend is None:
+            know.pending = CoolingFacts((p.number,), t_end)
+            # the window's end is a deadline on the clock, whatever the spray watch is waiting for
+            c.schedule(t_end + c.limits.max_cooling_delay_ms / 1000.0, Deadline())
+        elif p.number not in pend.pulses:
+            know.pending = replace(pend, pulses=(*pend.pulses, p.number))
+        c.log.emit("pulse_end", pulse=p.number, energy_j=energy_j, t_end=t_end, t_off=t_off, interrupted=interrupted)
+
+    def earliest_end(self, t_cmd: float, energy_j: float | None, cut_at: float | None = None) -> float:
+        """The earliest the pulse can have ended (the cooling window starts there: conservative). A pulse
+        that delivered less than its share, or was ended by the generator's energy limit, may have ended
+        at any time after its command."""
+        c = self.c
+        set_j = c.plan.pulse.energy_j
+        full = t_cmd + c.pulse_s if cut_at is None else min(t_cmd + c.pulse_s, cut_at)
+        if energy_j is None or energy_j >= c.limits.energy_limit_j(set_j) * (1 - il.ENERGY_EPS):
+            return t_cmd
+        if cut_at is None and energy_j < set_j * (1 - c.limits.tolerance):
+            return t_cmd
+        return full
+
+    async def on_pulse_over(self, number: int, st: PlasmaStatus) -> None:
+        c = self.c
+        p = c.know.pulse
+        if p is None or p.number != number or p.t_off is not None or c.state != "pulsing":
+            return
+        self.end_pulse(self.earliest_end(p.t_cmd, st.last_energy_j), st.t, st.last_energy_j, False)
+        cools = self.cools_now(number)
+        delay_s = c.plan.cooling.delay_ms / 1000.0
+        spray: tuple[int, float] | None = None
+        if cools and delay_s == 0:
+            spray = await self.send_spray()  # first: every moment between pulse end and valve open counts
+        trip = il.first_trip(il.PULSE_END, c.snapshot())
+        if trip is not None:
+            await c.on_trip(trip)  # the safe state confirms the spray just sent, or sends one
+            return
+        if not cools:
+            c.go("pulse_ended_uncooled")
+            self.schedule_next()
+            return
+        c.go("pulse_ended")
+        pend = c.know.pending
+        assert pend is not None
+        if spray is not None:
+            self.watch_spray(*spray)
+        else:
+            self._spray_due = c.schedule(pend.window_start + delay_s, SprayDue(number))
+
+    # ------------------------------------------------------------------ spray
+
+    async def send_spray(self) -> tuple[int, float]:
+        """Command the spray for the pulses waiting; sent again (bounded) after a communication error while
+        the window lasts. Returns (spray number, command time); raises when it could not be sent."""
+        c = self.c
+        pend = c.know.pending
+        assert pend is not None
+        deadline = pend.window_start + c.limits.max_cooling_delay_ms / 1000.0
+        for attempt in range(1, SPRAY_ATTEMPTS + 1):
+            t_cmd = c.clock.now()
+            try:
+                await c.calls.command("spray", lambda: c.d.spray.spray(c.spray_s))
+                break
+            except DeviceError as exc:
+                c.log.emit("comm_error", device="spray", error=str(exc), attempt=attempt)
+                if attempt == SPRAY_ATTEMPTS or c.clock.now() + c.calls.budget_s["spray"] > deadline:
+                    raise
+        self.sprays += 1
+        c.know.pending = replace(pend, spray=self.sprays)
+        c.log.emit(
+            "spray_command",
+            spray=self.sprays,
+            pulses=list(pend.pulses),
+            spray_ms=c.plan.cooling.spray_ms,
+            attempt=attempt,
+        )
+        return self.sprays, t_cmd
+
+    def watch_spray(self, spray: int, t_cmd: float) -> None:
+        c = self.c
+        pend = c.know.pending
+        assert pend is not None
+        deadline = pend.window_start + c.limits.max_cooling_delay_ms / 1000.0
+        c.spawn("spray", watchers.watch_spray(c, spray, t_cmd, deadline))
+
+    async def on_spray_due(self, number: int) -> None:
+        c = self.c
+        pend = c.know.pending
+        if c.state != "awaiting_cooling" or pend is None or pend.spray is not None or number not in pend.pulses:
+            return
+        self.watch_spray(*(await self.send_spray()))
+
+    def confirm_spray(self, spray: int, st: CoolingStatus) -> None:
+        """Record a spray seen open with water inside the window (the cycle's and the safe state's path)."""
+        c = self.c
+        pend = c.know.pending
+        assert pend is not None
+        delay_ms = (st.t - pend.window_start) * 1000.0
+        c.log.emit(
+            "spray_start",
+            spray=spray,
+            pulses=list(pend.pulses),
+            t_open=st.t,
+            delay_ms=delay_ms,
+            flow_ml_s=st.flow_ml_s,
+            reservoir_ml=st.reservoir_ml,
+        )
+        c.ledger.cooled(pend.pulses, delay_ms)
+        self.sprays_confirmed += 1
+        c.know.pending = replace(pend, confirmed=True, t_spray_end=st.t + c.spray_s)
+
+    def on_spray_confirmed(self, spray: int, st: CoolingStatus) -> None:
+        c = self.c
+        pend = c.know.pending
+        if pend is None or pend.spray != spray or pend.confirmed or c.state != "awaiting_cooling":
+            return
+        self.confirm_spray(spray, st)
+        c.go("spray_confirmed")
+
+    def on_spray_done(self, spray: int, t_closed: float) -> None:
+        c = self.c
+        pend = c.know.pending
+        if pend is None or pend.spray != spray or c.state != "cooling":
+            return
+        c.log.emit("spray_end", spray=spray, t_closed=t_closed)
+        c.know.pending = None
+        c.go("spray_done")
+        self.schedule_next()
+
+    # ------------------------------------------------------------------ the end of the plan
+
+    async def on_finish(self) -> None:
+        c = self.c
+        if c.state != "armed" or c.result is not None or self.spot_idx < len(self.positions):
+            return
+        await c.calls.command("plasma", c.d.plasma.disarm)
+        c.log.emit("plasma_disarm", ok=True, cause="plan delivered")
+        c.go("disarm")
+        c.go("finish")
+        ledger = c.ledger.summary()
+        short = ledger["spots_under_dosed"] + ledger["spots_over_dosed"] + ledger["spots_not_started"]
+        if short:
+            c.end("incomplete", f"{short} of {ledger['spots_planned']} spots not delivered as planned")
+        else:
+            c.end("complete", None)

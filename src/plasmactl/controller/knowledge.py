@@ -1,0 +1,202 @@
+"""What the controller knows, and the one way it learns it: device calls that record every reply.
+
+:class:`Knowledge` holds the latest status of each device with the time it was taken, when each device was
+last heard, and the sequencing facts the timed rules read; :meth:`Knowledge.snapshot` turns it into the
+immutable :class:`~plasmactl.controller.trips.Snapshot` the interlocks judge. :class:`DeviceCalls` is the
+only code that awaits a device: each call has the controller's per-device time budget, and every status
+or reading that comes back is recorded before the caller sees it, so no part of the controller can act
+on a reply that the guards have not seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+from plasmactl.clock import Clock
+from plasmactl.controller.trips import CoolingFacts, PulseFacts, Snapshot, SpotFacts
+from plasmactl.deadline import with_timeout
+from plasmactl.events import AuditLog
+from plasmactl.limits import Limits
+from plasmactl.ports import (
+    CoolingStatus,
+    DeviceError,
+    DeviceNoReply,
+    Devices,
+    PlasmaStatus,
+    SafetyState,
+    SkinReading,
+)
+
+T = TypeVar("T")
+DEVICE_NAMES = ("plasma", "spray", "thermometer", "safety")
+
+
+class Knowledge:
+    """The latest of everything, each with its time; the facts of the pulse cycle the rules need."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        energy_j: float,
+        pulse_s: float,
+        spray_s: float,
+        max_age_s: Mapping[str, float],
+        watchdog_s: Mapping[str, float],
+    ) -> None:
+        missing = set(DEVICE_NAMES) - set(max_age_s)
+        if missing:
+            raise ValueError(f"no staleness bound for {sorted(missing)}")  # fail closed: every input has one
+        self.limits = limits
+        self.energy_j, self.pulse_s, self.spray_s = energy_j, pulse_s, spray_s
+        self.max_age_s = dict(max_age_s)
+        self.watchdog_s = dict(watchdog_s)
+        self.plasma: PlasmaStatus | None = None
+        self.cooling: CoolingStatus | None = None
+        self.reading: SkinReading | None = None
+        self.safety: SafetyState | None = None
+        self.last_heard: dict[str, float] = {}
+        self.flow_seen_ml_s = 0.0
+        self.pulse: PulseFacts | None = None
+        self.pending: CoolingFacts | None = None
+        self.spot: SpotFacts | None = None
+        self.paused_since: float | None = None
+        self.output_off_since = -math.inf
+        self.off_sent_t: float | None = None  # the last output-off command was sent then
+        self.pulses_started = 0
+        self._moved: tuple[float, float] | None = None  # (value, t) of the last reading that moved
+        self._pulses_at_move = 0
+
+    def take_reading(self, reading: SkinReading) -> bool:
+        """Record a sample; True when it is a new one (the same sample again is no news: a dropped-out
+        sensor shows up as stale)."""
+        previous, self.reading = self.reading, reading
+        if previous is not None and reading.t == previous.t:
+            return False
+        if self._moved is None or abs(reading.value_c - self._moved[0]) > self.limits.stuck_epsilon_c:
+            self._moved = (reading.value_c, reading.t)
+            self._pulses_at_move = self.pulses_started
+        return True
+
+    def snapshot(self, now: float) -> Snapshot:
+        return Snapshot(
+            now=now,
+            limits=self.limits,
+            energy_j=self.energy_j,
+            pulse_s=self.pulse_s,
+            spray_s=self.spray_s,
+            safety=self.safety,
+            reading=self.reading,
+            plasma=self.plasma,
+            cooling=self.cooling,
+            max_age_s=self.max_age_s,
+            last_heard=self.last_heard,
+            watchdog_s=self.watchdog_s,
+            reading_moved_t=None if self._moved is None else self._moved[1],
+            pulses_since_moved=self.pulses_started - self._pulses_at_move,
+            flow_seen_ml_s=self.flow_seen_ml_s,
+            pulse=self.pulse,
+            pending=self.pending,
+            spot=self.spot,
+            paused_since=self.paused_since,
+            output_off_since=self.output_off_since,
+        )
+
+
+class DeviceCalls:
+    """Every device call the controller makes, with its budget; replies are recorded in ``know``."""
+
+    def __init__(
+        self, devices: Devices, budget_s: Mapping[str, float], clock: Clock, know: Knowledge, log: AuditLog
+    ) -> None:
+        self.d = devices
+        self.budget_s = dict(budget_s)
+        self.clock = clock
+        self.know = know
+        self.log = log
+        self._errors: dict[str, int] = {}  # failed polls in the current streak, per device
+
+    async def call(self, device: str, aw: Awaitable[T], timeout_s: float | None = None) -> T:
+        limit = self.budget_s[device] if timeout_s is None else timeout_s
+        try:
+            result = await with_timeout(aw, limit)
+        except TimeoutError:
+            raise DeviceNoReply(device, limit) from None
+        self.know.last_heard[device] = self.clock.now()
+        if self._errors.get(device):
+            self._errors[device] = 0
+        return result
+
+    def silent(self, device: str) -> bool:
+        """The device's last poll failed (and nothing has answered since)."""
+        return self._errors.get(device, 0) > 0
+
+    async def plasma_status(self) -> PlasmaStatus:
+        st = await self.call("plasma", self.d.plasma.status())
+        self.know.plasma = st
+        return st
+
+    async def spray_status(self) -> CoolingStatus:
+        st = await self.call("spray", self.d.spray.status())
+        self.know.cooling = st
+        if st.valve_open and st.flow_ml_s > self.know.flow_seen_ml_s:
+            self.know.flow_seen_ml_s = st.flow_ml_s
+        return st
+
+    async def reading(self) -> tuple[SkinReading, bool]:
+        r = await self.call("thermometer", self.d.thermometer.read())
+        return r, self.know.take_reading(r)
+
+    async def safety(self) -> SafetyState:
+        st = await self.call("safety", self.d.safety.read())
+        self.know.safety = st
+        return st
+
+    async def safety_change(self, heartbeat_s: float) -> SafetyState:
+        st = await self.call("safety", self.d.safety.wait_change(heartbeat_s), heartbeat_s + self.budget_s["safety"])
+        self.know.safety = st
+        return st
+
+    async def command(self, device: str, fn: Callable[[], Awaitable[None]], timeout_s: float | None = None) -> None:
+        """A command (arm, fire, off, spray, ...): a failure raises, for the caller to turn into a trip."""
+        await self.call(device, fn(), timeout_s)
+
+    async def poll(self, device: str) -> bool:
+        """A status poll whose failure is not a trip by itself (the staleness bounds and the watchdog
+        judge the silence): the first failure of a streak is recorded, the streak ends with a reply."""
+        try:
+            if device == "plasma":
+                await self.plasma_status()
+            elif device == "spray":
+                await self.spray_status()
+            elif device == "thermometer":
+                await self.reading()
+            else:
+                await self.safety()
+        except DeviceError as exc:
+            self.comm_error(device, exc)
+            return False
+        return True
+
+    def comm_error(self, device: str, exc: Exception) -> None:
+        n = self._errors.get(device, 0) + 1
+        self._errors[device] = n
+        if n == 1:
+            self.log.emit("comm_error", device=device, error=str(exc))
+
+    async def refresh(self, devices: tuple[str, ...], margin: float = 0.5) -> bool:
+        """Poll each of ``devices`` whose last status is older than ``margin`` x its staleness bound, and
+        the safety inputs always: emission is decided on their state now, not on the last change seen.
+        False when the safety inputs did not answer (the caller must not emit on an older state)."""
+        now = self.clock.now()
+        know = self.know
+        safety_ok = True
+        for device in devices:
+            if device == "safety":
+                safety_ok = await self.poll("safety")
+                continue
+            latest = {"plasma": know.plasma, "spray": know.cooling, "thermometer": know.reading}[device]
+            if latest is None or now - latest.t > margin * know.max_age_s[device]:
+                await self.poll(device)
+        return safety_ok

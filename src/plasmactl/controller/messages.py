@@ -1,0 +1,114 @@
+"""What the helper tasks post to the owner task, and in which order it takes them.
+
+Nothing but the owner changes the machine or commands a device's emission; watchers, the monitor, the
+safety listener, signal handlers and timers only post these. Trips, safety input changes (an E-stop),
+abort and crashes jump the queue (priority 0); the pulse cycle comes after (1), in order of posting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plasmactl.controller.trips import Trip
+from plasmactl.ports import CoolingStatus, PlasmaStatus, SafetyState
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Connect, self-test, arm: the first thing the owner does (after anything of priority 0)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time for the next pulse (a stale tick, superseded by a later schedule, is dropped)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Every spot of the plan has had its pulses and its cooling."""
+
+
+@dataclass(frozen=True, slots=True)
+class PulseOver:
+    """The generator shows the pulse over: output off and its count advanced."""
+
+    pulse: int
+    status: PlasmaStatus
+
+
+@dataclass(frozen=True, slots=True)
+class SprayDue:
+    """The plan's deliberate cooling delay has elapsed for these pulses."""
+
+    pulse: int
+
+
+@dataclass(frozen=True, slots=True)
+class SprayConfirmed:
+    """The valve feedback showed open with water flowing, inside the cooling window."""
+
+    spray: int
+    status: CoolingStatus
+
+
+@dataclass(frozen=True, slots=True)
+class SprayDone:
+    spray: int
+    t_closed: float
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyChanged:
+    state: SafetyState
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    """The monitor's period passed while paused: see whether emission may resume."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A timed interlock's deadline has come (the cooling window's end): judge its rules now."""
+
+
+@dataclass(frozen=True, slots=True)
+class TripCmd:
+    trip: Trip
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    reason: str
+    signal: str | None = None  # SIGINT / SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """A helper task failed unexpectedly; the owner drives to the safe state."""
+
+    where: str
+    error: str
+
+
+Message = (
+    Start
+    | Tick
+    | Finish
+    | PulseOver
+    | SprayDue
+    | SprayConfirmed
+    | SprayDone
+    | SafetyChanged
+    | Recheck
+    | Deadline
+    | TripCmd
+    | Abort
+    | Crash
+)
+
+
+def priority(msg: Message) -> int:
+    return 0 if isinstance(msg, TripCmd | Abort | Crash | SafetyChanged | Deadline) else 1

@@ -1,0 +1,205 @@
+"""The one safe-state sequence, shared by every trip and by abort.
+
+1. plasma output off, then disarmed (the first action after any trip, logged with its outcome);
+2. the pulse in flight settled: its end and delivered energy recorded (once), its energy judged;
+3. the latch (fault, E-stop, or pause);
+4. cooling for the pulses still inside their window, if the spray works (a running spray is let finish);
+   a pulse whose cooling is missed is recorded as such and is always a latched fault, also during a pause;
+5. a generator that did not answer is asked again once the spray is no longer waiting on the owner.
+
+A generator that has just gone silent gets one short off attempt first (its own heartbeat watchdog is
+the second layer that switches a lost link's output off): the cooling window must not be spent on it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from plasmactl.controller import interlocks as il
+from plasmactl.controller import watchers
+from plasmactl.controller.machine import LATCHED
+from plasmactl.controller.trips import Rule, Trip
+from plasmactl.ports import DeviceError
+
+if TYPE_CHECKING:
+    from plasmactl.controller.owner import Controller
+
+SILENT_OFF_S = 0.01  # one short off attempt to a generator that has just failed to answer
+SETTLE_MIN_S = 0.05  # how long a cut pulse's end is awaited at least
+LATCH_TRIGGER = {"fault": "trip", "estop": "estop_pressed", "pause": "pause"}
+
+
+async def enter(c: Controller, trip: Trip) -> None:
+    before = c.state
+    c.log.emit("interlock_trip", rule=trip.rule, reason=trip.reason, device=trip.device, state=before, latch=trip.latch)
+    off_ok = await emission_off(c, trip.rule, silent=_generator_silent(c, trip))
+    c.cycle.cancel_timers()
+    c.cancel("pulse")
+    follow = await settle_pulse(c, off_ok)
+    c.go(LATCH_TRIGGER[trip.latch])
+    if trip.latch == "estop":
+        c.log.emit("estop", reason=trip.reason)
+    elif trip.latch == "fault":
+        c.log.emit("fault", rule=trip.rule, reason=trip.reason)
+    missed = await cool_pending(c, trip.reason if trip.rule == Rule.COOLING_NOT_CONFIRMED else None)
+    if not off_ok:
+        await emission_off(c, trip.rule, retry=True)
+    follow = follow or missed
+    if trip.latch == "pause":
+        if follow is None:
+            c.know.paused_since = c.clock.now()
+            return
+        # a cut pulse out of tolerance, or cooling missed: the pause becomes a latched fault
+        c.log.emit(
+            "interlock_trip",
+            rule=follow.rule,
+            reason=follow.reason,
+            device=follow.device,
+            state=c.state,
+            latch="fault",
+            latched=True,
+        )
+        c.go("trip")
+        c.log.emit("fault", rule=follow.rule, reason=follow.reason)
+        c.end("fault", follow.rule)
+        return
+    if follow is not None and follow.rule != trip.rule:
+        c.log.emit(
+            "interlock_trip",
+            rule=follow.rule,
+            reason=follow.reason,
+            device=follow.device,
+            state=c.state,
+            latch="fault",
+            latched=True,
+        )
+    c.end("estop" if trip.latch == "estop" else "fault", trip.rule)
+
+
+async def abort(c: Controller, reason: str, signal: str | None) -> None:
+    """The operator's stop: the same sequence, ending in ``idle`` and the outcome ``aborted``."""
+    if c.result is not None:
+        return
+    c.log.emit("abort", reason=reason, state=c.state, signal=signal)
+    off_ok = await emission_off(c, "abort")
+    c.cycle.cancel_timers()
+    c.cancel("pulse")
+    await settle_pulse(c, off_ok)
+    if c.state not in (*LATCHED, "disconnected", "complete"):
+        c.go("abort")
+    await cool_pending(c, None)
+    if not off_ok:
+        await emission_off(c, "abort", retry=True)
+    c.end("aborted", "operator interrupt", signal)
+
+
+def _generator_silent(c: Controller, trip: Trip) -> bool:
+    lost = trip.device == "plasma" and trip.rule in (
+        Rule.DEVICE_NO_REPLY,
+        Rule.DEVICE_WATCHDOG,
+        Rule.PLASMA_STATUS_STALE,
+    )
+    return lost or c.calls.silent("plasma")
+
+
+async def emission_off(c: Controller, why: str, *, retry: bool = False, silent: bool = False) -> bool:
+    """Output off, then disarm; True when both were acknowledged. On the first attempt a failed off skips
+    the disarm (the caller cools first and comes back); a retry tries both and logs both."""
+    timeout = min(SILENT_OFF_S, c.calls.budget_s["plasma"]) if silent else None
+    plasma = c.d.plasma
+    ok = True
+    c.know.off_sent_t = c.clock.now()
+    for action, fn in (("plasma_off", plasma.output_off), ("plasma_disarm", plasma.disarm)):
+        if not ok and not retry:
+            break
+        try:
+            await c.calls.command("plasma", fn, timeout)
+        except DeviceError as exc:
+            c.log.emit(action, ok=False, cause=why, retry=retry, error=str(exc))
+            ok = False
+            continue
+        c.log.emit(action, ok=True, cause=why, retry=retry)
+        if action == "plasma_off":
+            c.know.output_off_since = max(c.know.output_off_since, c.clock.now())
+    return ok
+
+
+async def settle_pulse(c: Controller, off_ok: bool) -> Trip | None:
+    """A pulse in flight was cut: wait (bounded) for the generator to show it over, record its end once,
+    and judge its energy (the returned trip, if any)."""
+    know = c.know
+    p = know.pulse
+    if p is None or p.t_off is not None:
+        return None
+    clock = c.clock
+    cut_at = know.off_sent_t if know.off_sent_t is not None and know.off_sent_t >= p.t_cmd else clock.now()
+    energy: float | None = None
+    t_off = clock.now()
+    give_up = clock.now() + max(c.calls.budget_s["plasma"], SETTLE_MIN_S)
+    while off_ok:
+        try:
+            st = await c.calls.plasma_status()
+        except DeviceError:
+            break
+        if not st.output_on:
+            energy = st.last_energy_j if st.pulse_count >= p.expected_count else 0.0
+            t_off = st.t
+            break
+        if clock.now() > give_up:
+            break
+        await clock.sleep(watchers.PULSE_POLL_S)
+    set_j, tol = c.plan.pulse.energy_j, c.limits.tolerance
+    whole = energy is not None and t_off - p.t_cmd >= c.pulse_s and abs(energy - set_j) <= set_j * tol
+    # a pulse that had run its full length and dose before the cut is a complete pulse
+    t_end = c.cycle.earliest_end(p.t_cmd, energy, None if whole else cut_at)
+    c.cycle.end_pulse(t_end, t_off, energy, not whole)
+    return il.first_trip(il.PULSE_END, c.snapshot())
+
+
+async def cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
+    """Deliver the spray for the pulses still inside their window; the cooling-missed trip if it could not."""
+    know, cycle = c.know, c.cycle
+    pend = know.pending
+    if pend is None:
+        return None
+    c.cancel("spray")
+    if pend.confirmed:
+        await _finish_spray(c)
+        return None
+    deadline = pend.window_start + c.limits.max_cooling_delay_ms / 1000.0
+    if missed_reason is None and c.clock.now() < deadline:
+        try:
+            spray, t_cmd = (pend.spray, c.clock.now()) if pend.spray is not None else await cycle.send_spray()
+            st = await watchers.valve_wet(c, deadline, t_cmd + c.expected_valve_s())
+        except DeviceError as exc:
+            missed_reason = str(exc)
+        else:
+            if st is not None:
+                cycle.confirm_spray(spray, st)
+                await _finish_spray(c)
+                return None
+            missed_reason = "valve not seen open with water flowing within the window"
+    reason = missed_reason or "cooling window already over"
+    c.log.emit("cooling_missed", pulses=list(pend.pulses), reason=reason)
+    know.pending = None
+    await _stop_spray(c)
+    return Trip(Rule.COOLING_NOT_CONFIRMED, f"pulses {list(pend.pulses)} not cooled: {reason}", "spray")
+
+
+async def _finish_spray(c: Controller) -> None:
+    """Let a confirmed spray run to its end and see the valve close (else stop it)."""
+    pend = c.know.pending
+    assert pend is not None and pend.t_spray_end is not None
+    await c.clock.sleep_until(max(c.clock.now(), pend.t_spray_end))
+    closed = await watchers.valve_shut(c, pend.t_spray_end + il.VALVE_CLOSE_GRACE_S)
+    c.know.pending = None
+    if closed is None:
+        await _stop_spray(c)
+    c.log.emit("spray_end", spray=pend.spray, t_closed=None if closed is None else closed.t, stopped=closed is None)
+
+
+async def _stop_spray(c: Controller) -> None:
+    try:
+        await c.calls.command("spray", c.d.spray.stop)
+    except DeviceError as exc:
+        c.log.emit("comm_error", device="spray", error=str(exc))

@@ -1,0 +1,155 @@
+"""The helper tasks: they poll the devices and post what they see to the owner; they never act.
+
+- the pulse watch: the pulse's end, or the pulse still on (or never emitted) at its bound;
+- the spray watch: the valve open with water flowing inside the cooling window, then closed again;
+- the monitor: the thermometer and the device heartbeats at their poll periods, the continuous rules;
+- the safety listener: every change of the E-stop, footswitch and tip inputs, at once.
+
+Each watch judges with the rule sets of :mod:`plasmactl.controller.interlocks` on a fresh snapshot and
+posts the first trip; what to do about it is the owner's business.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from plasmactl.controller import interlocks as il
+from plasmactl.controller.machine import ACTIVE
+from plasmactl.controller.messages import PulseOver, Recheck, SafetyChanged, SprayConfirmed, SprayDone, TripCmd
+from plasmactl.controller.trips import PulseFacts
+from plasmactl.ports import CoolingStatus, DeviceError, SafetyState
+
+if TYPE_CHECKING:
+    from plasmactl.controller.owner import Controller
+
+PULSE_POLL_S = 0.0005  # poll period once a pulse is due to end (its end decides when the spray goes)
+VALVE_POLL_S = 0.002  # poll period for valve feedback inside the cooling window
+CLOSE_POLL_S = 0.01  # poll period for the valve closing after a spray
+
+
+async def watch_pulse(c: Controller, facts: PulseFacts, fire_latency_s: float) -> None:
+    """Poll from the pulse's earliest normal end until it shows over, or its bound passes."""
+    clock, calls = c.clock, c.calls
+    await clock.sleep_until(facts.t_cmd + fire_latency_s + c.pulse_s)
+    while True:
+        st = await calls.plasma_status()  # no reply during a pulse: the guard turns it into a trip
+        if not st.output_on and st.pulse_count >= facts.expected_count:
+            c.post(PulseOver(facts.number, st))
+            return
+        trip = il.first_trip(il.PULSE_WATCH, c.snapshot())
+        if trip is not None:
+            c.post(TripCmd(trip))
+            return
+        now = clock.now()
+        await clock.sleep(min(PULSE_POLL_S, max(facts.bound - now, 0.0)) if now < facts.bound else PULSE_POLL_S)
+
+
+async def valve_wet(c: Controller, deadline: float, first_poll: float) -> CoolingStatus | None:
+    """Poll the spray unit until its valve shows open with water flowing, at the latest by ``deadline``
+    (None: it did not). A poll that fails is retried while the window lasts."""
+    clock = c.clock
+    if first_poll > clock.now():
+        await clock.sleep_until(min(first_poll, deadline))
+    while True:
+        try:
+            st = await c.calls.spray_status()
+        except DeviceError as exc:
+            c.calls.comm_error("spray", exc)
+        else:
+            if il.water_on_skin(st, c.limits) and st.t <= deadline:
+                return st
+        now = clock.now()
+        if now >= deadline:
+            return None
+        await clock.sleep(min(VALVE_POLL_S, deadline - now))
+
+
+async def valve_shut(c: Controller, give_up: float) -> CoolingStatus | None:
+    """Poll until the valve shows closed (None: still open, or no answer, at ``give_up``)."""
+    clock = c.clock
+    while True:
+        try:
+            st = await c.calls.spray_status()
+        except DeviceError as exc:
+            c.calls.comm_error("spray", exc)
+        else:
+            if not st.valve_open:
+                return st
+        if clock.now() > give_up:
+            return None
+        await clock.sleep(CLOSE_POLL_S)
+
+
+async def watch_spray(c: Controller, spray: int, t_cmd: float, deadline: float) -> None:
+    """The spray's confirmation inside the window, then its end."""
+    st = await valve_wet(c, deadline, t_cmd + c.expected_valve_s())
+    if st is None:
+        trip = il.cooling_deadline(c.snapshot())
+        if trip is not None:  # None only when the owner has meanwhile resolved the cooling itself
+            c.post(TripCmd(trip))
+        return
+    c.valve_seen_open(t_cmd, st.t)
+    c.post(SprayConfirmed(spray, st))
+    end = st.t + c.spray_s
+    await c.clock.sleep_until(end)
+    closed = await valve_shut(c, end + il.VALVE_CLOSE_GRACE_S)
+    if closed is None:  # still open, or no answer: either way not seen closed (fail closed)
+        c.post(TripCmd(il.first_trip(il.COOLING_WATCH, c.snapshot()) or il.valve_not_seen_closed(spray)))
+        return
+    c.post(SprayDone(spray, closed.t))
+
+
+async def monitor(c: Controller) -> None:
+    """Thermometer and heartbeats at their periods; the continuous rules; a recheck while paused."""
+    clock, calls, know = c.clock, c.calls, c.know
+    period = c.poll_s["thermometer"]
+    next_reading = 0.0
+    while True:
+        now = clock.now()
+        if now >= next_reading:
+            next_reading = now + period
+            try:
+                reading, new = await calls.reading()
+            except DeviceError as exc:
+                calls.comm_error("thermometer", exc)
+            else:
+                if new:
+                    c.reading_taken(reading)
+        for device in ("plasma", "spray"):
+            # a heartbeat poll only when the pulse cycle has not heard from it for a poll period
+            if now - know.last_heard.get(device, -math.inf) >= c.poll_s[device] - 1e-9:
+                await calls.poll(device)
+        state = c.state
+        if state not in ("disconnected", "self_test") and not c.ended:
+            rules = il.CONTINUOUS_ACTIVE if state in ACTIVE else il.CONTINUOUS
+            # while paused, a cause that only pauses is no news: look past it for one that latches
+            skip = ("pause",) if state == "paused" else ()
+            trip = il.first_trip(rules, c.snapshot(), skip_latch=skip)
+            if trip is not None:
+                c.post(TripCmd(trip))
+            elif state == "paused":
+                c.post(Recheck())
+        await clock.sleep(period)
+
+
+async def listen_safety(c: Controller) -> None:
+    """Every change of the safety inputs, posted at once (E-stop first in the owner's queue)."""
+    calls = c.calls
+    previous: SafetyState | None = None
+    while True:
+        try:
+            st = await calls.safety_change(c.safety_heartbeat_s)
+        except DeviceError as exc:
+            calls.comm_error("safety", exc)
+            await c.clock.sleep(c.poll_s["safety"])
+            continue
+        if previous is None or (st.estop, st.footswitch, st.tip_distance_mm) != (
+            previous.estop,
+            previous.footswitch,
+            previous.tip_distance_mm,
+        ):
+            if previous is not None:
+                c.log.emit("safety_input", estop=st.estop, footswitch=st.footswitch, tip_mm=st.tip_distance_mm)
+            c.post(SafetyChanged(st))
+        previous = st
