@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from plasmactl.controller.controller import SessionResult
 from typer.testing import CliRunner, Result
 
 import plasmactl.cli as cli
 from plasmactl.cli import app, exit_code
-from plasmactl.controller.controller import SessionResult
 from plasmactl.events import read_events
 from plasmactl.simulators.devices import SimSpray
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from plasmactl.controller.controller import Controller, SessionResult
+
 from audit import EXAMPLES, cooling_violations, first, names
 from plasmactl import clock as clockmod
-from plasmactl.controller.controller import Controller, SessionResult
 from plasmactl.events import AuditLog, read_events
 from plasmactl.faults import FaultScenario
 from plasmactl.plan import Plan, load_plan

@@ -8,6 +8,7 @@ reached); 2 bad input; 130 interrupted (SIGINT), 143 terminated (SIGTERM); 1 int
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -163,12 +164,13 @@ def run(
     try:
         with progress:
             result = run_blocking(inputs, out_dir, realtime=realtime, listeners=(show,))
-    except KeyboardInterrupt:
-        err.print("interrupted before the session could start its safe shutdown")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:  # noqa: BLE001 - the log already holds session_end; report and exit 1
         err.print(f"internal error: {type(exc).__name__}: {exc} (see {out_dir / 'events.jsonl'})")
         raise typer.Exit(EXIT_INTERNAL) from None
+    finally:
+        # the session is over (its record is closed): a signal now cannot change its outcome or exit code
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     code = exit_code(result)
     colour = "green" if code == 0 else "red"
     console.print(

@@ -1,30 +1,37 @@
 """The ``plasmactl`` console entry point: signals are taken before anything heavy is imported.
 
-Ctrl-C (SIGINT) or SIGTERM while the command line is still loading its libraries ends the process with
-130 or 143 and one line on stderr, never a traceback; from the moment a session starts, the session
-itself takes them (an abort through the safe state).
+Ctrl-C (SIGINT) or SIGTERM while the command line is still loading its libraries or reading its inputs
+ends the process at once with 130 or 143 and one line on stderr, never a traceback: nothing has been
+opened yet. From the moment a session starts, the session takes them itself (an abort through the safe
+state). Only a signal in the interpreter's own start-up, before this module runs, is Python's to handle.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
 
 
-def _terminated(signum: int, frame: FrameType | None) -> None:
+def _before_any_session(signum: int, frame: FrameType | None) -> None:
     del frame
-    raise SystemExit(128 + signum)
+    name = signal.Signals(signum).name
+    os.write(2, f"plasmactl: {name} before a session started; no device was opened\n".encode())
+    os._exit(128 + signum)
+
+
+for _sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_sig, _before_any_session)
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminated)
-    try:
-        from plasmactl.cli import main as cli_main
+    from plasmactl.cli import main as cli_main
 
+    try:
         cli_main()
-    except KeyboardInterrupt:
-        sys.stderr.write("plasmactl: interrupted before a session started; no device was opened\n")
+    except KeyboardInterrupt:  # a Ctrl-C after a session, while the command prints its result
+        sys.stderr.write("plasmactl: interrupted\n")
         sys.exit(130)
 
 

@@ -57,6 +57,18 @@ class PlasmaSim(DeviceTiming):
     latency_ms: NonNeg = 0.5  # fire command to output on
     energy_noise_pct: NonNeg = 2.0  # 1-sigma of delivered energy
     hw_max_pulse_ms: PosFloat = 150.0  # the generator's own hardware pulse limit
+    # The generator's own watchdog: with no request for this long it switches off and disarms (latching a
+    # fault). It must outlast the controller's heartbeat polls (poll_ms, checked every thermometer poll).
+    own_watchdog_ms: PosFloat = 1000.0
+
+    @model_validator(mode="after")
+    def _own_watchdog_outlasts_polls(self) -> PlasmaSim:
+        if self.own_watchdog_ms <= self.poll_ms * 2:
+            raise ValueError(
+                f"own_watchdog_ms ({self.own_watchdog_ms:g}) must be above twice poll_ms ({self.poll_ms:g}):"
+                " the generator would switch itself off between the controller's heartbeat polls"
+            )
+        return self
 
 
 class SpraySim(DeviceTiming):

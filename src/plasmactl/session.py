@@ -186,6 +186,7 @@ async def run_session(
     result = SessionResult("fault", "did not start", internal_error=True)
     error: str | None = None
     world: SimulatedWorld | None = None
+    record: dict[str, Any] | None = None
     try:
         log.emit("session_start", wall_time=clock.wall_time(), **session_start_fields(inputs))
         async with contextlib.AsyncExitStack() as stack:
@@ -212,7 +213,10 @@ async def run_session(
                 stop.attach(controller)
             if on_controller is not None:
                 on_controller(controller)
-            result = await controller.run()
+            try:
+                result = await controller.run()
+            finally:
+                record = _record(world)  # before the rig closes (served devices switch themselves off then)
             if world is not None:
                 _emit_tissue(log, world)
     except asyncio.CancelledError:
@@ -238,8 +242,8 @@ async def run_session(
             )
         log.close()
         write_summary(out_dir)
-        if world is not None:
-            _write_record(out_dir, world)
+        if record is not None:
+            (out_dir / SIMULATOR_RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
     return result
 
 
@@ -253,13 +257,14 @@ def _emit_tissue(log: AuditLog, world: SimulatedWorld) -> None:
             log.emit("tissue_summary", **tissue)
 
 
-def _write_record(out_dir: Path, world: SimulatedWorld) -> None:
-    """The simulated devices' own record of what they did, beside the log (for checks against it)."""
+def _record(world: SimulatedWorld | None) -> dict[str, Any] | None:
+    """The simulated devices' own record of what they did, written beside the log (for checks against it)."""
+    if world is None:
+        return None
     try:
-        record = world.record()
+        return world.record()
     except Exception as exc:  # noqa: BLE001 - a record of the simulation, never worth the session's result
-        record = {"error": f"{type(exc).__name__}: {exc}"}
-    (out_dir / SIMULATOR_RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def write_summary(out_dir: Path) -> dict[str, Any]:

@@ -221,7 +221,7 @@ class ModbusPlasma(_ModbusDevice):
         energy, pulse, limit = PLASMA["ENERGY_SET"], PLASMA["PULSE_SET"], PLASMA["ENERGY_LIMIT"]
         assert pulse.address == energy.address + energy.words
         words = _encode(energy, energy_j) + _encode(pulse, pulse_ms)
-        limit_words = _encode(limit, energy_limit_j)
+        limit_words = limit.encode_down(energy_limit_j)  # a dose limit is never rounded up
         await self._write(energy.address, words)
         await self._write(limit.address, limit_words)
 

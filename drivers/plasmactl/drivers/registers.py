@@ -49,6 +49,16 @@ class Register:
             raise ValueError(f"{self.name}: {value!r} {self.unit} is outside [{lo:g}, {hi:g}]")
         return split(raw, self.words)
 
+    def encode_down(self, value: float) -> list[int]:
+        """Like :meth:`encode`, but rounded down to the register's unit (for a limit: never above the value)."""
+        if not math.isfinite(value):
+            raise ValueError(f"{self.name}: {value!r} is not a finite number")
+        raw = math.floor(value * self.scale * (1 + 1e-12))
+        if not (self.low <= raw <= self.high):
+            lo, hi = self.low / self.scale, self.high / self.scale
+            raise ValueError(f"{self.name}: {value!r} {self.unit} is outside [{lo:g}, {hi:g}]")
+        return split(raw, self.words)
+
     def decode(self, words: Sequence[int]) -> float:
         return join(words) / self.scale
 

@@ -24,9 +24,14 @@ _TIME_EPS = 1e-9
 class SimPlasma:
     """Plasma generator: command latency, noisy delivered energy, its own hardware pulse limit."""
 
-    def __init__(self, world: SimWorld, cfg: PlasmaSim) -> None:
+    def __init__(self, world: SimWorld, cfg: PlasmaSim, *, own_watchdog: bool = True) -> None:
         self.w = world
         self.cfg = cfg
+        # the generator's own watchdog (the second layer): no request for this long, and it switches off and
+        # disarms, latching fault code 1; served, the unit's heartbeat watchdog does this instead
+        self._own_watchdog_s = cfg.own_watchdog_ms / 1000.0 if own_watchdog else math.inf
+        self._heard = world.clock.now()
+        self.fault_code = 0
         self._rng = world.rng["plasma"]
         self.energy_j = 0.0
         self.pulse_ms = 0.0
@@ -35,9 +40,31 @@ class SimPlasma:
         self.count = 0
         self._pulse: PulseRecord | None = None
         self._last_done: PulseRecord | None = None
+        world.record.generator_state = self.state_now
+
+    async def _request(self) -> None:
+        """A request reaches the generator (after its link): its own watchdog sees it."""
+        await self.w.link("plasma")
+        now = self.w.clock.now()
+        self._own_watchdog(now)
+        self._heard = now
+
+    def _own_watchdog(self, now: float) -> None:
+        # a pulse ends within the hardware pulse limit (< the window) after its fire request, so the only
+        # thing left to switch off after a silence is the armed state
+        if self.armed and now - self._heard > self._own_watchdog_s:
+            self.armed = False
+            self.fault_code = 1
+
+    def state_now(self) -> dict[str, bool]:
+        """Armed, and emitting, right now (the simulation's ground truth, for the session's record)."""
+        now = self.w.clock.now()
+        self._own_watchdog(now)
+        p = self._pulse
+        return {"armed": self.armed, "output_on": p is not None and p.t_on <= now < p.t_off}
 
     async def configure(self, energy_j: float, pulse_ms: float, energy_limit_j: float) -> None:
-        await self.w.link("plasma")
+        await self._request()
         self.set_point(energy_j, pulse_ms)
         self.set_energy_limit(energy_limit_j)
 
@@ -55,24 +82,28 @@ class SimPlasma:
         self.energy_limit_j = energy_limit_j
 
     async def arm(self) -> None:
-        await self.w.link("plasma")
+        await self._request()
+        if self.fault_code:
+            raise DeviceError("plasma", f"arm refused: fault {self.fault_code} latched", code=4)
         self.armed = True
 
     async def disarm(self) -> None:
-        await self.w.link("plasma")
+        await self._request()
         self._cut(self.w.clock.now())
         self.armed = False
 
     async def output_off(self) -> None:
-        await self.w.link("plasma")
+        await self._request()
         self._cut(self.w.clock.now())
 
     async def fire(self) -> None:
-        await self.w.link("plasma")
+        await self._request()
         now = self.w.clock.now()
         self._retire(now)
         if not self.armed:
             raise DeviceError("plasma", "fire refused: not armed", code=4)
+        if self.fault_code:
+            raise DeviceError("plasma", f"fire refused: fault {self.fault_code} latched", code=4)
         if self._pulse is not None:
             raise DeviceError("plasma", "fire refused: a pulse is in progress", code=6)
         if self.energy_j <= 0 or self.pulse_ms <= 0 or self.energy_limit_j <= 0:
@@ -104,7 +135,7 @@ class SimPlasma:
             self.w.tissue.pulse(self.count, t_on, t_off, full_energy)
 
     async def status(self) -> PlasmaStatus:
-        await self.w.link("plasma")
+        await self._request()
         now = self.w.clock.now()
         self._retire(now)
         p = self._pulse
@@ -118,6 +149,7 @@ class SimPlasma:
             pulse_ms_setpoint=self.pulse_ms,
             pulse_count=self.count - (1 if p is not None and now < p.t_on else 0),
             last_energy_j=done.delivered_j() if done is not None else None,
+            fault_code=self.fault_code,
             energy_limit_j=self.energy_limit_j,
         )
 

@@ -212,7 +212,7 @@ async def serve(
     spray_cfg: SpraySim = _sim_config(rig.spray, SpraySim())
     thermo_cfg: ThermometerSim = _sim_config(rig.thermometer, ThermometerSim())
     safety_cfg: SafetySim = _sim_config(rig.safety, SafetySim())
-    plasma = ServedPlasma(SimPlasma(world, plasma_cfg), SimSafety(world, safety_cfg), clock)
+    plasma = ServedPlasma(SimPlasma(world, plasma_cfg, own_watchdog=False), SimSafety(world, safety_cfg), clock)
     spray = ServedSpray(SimSpray(world, spray_cfg), clock)
     engine = ModbusEngine([plasma, spray])
     thermometer = ServedThermometer(SimThermometer(world, thermo_cfg), thermo_cfg, clock)

@@ -56,9 +56,13 @@ class SimRecord:
 
     pulses: list[PulseRecord] = field(default_factory=list)
     sprays: list[SprayRecord] = field(default_factory=list)
+    # the generator's state now (armed, emitting), set by the generator model
+    generator_state: Callable[[], dict[str, bool]] | None = None
 
     def as_json(self, faults: FaultSchedule) -> dict[str, object]:
+        generator = None if self.generator_state is None else self.generator_state()
         return {
+            "generator": generator,
             "pulses": [
                 {"number": p.number, "t_on": p.t_on, "t_off": p.t_off, "energy_j": p.delivered_j()} for p in self.pulses
             ],

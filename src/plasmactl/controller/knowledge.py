@@ -31,6 +31,7 @@ from plasmactl.ports import (
 
 T = TypeVar("T")
 DEVICE_NAMES = ("plasma", "spray", "thermometer", "safety")
+REFRESH_ORDER = ("thermometer", "plasma", "spray", "safety")
 
 
 class Knowledge:
@@ -185,18 +186,21 @@ class DeviceCalls:
         if n == 1:
             self.log.emit("comm_error", device=device, error=str(exc))
 
-    async def refresh(self, devices: tuple[str, ...], margin: float = 0.5) -> bool:
-        """Poll each of ``devices`` whose last status is older than ``margin`` x its staleness bound, and
-        the safety inputs always: emission is decided on their state now, not on the last change seen.
-        False when the safety inputs did not answer (the caller must not emit on an older state)."""
-        now = self.clock.now()
+    async def refresh(self, devices: tuple[str, ...]) -> bool:
+        """Before emission (or a resume, or a reset): poll the safety inputs, the generator and the spray unit
+        now (emission is decided on the E-stop, the output and the reservoir as they are, not as they were at
+        the last poll), and the thermometer when its latest sample is older than half its bound (a read gives
+        its latest sample; the monitor keeps that recent). False when the safety inputs did not answer: the
+        caller must not emit on an older state of them."""
         know = self.know
         safety_ok = True
-        for device in devices:
-            if device == "safety":
+        for device in sorted(devices, key=REFRESH_ORDER.index):  # the E-stop read last: nearest the decision
+            if device == "thermometer":
+                r = know.reading
+                if r is None or self.clock.now() - r.t > 0.5 * know.max_age_s["thermometer"]:
+                    await self.poll(device)
+            elif device == "safety":
                 safety_ok = await self.poll("safety")
-                continue
-            latest = {"plasma": know.plasma, "spray": know.cooling, "thermometer": know.reading}[device]
-            if latest is None or now - latest.t > margin * know.max_age_s[device]:
+            else:
                 await self.poll(device)
         return safety_ok

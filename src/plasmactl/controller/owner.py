@@ -79,7 +79,7 @@ class Controller:
         self._queue: asyncio.PriorityQueue[tuple[int, int, Message]] = asyncio.PriorityQueue()
         self._seq = itertools.count()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._tripped: set[Rule] = set()  # rules already recorded while latched
+        self.tripped: set[Rule] = set()  # rules already recorded while latched
         self._last_reading_log = -1e9
         self._valve_s: float | None = None  # the valve's opening time seen last (the first poll goes then)
 
@@ -114,7 +114,7 @@ class Controller:
 
     async def reset(self) -> bool:
         """Operator reset of a latched fault/E-stop: permitted only when every cause is gone."""
-        await self.calls.refresh(DEVICES, margin=0.0)
+        await self.calls.refresh(DEVICES)
         snap = self.snapshot()
         blocked = [str(t.rule) for t in il.all_trips(GUARDS["RESET"], snap)]
         try:
@@ -124,7 +124,7 @@ class Controller:
             return False
         self.log.emit("reset", ok=True, blocked_by=[])
         self.log.emit("state", src=src, dest=dest, trigger="reset")
-        self._tripped.clear()
+        self.tripped.clear()
         return True
 
     # ------------------------------------------------------------------ shared with the other modules
@@ -256,8 +256,8 @@ class Controller:
 
     def _record_latched(self, trip: Trip, *, force: bool = False) -> None:
         """A trip while emission is already latched off: recorded (once per rule), nothing to do."""
-        if force or trip.rule not in self._tripped:
-            self._tripped.add(trip.rule)
+        if force or trip.rule not in self.tripped:
+            self.tripped.add(trip.rule)
             self.log.emit(
                 "interlock_trip",
                 rule=trip.rule,
@@ -315,6 +315,7 @@ class Controller:
             return
         if trigger == "resume":
             self.know.paused_since = None
+            self.tripped.clear()
             self.log.emit("resume", pulse_next=self.know.pulses_started + 1)
         await self.calls.command("plasma", self.d.plasma.arm)
         self.log.emit("plasma_arm", ok=True)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from plasmactl.controller.owner import Controller
 
 SILENT_OFF_S = 0.01  # one short off attempt to a generator that has just failed to answer
+CONFIRM_OFF_S = 2.0  # how long a generator that did not acknowledge off is asked again (every 100 ms)
+CONFIRM_OFF_PERIOD_S = 0.1
 SETTLE_MIN_S = 0.05  # how long a cut pulse's end is awaited at least
 LATCH_TRIGGER = {"fault": "trip", "estop": "estop_pressed", "pause": "pause"}
 
@@ -32,6 +34,7 @@ LATCH_TRIGGER = {"fault": "trip", "estop": "estop_pressed", "pause": "pause"}
 async def enter(c: Controller, trip: Trip) -> None:
     before = c.state
     c.log.emit("interlock_trip", rule=trip.rule, reason=trip.reason, device=trip.device, state=before, latch=trip.latch)
+    c.tripped.add(trip.rule)  # the same cause seen again while latched is no news
     off_ok = await emission_off(c, trip.rule, silent=_generator_silent(c, trip))
     c.cycle.cancel_timers()
     c.cancel("pulse")
@@ -43,7 +46,7 @@ async def enter(c: Controller, trip: Trip) -> None:
         c.log.emit("fault", rule=trip.rule, reason=trip.reason)
     missed = await cool_pending(c, trip.reason if trip.rule == Rule.COOLING_NOT_CONFIRMED else None)
     if not off_ok:
-        await emission_off(c, trip.rule, retry=True)
+        await confirm_off(c, trip.rule)
     follow = follow or missed
     if trip.latch == "pause":
         if follow is None:
@@ -89,7 +92,7 @@ async def abort(c: Controller, reason: str, signal: str | None) -> None:
         c.go("abort")
     await cool_pending(c, None)
     if not off_ok:
-        await emission_off(c, "abort", retry=True)
+        await confirm_off(c, "abort")
     c.end("aborted", "operator interrupt", signal)
 
 
@@ -122,6 +125,27 @@ async def emission_off(c: Controller, why: str, *, retry: bool = False, silent: 
         if action == "plasma_off":
             c.know.output_off_since = max(c.know.output_off_since, c.clock.now())
     return ok
+
+
+async def confirm_off(c: Controller, why: str) -> bool:
+    """Off and disarm again, then (quietly, for ``CONFIRM_OFF_S``) until the generator acknowledges both; a
+    generator that never does is recorded as such (its own heartbeat watchdog is then the last layer)."""
+    if await emission_off(c, why, retry=True):
+        return True
+    give_up = c.clock.now() + CONFIRM_OFF_S
+    while c.clock.now() < give_up:
+        await c.clock.sleep(CONFIRM_OFF_PERIOD_S)
+        try:
+            await c.calls.command("plasma", c.d.plasma.output_off)
+            c.know.output_off_since = max(c.know.output_off_since, c.clock.now())
+            await c.calls.command("plasma", c.d.plasma.disarm)
+        except DeviceError:
+            continue
+        c.log.emit("plasma_off", ok=True, cause=why, retry=True)
+        c.log.emit("plasma_disarm", ok=True, cause=why, retry=True)
+        return True
+    c.log.emit("emission_unconfirmed", cause=why, after_s=CONFIRM_OFF_S, reason="the generator did not acknowledge off")
+    return False
 
 
 async def settle_pulse(c: Controller, off_ok: bool) -> Trip | None:

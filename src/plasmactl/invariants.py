@@ -1,0 +1,408 @@
+"""The safety invariants of a session, checked from its record alone (and, for simulated rigs, against what
+the simulated devices report they physically did).
+
+This is what a safety assessor checks after a session, and what the generative fault campaigns check after
+every one of thousands: no emission while latched, paused or on an input that was stale or tripping; every
+pulse cooled in time with water on the skin, or a trip inside its window and a ``cooling_missed`` naming
+it; ``plasma_off`` the first action after every trip; no spot over its plan; one ``pulse_end`` per
+``pulse_start``; ``summary.json`` equal to what the log says; the exit code matching the outcome.
+
+:func:`check` returns ``{invariant: [messages]}`` (empty when every invariant holds). It reads plain dicts
+(the parsed lines of ``events.jsonl``, ``summary.json``, ``simulator.json``) so it can judge any run,
+including one from another version of the software.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Event = Mapping[str, Any]
+Violations = dict[str, list[str]]
+
+EPS_S = 1e-6  # times in the log are rounded to the nanosecond
+EPS_J = 1e-9
+ACTIONS = frozenset(
+    {"plasma_off", "plasma_disarm", "plasma_arm", "spray_command", "spray_start", "spray_end", "pulse_start"}
+)
+EXIT_CODES = {"complete": {0}, "incomplete": {4}, "fault": {3}, "estop": {3}, "aborted": {130, 143}}
+BLOCKING_SAFETY = ("estop", "footswitch_release")
+DARK_LINK = ("timeout", "disconnect", "corrupt", "garbage")  # a link that answers nothing usable
+REACTION_S = 0.010  # emission off within 10 ms of an E-stop, footswitch release or lifted tip
+REAL_CLOCK_DETECTION_S = 0.010  # a missed cooling window's trip on a real clock: at most this late
+RESERVOIR_GRACE_S = 0.005  # the spray unit's status is read just before a pulse: a reservoir dry since then
+
+
+def check(
+    events: Sequence[Event],
+    *,
+    summary: Mapping[str, Any] | None = None,
+    simulator: Mapping[str, Any] | None = None,
+    exit_code: int | None = None,
+    output: str = "",
+) -> Violations:
+    v: Violations = defaultdict(list)
+    if not events or events[0].get("event") != "session_start":
+        v["log_integrity"].append("the log does not start with session_start")
+        return dict(v)
+    ctx = _Context(events)
+    _integrity(ctx, v)
+    _emission(ctx, v)
+    _cooling(ctx, v)
+    _trip_actions(ctx, v)
+    _energy_and_dose(ctx, v)
+    _outcome(ctx, v, summary, exit_code, output)
+    if simulator is not None:
+        _against_simulator(ctx, v, simulator)
+    return {k: msgs for k, msgs in v.items() if msgs}
+
+
+class _Context:
+    """The log, indexed the way the checks read it."""
+
+    def __init__(self, events: Sequence[Event]) -> None:
+        self.events = events
+        start = events[0]
+        self.start = start
+        self.limits: Mapping[str, Any] = start.get("limits", {})
+        plan = start.get("plan", {})
+        pulse = plan.get("pulse", {})
+        self.energy_j = float(pulse.get("energy_j", 0.0))
+        self.pps = int(pulse.get("pulses_per_spot", 1))
+        self.interval_s = float(pulse.get("interval_s", 0.0))
+        self.pulse_s = float(pulse.get("pulse_ms", 0.0)) / 1000.0
+        self.tol = float(self.limits.get("energy_tolerance_pct", 20.0)) / 100.0
+        self.window_s = float(self.limits.get("max_cooling_delay_ms", 100.0)) / 1000.0
+        self.max_age_s = {k: float(ms) / 1000.0 for k, ms in start.get("max_age_ms", {}).items()}
+        # how late after a window's end its trip may be logged: none in virtual time with in-process devices;
+        # on the real clock (devices on wires) a deadline's timer and the owner's turn add milliseconds
+        rig = start.get("rig") or {}
+        kinds = {str((rig.get(d) or {}).get("kind", "sim")) for d in ("plasma", "spray", "thermometer", "safety")}
+        self.detection_s = 0.0 if kinds == {"sim"} else REAL_CLOCK_DETECTION_S
+        self.starts: dict[int, Event] = {}
+        self.ends: dict[int, Event] = {}
+        self.dup_starts: list[int] = []
+        self.dup_ends: list[int] = []
+        for e in events:
+            name = e.get("event")
+            if name == "pulse_start":
+                (self.dup_starts if e["pulse"] in self.starts else []).append(e["pulse"])
+                self.starts.setdefault(e["pulse"], e)
+            elif name == "pulse_end":
+                (self.dup_ends if e["pulse"] in self.ends else []).append(e["pulse"])
+                self.ends.setdefault(e["pulse"], e)
+        self.trips = [e for e in events if e.get("event") == "interlock_trip"]
+        self.sprays = [e for e in events if e.get("event") == "spray_start"]
+        self.commands = [e for e in events if e.get("event") == "spray_command"]
+        self.missed: dict[int, list[Event]] = defaultdict(list)
+        for e in events:
+            if e.get("event") == "cooling_missed":
+                for p in e.get("pulses", []):
+                    self.missed[int(p)].append(e)
+        ends = [e for e in events if e.get("event") == "session_end"]
+        self.end: Event | None = ends[-1] if ends else None
+        self.n_session_ends = len(ends)
+
+
+def _integrity(ctx: _Context, v: Violations) -> None:
+    events = ctx.events
+    if ctx.end is None:
+        v["log_integrity"].append("no session_end")
+    elif events[-1] is not ctx.end:
+        v["log_integrity"].append("events after session_end")
+    if ctx.n_session_ends > 1:
+        v["log_integrity"].append(f"{ctx.n_session_ends} session_end events")
+    for a, b in itertools.pairwise(events):
+        if float(b["t"]) < float(a["t"]) - EPS_S:
+            v["log_integrity"].append(f"time goes backwards: {a['event']} at {a['t']} then {b['event']} at {b['t']}")
+            break
+    for n in ctx.dup_starts:
+        v["record_pulses"].append(f"pulse {n} has two pulse_start")
+    for n in ctx.dup_ends:
+        v["record_pulses"].append(f"pulse {n} has two pulse_end")
+    for n in ctx.starts.keys() - ctx.ends.keys():
+        v["record_pulses"].append(f"pulse {n} has a pulse_start but no pulse_end")
+    for n in ctx.ends.keys() - ctx.starts.keys():
+        v["record_pulses"].append(f"pulse {n} has a pulse_end but no pulse_start")
+    for s in ctx.sprays + ctx.commands:
+        pulses = s.get("pulses", [])
+        if len(pulses) != len(set(pulses)):
+            v["record_sprays"].append(f"{s['event']} {s.get('spray')} lists a pulse twice: {pulses}")
+
+
+def _emission(ctx: _Context, v: Violations) -> None:
+    """No pulse while latched or paused, or on a stale or tripping input."""
+    latched: float | None = None
+    paused: float | None = None
+    lim = ctx.limits
+    for e in ctx.events:
+        name = e.get("event")
+        if name in ("interlock_trip", "fault", "estop"):
+            if e.get("latch") == "pause":
+                paused = float(e["t"]) if paused is None else paused
+            else:
+                latched = float(e["t"]) if latched is None else latched
+        elif name == "reset" and e.get("ok"):
+            latched = None
+        elif name == "resume":
+            paused = None
+        elif name == "pulse_start":
+            n, t = e["pulse"], float(e["t"])
+            if latched is not None:
+                v["pulse_while_latched"].append(f"pulse {n} at {t:.4f}, latched since {latched:.4f}")
+            if paused is not None:
+                v["pulse_while_paused"].append(f"pulse {n} at {t:.4f}, paused since {paused:.4f}")
+            skin = e.get("skin_c")
+            if not isinstance(skin, int | float):
+                v["pulse_on_unknown_input"].append(f"pulse {n}: no skin reading")
+            elif not (lim.get("plausible_min_c", -math.inf) <= skin <= lim.get("plausible_max_c", math.inf)):
+                v["pulse_on_tripping_input"].append(f"pulse {n}: skin {skin:.2f} C implausible")
+            elif skin >= lim.get("skin_temp_max_c", math.inf):
+                v["pulse_on_tripping_input"].append(f"pulse {n}: skin {skin:.2f} C at or over the limit")
+            bounds = {"skin_t": "thermometer", "safety_t": "safety", "plasma_t": "plasma", "spray_t": "spray"}
+            for field, device in bounds.items():
+                if field not in e and device != "thermometer" and not ctx.max_age_s:
+                    continue  # a log from before inputs carried their times
+                bound = ctx.max_age_s.get(device, float(lim.get("reading_max_age_ms", 500.0)) / 1000.0)
+                taken = e.get(field)
+                if not isinstance(taken, int | float):
+                    v["pulse_on_unknown_input"].append(f"pulse {n}: no {device} status")
+                elif t - taken > bound + EPS_S:
+                    v["pulse_on_stale_input"].append(f"pulse {n}: {device} {1000 * (t - taken):.0f} ms old")
+            if isinstance(e.get("reservoir_ml"), int | float) and e["reservoir_ml"] <= 0.0:
+                v["pulse_on_tripping_input"].append(f"pulse {n}: reservoir empty")
+            previous = ctx.starts.get(n - 1)
+            if previous is not None and t - float(previous["t"]) < ctx.interval_s - EPS_S:
+                v["pulse_interval_short"].append(
+                    f"pulse {n} {1000 * (t - float(previous['t'])):.1f} ms after pulse {n - 1}"
+                )
+
+
+def _trips_between(ctx: _Context, t0: float, t1: float) -> list[Event]:
+    return [tr for tr in ctx.trips if t0 - EPS_S <= float(tr["t"]) <= t1 + EPS_S]
+
+
+def _cooling(ctx: _Context, v: Violations) -> None:
+    """Every pulse cooled within the window with water confirmed; or a trip inside it and cooling_missed."""
+    min_flow = float(ctx.limits.get("min_spray_flow_ml_s", 0.0))
+    for n, end in sorted(ctx.ends.items()):
+        start = ctx.starts.get(n)
+        t_end = float(end.get("t_end", end["t"]))
+        window_end = t_end + ctx.window_s
+        spray = next((s for s in ctx.sprays if n in s.get("pulses", [])), None)
+        if spray is not None:
+            delay = float(spray.get("t_open", spray["t"])) - t_end
+            if delay > ctx.window_s + EPS_S or float(spray.get("delay_ms", 0.0)) > ctx.window_s * 1000 + 1e-3:
+                v["cooling_late_accepted"].append(f"pulse {n}: spray {spray.get('spray')} {delay * 1000:.1f} ms late")
+            if "flow_ml_s" in spray and float(spray["flow_ml_s"]) < min_flow:
+                v["cooling_without_water"].append(f"pulse {n}: spray {spray.get('spray')} flow {spray['flow_ml_s']}")
+            if float(spray["t"]) < float(end["t"]) - EPS_S:
+                v["record_sprays"].append(f"pulse {n}: spray_start before its pulse_end")
+            continue
+        t0 = float(start["t"]) if start is not None else t_end
+        tripped = _trips_between(ctx, t0, window_end + ctx.detection_s)
+        if not tripped:
+            v["uncooled_without_trip"].append(f"pulse {n} (end {t_end:.4f}) not cooled and no trip inside its window")
+        if n not in ctx.missed:
+            v["uncooled_not_recorded"].append(f"pulse {n} not cooled and no cooling_missed names it")
+    for n, end in sorted(ctx.ends.items()):
+        commanded = any(n in c.get("pulses", []) for c in ctx.commands + ctx.sprays)
+        if commanded:
+            continue
+        start = ctx.starts.get(n)
+        t0 = float(start["t"]) if start is not None else float(end["t"])
+        window_end = float(end.get("t_end", end["t"])) + ctx.window_s
+        if not (_trips_between(ctx, t0, window_end + ctx.detection_s) and n in ctx.missed):
+            v["spray_never_commanded"].append(f"pulse {n} never had a spray commanded, and no trip inside its window")
+
+
+def _trip_actions(ctx: _Context, v: Violations) -> None:
+    """plasma_off is the first action after every trip (and abort) that found emission possible."""
+    events = ctx.events
+    for i, e in enumerate(events):
+        name = e.get("event")
+        if not (name == "abort" or (name == "interlock_trip" and not e.get("latched"))):
+            continue
+        if e.get("state") == "disconnected" and name == "interlock_trip":
+            continue  # refused before any device was opened
+        first = next((x for x in events[i + 1 :] if x.get("event") in ACTIONS), None)
+        what = e.get("rule", "abort")
+        if first is None or first.get("event") != "plasma_off":
+            v["plasma_off_not_first"].append(f"{what} at {e['t']}: first action {first and first.get('event')}")
+    offs = [e for e in events if e.get("event") == "plasma_off"]
+    unconfirmed = any(e.get("event") == "emission_unconfirmed" for e in events)
+    if offs and not offs[-1].get("ok") and not unconfirmed:
+        v["plasma_off_unconfirmed_silently"].append("the last plasma_off failed and the record does not say so")
+    arms = [i for i, e in enumerate(events) if e.get("event") == "plasma_arm"]
+    if arms:
+        after = events[arms[-1] + 1 :]
+        if not any(e.get("event") == "plasma_disarm" for e in after):
+            v["left_armed"].append("no plasma_disarm after the last plasma_arm")
+
+
+def _energy_and_dose(ctx: _Context, v: Violations) -> None:
+    limit_j = ctx.energy_j * (1 + ctx.tol)
+    ordered = sorted(ctx.starts)
+    for n, end in sorted(ctx.ends.items()):
+        got = end.get("energy_j")
+        out = isinstance(got, int | float) and (
+            got >= limit_j * (1 - 1e-6)
+            or (not end.get("interrupted") and abs(got - ctx.energy_j) > ctx.energy_j * ctx.tol + EPS_J)
+        )
+        out = out or (got is None and not end.get("interrupted"))
+        start = ctx.starts.get(n)
+        if isinstance(got, int | float) and end.get("interrupted") and start is not None and ctx.pulse_s > 0:
+            on_s = float(end.get("t_off", end["t"])) - float(start["t"])  # an upper bound on its emission
+            out = out or got > ctx.energy_j * min(1.0, on_s / ctx.pulse_s) * (1 + ctx.tol) + 1e-6 * ctx.energy_j
+        if not out:
+            continue
+        later = [p for p in ordered if p > n]
+        horizon = float(ctx.starts[later[0]]["t"]) if later else math.inf
+        if not _trips_between(ctx, float(end["t"]), horizon):
+            v["energy_not_tripped"].append(f"pulse {n} delivered {got} J (set {ctx.energy_j}) and no trip followed")
+    per_spot: dict[int, list[int]] = defaultdict(list)
+    for n, s in ctx.starts.items():
+        per_spot[int(s["spot"])].append(n)
+    cap = ctx.pps * ctx.energy_j * (1 + ctx.tol)
+    for spot, pulses in sorted(per_spot.items()):
+        energy = sum(
+            float(ctx.ends[p]["energy_j"])
+            for p in pulses
+            if isinstance(ctx.ends.get(p, {}).get("energy_j"), int | float)
+        )
+        if len(pulses) > ctx.pps:
+            v["dose_over"].append(f"spot {spot}: {len(pulses)} pulses, plan {ctx.pps}")
+        if energy > cap * (1 + 1e-6) + EPS_J:
+            v["dose_over"].append(f"spot {spot}: {energy:.6f} J, plan {ctx.pps * ctx.energy_j:.6f} J + {ctx.tol:.0%}")
+
+
+def _outcome(ctx: _Context, v: Violations, summary: Mapping[str, Any] | None, rc: int | None, output: str) -> None:
+    end = ctx.end
+    outcome = None if end is None else end.get("outcome")
+    if any(e.get("event") == "controller_error" for e in ctx.events):
+        v["controller_error"].extend(
+            str(e.get("error"))[:300] for e in ctx.events if e.get("event") == "controller_error"
+        )
+    if end is not None and end.get("internal_error"):
+        v["internal_error"].append(f"session_end internal_error: {end.get('error')}")
+    if "Traceback" in output:
+        v["traceback"].append("a traceback in the output")
+    if rc is not None and outcome in EXIT_CODES and rc not in EXIT_CODES[outcome] and rc != -9:
+        v["exit_code"].append(f"exit {rc} for outcome {outcome}")
+    if rc == 1:
+        v["exit_code"].append("exit 1 (internal error)")
+    if end is not None and end.get("pulses") is not None and end["pulses"] != len(ctx.starts):
+        v["record_summary"].append(f"session_end pulses={end['pulses']}, {len(ctx.starts)} pulse_start")
+    if outcome == "complete":
+        planned = ctx.start.get("pulses_planned")
+        full = sum(1 for e in ctx.ends.values() if not e.get("interrupted"))
+        if planned is not None and full != planned:
+            v["complete_wrong_count"].append(f"complete with {full} full pulses, plan {planned}")
+    if summary is None:
+        return
+    from plasmactl.controller.ledger import ledger_from_events  # the same arithmetic the summary must show
+
+    if summary.get("outcome") != outcome:
+        v["record_summary"].append(f"summary outcome {summary.get('outcome')}, log {outcome}")
+    if summary.get("pulses") != len(ctx.starts):
+        v["record_summary"].append(f"summary pulses {summary.get('pulses')}, log {len(ctx.starts)} pulse_start")
+    if summary.get("sprays") != len(ctx.sprays):
+        v["record_summary"].append(f"summary sprays {summary.get('sprays')}, log {len(ctx.sprays)} spray_start")
+    ledger = ledger_from_events(ctx.events)
+    if ledger is not None and summary.get("ledger") != _plain(ledger.summary()):
+        v["record_summary"].append("summary ledger differs from the ledger the log records")
+
+
+def _plain(value: Any) -> Any:
+    """What a dict looks like after a JSON round trip (tuples become lists)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(x) for k, x in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(x) for x in value]
+    return value
+
+
+def _against_simulator(ctx: _Context, v: Violations, sim: Mapping[str, Any]) -> None:
+    """What the simulated devices did: no emission the log does not show, none during a blocking fault, no
+    spot over its plan, every cooling claim matched by water on the skin in time."""
+    pulses = list(sim.get("pulses", []))
+    sprays = list(sim.get("sprays", []))
+    generator = sim.get("generator")
+    unconfirmed = any(e.get("event") == "emission_unconfirmed" for e in ctx.events)
+    if isinstance(generator, Mapping) and (generator.get("output_on") or (generator.get("armed") and not unconfirmed)):
+        # armed is excused only where the record says the generator never acknowledged off (a dead link: the
+        # generator's own watchdog is then the layer that disarms it); emitting never is
+        v["sim_generator_left_on"].append(f"the generator was left {dict(generator)} when the session ended")
+    if len(pulses) > len(ctx.starts):
+        v["sim_emission_unlogged"].append(
+            f"the generator emitted {len(pulses)} pulses, the log started {len(ctx.starts)}"
+        )
+    t_end_session = float(ctx.end["t"]) if ctx.end is not None else math.inf
+    for p in pulses:
+        if float(p["t_off"]) > t_end_session + EPS_S:
+            v["sim_output_on_at_end"].append(f"pulse {p['number']} still on after the session ended")
+    by_number = {int(p["number"]): p for p in pulses}
+    per_spot: dict[int, float] = defaultdict(float)
+    for n, s in ctx.starts.items():
+        p = by_number.get(n)
+        if p is None:  # a record of fault windows only: judge the pulse's end as the log has it
+            end = ctx.ends.get(n, s)
+            _blocking_faults(ctx, v, n, float(s["t"]), float(end.get("t_off", end["t"])), sim.get("faults", []))
+            continue
+        per_spot[int(s["spot"])] += float(p["energy_j"])
+        logged = ctx.ends.get(n, {}).get("energy_j")
+        # the generator reports in microjoules over a wire (its register's unit)
+        if isinstance(logged, int | float) and abs(logged - float(p["energy_j"])) > max(1.01e-6, 1e-6 * logged):
+            v["sim_energy_mismatch"].append(f"pulse {n}: log {logged} J, generator {p['energy_j']} J")
+        _blocking_faults(ctx, v, n, float(s["t"]), float(p["t_off"]), sim.get("faults", []))
+    cap = ctx.pps * ctx.energy_j * (1 + ctx.tol)
+    for spot, energy in sorted(per_spot.items()):
+        if energy > cap * (1 + 1e-6) + EPS_J:
+            v["sim_dose_over"].append(f"spot {spot}: the generator delivered {energy:.6f} J, plan cap {cap:.6f} J")
+    for claim in ctx.sprays if "sprays" in sim else ():
+        listed = [by_number.get(int(n)) for n in claim.get("pulses", [])]
+        first = next((p for p in listed if p is not None), None)
+        t_claim = float(claim.get("t_open", claim["t"]))
+        wet = [
+            s
+            for s in sprays
+            if s.get("wet")
+            and s.get("t_open") is not None
+            and float(s["t_open"]) <= t_claim + EPS_S
+            and (s.get("t_close") is None or float(s["t_close"]) > t_claim - EPS_S)
+        ]
+        if not wet:
+            v["phantom_cooling"].append(
+                f"spray {claim.get('spray')} claimed open with water at {t_claim:.4f}; the unit was not"
+            )
+        elif first is not None and float(wet[0]["t_open"]) - float(first["t_off"]) > ctx.window_s + EPS_S:
+            late = 1000 * (float(wet[0]["t_open"]) - float(first["t_off"]))
+            v["phantom_cooling"].append(f"spray {claim.get('spray')}: water on the skin {late:.1f} ms after the pulse")
+
+
+def _blocking_faults(ctx: _Context, v: Violations, n: int, t_decided: float, t_off: float, faults: Any) -> None:
+    """No pulse decided while a fault that blocks emission was active (an unsafe input, the safety inputs
+    silent, a dry reservoir once the spray unit's status bound has passed), and emission cut within
+    ``REACTION_S`` when an unsafe input came during a pulse."""
+    lim = ctx.limits
+    for f in faults:
+        start, end = f.get("start"), f.get("end")
+        if start is None:
+            continue
+        s0, s1 = float(start), math.inf if end is None else float(end)
+        kind, device, value = f.get("kind"), f.get("device"), f.get("value")
+        tip_out = kind == "tip_lift" and not (
+            lim.get("tip_min_mm", 0.2) <= (5.0 if value is None else value) <= lim.get("tip_max_mm", 1.5)
+        )
+        unsafe = (device == "safety" and kind in BLOCKING_SAFETY) or tip_out
+        dark = device == "link" and f.get("target") == "safety" and kind in DARK_LINK
+        grace = RESERVOIR_GRACE_S + ctx.detection_s if kind == "reservoir_empty" else 0.0
+        if (unsafe or dark or kind == "reservoir_empty") and s0 + grace + EPS_S < t_decided < s1 - EPS_S:
+            v["pulse_during_blocking_fault"].append(
+                f"pulse {n} decided at {t_decided:.4f} during {device}/{kind} [{s0:.4f}, {s1:.4f})"
+            )
+        if unsafe and t_decided < s0 < t_off and t_off - s0 > REACTION_S + EPS_S:
+            v["emission_not_cut"].append(f"pulse {n} on {1000 * (t_off - s0):.1f} ms after {device}/{kind} at {s0:.4f}")

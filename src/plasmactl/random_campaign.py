@@ -1,0 +1,200 @@
+"""A generative fault campaign: many short simulated sessions with random faults, each checked against the
+strict safety invariants (:mod:`plasmactl.invariants`) from its log and the simulated devices' own record.
+
+    python -m plasmactl.random_campaign --sessions 10000 [--transport inprocess,tcp] [--seed N] [--workers N]
+
+prints the sessions run and the count of sessions breaking each invariant, and, for the first failures, the
+plan, the seed and the fault file that reproduce them with ``plasmactl run``; exits 1 when any invariant broke.
+The test suite runs the same campaign in a short profile (``tests/test_campaign.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import os
+import random
+import socket
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plasmactl import clock as clockmod
+from plasmactl.events import read_events
+from plasmactl.faults import FaultScenario
+from plasmactl.invariants import check
+from plasmactl.plan import Plan
+from plasmactl.random_faults import Timeline, scenario, to_toml
+from plasmactl.rig import Rig
+from plasmactl.session import SIMULATOR_RECORD, SessionInputs, run_session
+
+# Short plans that exercise every cooling schedule: after every pulse, after a spot of two pulses 50 ms
+# apart (the periorbital pattern), three pulses per spot, a fast repetition.
+PLANS: dict[str, dict[str, Any]] = {
+    "short": {
+        "spots": {"points": [[0.0, 0.0], [1.5, 0.0], [3.0, 0.0], [0.0, 1.5], [1.5, 1.5], [3.0, 1.5]]},
+        "pulse": {"energy_j": 0.005, "pulse_ms": 5.0, "pulses_per_spot": 1, "interval_s": 1.0},
+        "cooling": {"spray_ms": 150.0, "when": "pulse"},
+    },
+    "eyelid": {
+        "spots": {"grid": {"width_mm": 3.0, "height_mm": 2.0, "spacing_mm": 1.0}},
+        "pulse": {
+            "energy_j": 0.0025,
+            "pulse_ms": 4.0,
+            "pulses_per_spot": 2,
+            "interval_s": 0.05,
+            "spot_interval_s": 0.6,
+        },
+        "cooling": {"spray_ms": 120.0, "when": "spot"},
+        "limits": {"skin_temp_max_c": 39.0},
+    },
+    "triple": {
+        "spots": {"points": [[0.0, 0.0], [2.0, 0.0], [4.0, 0.0], [6.0, 0.0]]},
+        "pulse": {"energy_j": 0.004, "pulse_ms": 3.0, "pulses_per_spot": 3, "interval_s": 0.4},
+        "cooling": {"spray_ms": 100.0, "when": "pulse"},
+        "limits": {"energy_tolerance_pct": 10.0},
+    },
+    "fast": {
+        "spots": {"grid": {"width_mm": 4.5, "height_mm": 1.5, "spacing_mm": 1.5}},
+        "pulse": {"energy_j": 0.006, "pulse_ms": 5.0, "pulses_per_spot": 1, "interval_s": 0.25},
+        "cooling": {"spray_ms": 150.0, "when": "pulse"},
+        "limits": {"max_cooling_delay_ms": 60.0},
+    },
+}
+TCP_RIG = Path(__file__).resolve().parents[2] / "examples" / "rigs" / "sim-tcp-inprocess.toml"
+
+
+def plan_named(name: str) -> Plan:
+    return Plan.model_validate({"name": name, **PLANS[name]})
+
+
+@dataclass
+class Case:
+    index: int
+    plan: str
+    transport: str
+    seed: int
+    faults: dict[str, Any]
+    tissue: bool
+
+
+@dataclass
+class Outcome:
+    case: Case
+    violations: dict[str, list[str]] = field(default_factory=dict)
+    outcome: str | None = None
+
+
+def cases(count: int, seed: int, transports: tuple[str, ...]) -> list[Case]:
+    rng = random.Random(seed)
+    timelines = {name: Timeline.of(plan_named(name)) for name in PLANS}
+    out = []
+    for i in range(count):
+        name = rng.choice(sorted(PLANS))
+        out.append(
+            Case(
+                i,
+                name,
+                transports[i % len(transports)],
+                rng.randrange(1 << 30),
+                scenario(rng, timelines[name]),
+                rng.random() < 0.1,
+            )
+        )
+    return out
+
+
+def _tcp_rig() -> Rig:
+    """The in-process served rig over Modbus TCP, on a port that is free now."""
+    import tomllib
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tomllib.loads(TCP_RIG.read_text(encoding="utf-8"))
+    data["serve"]["modbus_tcp"] = f"127.0.0.1:{port}"
+    for device in ("plasma", "spray", "safety"):
+        data[device]["port"] = port
+    return Rig.model_validate(data)
+
+
+def run_case(case: Case) -> Outcome:
+    from plasmactl.cli import exit_code
+
+    plan = plan_named(case.plan)
+    rig = _tcp_rig() if case.transport == "tcp" else Rig()
+    rig = rig.model_copy(update={"skin": rig.skin.model_copy(update={"tissue": case.tissue})})
+    inputs = SessionInputs(
+        plan=plan, plan_file=None, rig=rig, faults=FaultScenario.model_validate(case.faults), seed=case.seed
+    )
+    with tempfile.TemporaryDirectory(prefix="campaign-") as tmp:
+        out = Path(tmp)
+        try:
+            result = clockmod.run(run_session(inputs, out), virtual=True)
+            rc, text = exit_code(result), ""
+        except Exception as exc:  # noqa: BLE001 - an escape from the session is itself a finding
+            rc, text = 1, f"Traceback: {type(exc).__name__}: {exc}"
+        events = read_events(out / "events.jsonl")
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        record = out / SIMULATOR_RECORD
+        simulator = json.loads(record.read_text(encoding="utf-8")) if record.exists() else None
+    found = check(events, summary=summary, simulator=simulator, exit_code=rc, output=text)
+    return Outcome(case, found, summary.get("outcome"))
+
+
+def _run_batch(batch: list[Case]) -> list[Outcome]:
+    for name in ("plasmactl", "pymodbus"):  # the drivers' link warnings and pymodbus' frame dumps are expected here
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return [run_case(c) for c in batch]
+
+
+def run(cases_: list[Case], workers: int = 1) -> list[Outcome]:
+    if workers <= 1:
+        return _run_batch(cases_)
+    batches = [cases_[i::workers] for i in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        results = [o for part in pool.map(_run_batch, batches) for o in part]
+    return sorted(results, key=lambda o: o.case.index)
+
+
+def report(results: list[Outcome], out: Any = sys.stdout, show: int = 3) -> int:
+    """Print the counts by invariant and the first failures; returns the number of sessions that broke any."""
+    broken = [r for r in results if r.violations]
+    counts = collections.Counter(k for r in broken for k in r.violations)
+    outcomes = collections.Counter(r.outcome for r in results)
+    print(f"random fault campaign: {len(results)} sessions, {len(broken)} broke an invariant", file=out)
+    print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items(), key=str)), file=out)
+    for name, n in counts.most_common():
+        print(f"  {name}: {n} session(s)", file=out)
+    for r in broken[:show]:
+        c = r.case
+        first = sorted(r.violations)[0]
+        print(f"  - {first}: {r.violations[first][0][:300]}", file=out)
+        print(f"    plan {c.plan} ({c.transport}), seed {c.seed}; fault file:", file=out)
+        print("    " + to_toml(c.faults).replace("\n", "\n    ").rstrip(), file=out)
+    return len(broken)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=None, help="campaign seed (default: a fresh one)")
+    parser.add_argument("--transport", default="inprocess", help="inprocess, tcp, or both: inprocess,tcp")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
+    transports = tuple(t.strip() for t in args.transport.split(",") if t.strip())
+    if not transports or set(transports) - {"inprocess", "tcp"}:
+        parser.error("--transport takes inprocess, tcp or inprocess,tcp")
+    print(f"campaign seed {seed}: {args.sessions} sessions on {', '.join(transports)}, {args.workers} workers")
+    results = run(cases(args.sessions, seed, transports), args.workers)
+    return 1 if report(results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Class 10 of the safety assessment: a signal at any moment of start-up never leaves the generator armed or on.
+
+``plasmactl run`` is started as a real process and sent SIGINT (or SIGTERM) at 50 moments spread from the
+process start to its first pulse. Whatever the moment: exit 130 (143 for SIGTERM), no traceback, and when a
+session had begun its record is complete, every arming is followed by a disarm, and the simulated
+generator itself (the session's ``simulator.json``) ends disarmed and off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from plasmactl.events import read_events
+from plasmactl.invariants import check
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAN = ROOT / "examples" / "plans" / "short.toml"
+MOMENTS = 50
+# Before the entry point has run (the interpreter's own start-up) a signal is Python's to handle: the process
+# ends by it, or Python reports a KeyboardInterrupt in its own start-up. Nothing of ours has run, let alone
+# opened a device.
+INTERPRETER_START_S = 0.05
+
+
+def _start(out: Path) -> tuple[subprocess.Popen[str], float]:
+    cmd = [str(Path(sys.executable).parent / "plasmactl"), "run", str(PLAN), "--out", str(out)]
+    started = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    return proc, started
+
+
+def _windows(tmp: Path) -> tuple[float, float]:
+    """Wall seconds from process start to the session's start and to its end (the short plan runs in a few
+    milliseconds of wall time once its devices are built: its first pulse is near the end), measured on an
+    undisturbed run."""
+    proc, started = _start(tmp / "probe")
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    events = read_events(tmp / "probe" / "events.jsonl")
+    return float(events[0]["wall_time"]) - started, float(events[-1]["wall_time"]) - started
+
+
+def _moments(session_start: float, session_end: float) -> list[float]:
+    """Half of the moments over the command's start-up, half over the session's (devices built, self-test)."""
+    half = MOMENTS // 2
+    early = [session_start * i / half for i in range(half)]
+    late = [session_start + (session_end - session_start) * i / (MOMENTS - half - 1) for i in range(MOMENTS - half)]
+    return early + late
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_signal_at_any_moment_of_start_up_leaves_the_generator_safe(tmp_path: Path) -> None:
+    seen_sessions = 0
+    for i, delay in enumerate(_moments(*_windows(tmp_path))):
+        sig = signal.SIGTERM if i % 5 == 4 else signal.SIGINT
+        out = tmp_path / f"run{i:02d}"
+        proc, started = _start(out)
+        time.sleep(max(0.0, started + delay - time.time()))
+        os.kill(proc.pid, sig)
+        stdout, stderr = proc.communicate(timeout=120)
+        where = f"signal {sig.name} {delay:.3f} s after start"
+        log = out / "events.jsonl"
+        if delay < INTERPRETER_START_S and not log.exists() and proc.returncode != 0:
+            continue
+        assert "Traceback" not in stdout + stderr, where
+        if not log.exists() or not log.read_bytes():
+            assert proc.returncode == 128 + sig, (where, proc.returncode, stderr)  # nothing was opened
+            continue
+        seen_sessions += 1
+        events = read_events(log)
+        outcome = events[-1].get("outcome")
+        expected = {"aborted": 128 + sig, "complete": 0}
+        assert outcome in expected and proc.returncode == expected[outcome], (where, outcome, proc.returncode)
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        record = out / "simulator.json"
+        simulator = json.loads(record.read_text(encoding="utf-8")) if record.exists() else None
+        assert check(events, summary=summary, simulator=simulator, exit_code=proc.returncode) == {}, where
+        if simulator is not None:
+            assert simulator["generator"] == {"armed": False, "output_on": False}, where
+    assert seen_sessions >= MOMENTS // 4, "too few signals landed inside a session to say anything"
