@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup sysdeps run test lint bench diagram clean
+.PHONY: setup sysdeps run test lint bench campaign diagram clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "plasmactl needs Python 3.11+"'
@@ -34,6 +34,13 @@ lint: $(STAMP)
 
 test: lint sysdeps
 	$(BIN)/pytest -q tests hil
+
+# The generative fault campaign's long profile: 10,000 random multi-fault sessions, a fresh seed each time
+# (SESSIONS=..., SEED=... and TRANSPORT=inprocess,tcp to change it); counts by invariant, exit 1 on any.
+SESSIONS ?= 10000
+TRANSPORT ?= inprocess
+campaign: $(STAMP)
+	$(BIN)/python -m plasmactl.random_campaign --sessions $(SESSIONS) --transport $(TRANSPORT) $(if $(SEED),--seed $(SEED),)
 
 bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/full_face_virtual.py

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plasmactl.controller.controller import SessionResult
 from typer.testing import CliRunner, Result
 
 import plasmactl.cli as cli
 from plasmactl.cli import app, exit_code
 from plasmactl.events import read_events
+from plasmactl.ports import SessionResult
 from plasmactl.simulators.devices import SimSpray
 
 REPO = Path(__file__).parents[1]
@@ -75,7 +75,7 @@ def all_output(result: Result) -> str:
 def plan_toml(
     *,
     head: str = 'name = "tiny"',
-    spots: str = "[spots]\npoints = [[0.0, 0.0], [1.5, 0.0]]",
+    spots: str = "[spots]\npoints = [[0.0, 0.0], [1.5, 0.0]]\nspot_diameter_mm = 1.5",  # 60 mJ: 3.4 J/cm2
     pulse: str = "[pulse]\nenergy_j = 0.06\npulse_ms = 5.0",
     cooling: str = "[cooling]\nspray_ms = 150.0",
     limits: str = "",
@@ -171,7 +171,10 @@ BAD_INPUTS: list[Bad] = [
     ),
     bad_plan(
         "energy-over-hard-cap",
-        plan_toml(pulse="[pulse]\nenergy_j = 5.0\npulse_ms = 5.0"),
+        plan_toml(
+            spots="[spots]\npoints = [[0.0, 0.0], [7.0, 0.0]]\nspot_diameter_mm = 6.0",  # 18 J/cm2
+            pulse="[pulse]\nenergy_j = 5.0\npulse_ms = 5.0",
+        ),
         "pulse.energy_j = 5 exceeds limits.max_energy_j = 4",
     ),
     bad_plan(

@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from plasmactl.controller.controller import Controller, SessionResult
-
 from audit import EXAMPLES, cooling_violations, first, names
 from plasmactl import clock as clockmod
+from plasmactl.controller.owner import Controller
 from plasmactl.events import AuditLog, read_events
 from plasmactl.faults import FaultScenario
 from plasmactl.plan import Plan, load_plan
-from plasmactl.ports import PlasmaStatus
-from plasmactl.rig import DEVICES, PlasmaSim, Rig
+from plasmactl.ports import PlasmaStatus, SessionResult
+from plasmactl.rig import PlasmaSim, Rig
 from plasmactl.simulators.devices import SimPlasma
 from plasmactl.simulators.inprocess import build_devices
 
@@ -29,7 +28,7 @@ def _controller(out: Path, scenario: FaultScenario, plan: Plan) -> tuple[Control
     log.emit("session_start", limits=plan.limits.model_dump())
     rig = Rig()
     devices, _ = build_devices(rig, scenario, 0, clock)
-    return Controller(plan, devices, {d: rig.timing(d) for d in DEVICES}, clock, log), log
+    return Controller(plan, devices, rig, clock, log), log
 
 
 def test_abort_mid_session_reaches_safe_state(tmp_path: Path) -> None:
@@ -53,25 +52,25 @@ def test_abort_mid_session_reaches_safe_state(tmp_path: Path) -> None:
 
 def test_reset_refused_while_cause_present_then_allowed(tmp_path: Path) -> None:
     scenario = FaultScenario.model_validate(
-        {"fault": [{"device": "safety", "kind": "tip_lift", "at_s": 1.5, "duration_s": 2.0}]}
+        {"fault": [{"device": "safety", "kind": "tip_lift", "at_s": 1.5, "duration_s": 2.0, "value": -1.0}]}
     )
 
     async def main() -> tuple[SessionResult, bool, bool, str]:
         controller, log = _controller(tmp_path, scenario, _plan())
         result = await controller.run()
-        refused = await controller.reset()  # tip still lifted
+        refused = await controller.reset()  # the tip sensor still implausible
         await controller.clock.sleep_until(4.0)
         allowed = await controller.reset()
         log.close()
         return result, refused, allowed, controller.state
 
     result, refused, allowed, state = clockmod.run(main(), virtual=True)
-    assert result.outcome == "fault" and result.cause == "tip_out_of_window"
+    assert result.outcome == "fault" and result.cause == "tip_implausible"  # a sensor fault latches
     assert refused is False
     assert allowed is True
     assert state == "idle"
     resets = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "reset"]
-    assert resets[0]["ok"] is False and "tip_out_of_window" in resets[0]["blocked_by"]
+    assert resets[0]["ok"] is False and "tip_implausible" in resets[0]["blocked_by"]
     assert resets[1]["ok"] is True
 
 

@@ -134,8 +134,8 @@ IDENTITY_REPLY = "0314" + "504C 0101 0001 0000 0000 0001 0000 0001 0000 0000"
 
 
 def status_after_setpoint(beats: int) -> str:
-    """The status block's reply after configure(0.06 J, 5 ms) and ``beats`` heartbeats."""
-    return "0320" + f"0000 0000 EA60 01F4 {beats:04X} 012C 0000 0000 0000 0000 0000 0000 0000 FFFF FFFF 0000"
+    """The status block's reply after configure(0.06 J, 5 ms, limit 0.072 J) and ``beats`` heartbeats."""
+    return "0320" + f"0000 0000 EA60 01F4 {beats:04X} 012C 0001 1940 0000 0000 0000 0000 0000 FFFF FFFF 0000"
 
 
 @pytest.fixture
@@ -194,10 +194,12 @@ async def test_commands_land_in_the_registers(plain: int) -> None:
     await plasma.connect()
     await spray.connect()
     try:
-        await plasma.configure(0.06, 5.0)
+        await plasma.configure(0.06, 5.0, 0.072)
         assert await raw_read(plain, 1, 11, 3) == [0x0000, 0xEA60, 500]
+        assert await raw_read(plain, 1, 16, 2) == [0x0001, 0x1940]  # the dose monitor's limit, 72000 uJ
         st = await plasma.status()
         assert st.energy_setpoint_j == pytest.approx(0.06) and st.pulse_ms_setpoint == pytest.approx(5.0)
+        assert st.energy_limit_j == pytest.approx(0.072)
         await plasma.arm()
         assert await raw_read(plain, 1, 10, 1) == [1]
         await plasma.fire()
@@ -269,14 +271,26 @@ async def test_out_of_range_raises_before_sending(plain: int) -> None:
 
     sent = len(commands())
     try:
-        for energy, pulse in ((10.5, 5.0), (0.0, 5.0), (0.06, 150.01), (0.06, 0.0), (math.nan, 5.0), (0.06, math.inf)):
+        cases: list[tuple[float, float, float]] = [
+            (10.5, 5.0, 0.07),
+            (0.0, 5.0, 0.07),
+            (0.06, 150.01, 0.07),
+            (0.06, 0.0, 0.07),
+            (math.nan, 5.0, 0.07),
+            (0.06, math.inf, 0.07),
+            (0.06, 5.0, 10.5),
+            (0.06, 5.0, 0.0),
+            (0.06, 5.0, math.nan),
+        ]
+        for energy, pulse, limit in cases:
             with pytest.raises(ValueError):
-                await plasma.configure(energy, pulse)
+                await plasma.configure(energy, pulse, limit)
         for duration in (0.0, 10.001, -1.0, math.inf):
             with pytest.raises(ValueError):
                 await spray.spray(duration)
         assert len(commands()) == sent
         assert await raw_read(plain, 1, 11, 3) == [0, 0, 0]
+        assert await raw_read(plain, 1, 16, 2) == [0, 0]
     finally:
         await spray.close()
         await plasma.close()
@@ -290,7 +304,7 @@ async def test_exact_tcp_frames(plain: int) -> None:
     cfg = tcp(plain, 1, heartbeat_ms=250)
     plasma = ModbusPlasma(links.acquire(cfg), cfg, clock)
     await plasma.connect()
-    await plasma.configure(0.06, 5.0)
+    await plasma.configure(0.06, 5.0, 0.072)
     await plasma.status()
     await plasma.close()
     await links.close()
@@ -308,19 +322,21 @@ async def test_exact_tcp_frames(plain: int) -> None:
     def tid(frame: bytes) -> int:
         return int.from_bytes(frame[:2], "big")
 
-    (id_req, id_rep), (wd_req, wd_rep), (set_req, set_rep), (st_req, st_rep) = main[:4]
+    (id_req, id_rep), (wd_req, wd_rep), (set_req, set_rep), (lim_req, lim_rep), (st_req, st_rep) = main[:5]
     assert id_req == mbap(1, 1, "03 0000 000A")
     assert id_req.hex() == "00010000000601030000000a"
     assert id_rep == mbap(1, 1, IDENTITY_REPLY)
     assert wd_req == mbap(2, 1, "03 000F 0001") and wd_rep == mbap(2, 1, "03 02 012C")  # WATCHDOG_MS = 300
     assert set_req == mbap(tid(set_req), 1, "10 000B 0003 06 0000 EA60 01F4")
     assert set_rep == mbap(tid(set_req), 1, "10 000B 0003")
+    assert lim_req == mbap(tid(lim_req), 1, "10 0010 0002 04 0001 1940")  # ENERGY_LIMIT, rounded down to a uJ
+    assert lim_rep == mbap(tid(lim_req), 1, "10 0010 0002")
     assert st_req == mbap(tid(st_req), 1, "03 000A 0010")
     beats = sum(1 for r, _ in heartbeat if tid(r) < tid(st_req))
     assert beats >= 1 and st_rep == mbap(tid(st_req), 1, status_after_setpoint(beats))
     # close(): OUTPUT_OFF then DISARM, single-register writes, not retried.
-    assert [r for r, _ in main[4:]] == [
-        mbap(tid(r), 1, f"06 000A 000{c}") for (r, _), c in zip(main[4:], (4, 2), strict=True)
+    assert [r for r, _ in main[5:]] == [
+        mbap(tid(r), 1, f"06 000A 000{c}") for (r, _), c in zip(main[5:], (4, 2), strict=True)
     ]
 
 
@@ -339,7 +355,7 @@ async def test_exact_rtu_frames() -> None:
         assert len(links.links) == 1
         assert isinstance(links.links[0].endpoint, RtuEndpoint)
         await plasma.connect()
-        await plasma.configure(0.06, 5.0)
+        await plasma.configure(0.06, 5.0, 0.072)
         st = await plasma.status()
         assert st.energy_setpoint_j == pytest.approx(0.06) and st.pulse_ms_setpoint == pytest.approx(5.0)
         await spray.connect()
@@ -351,13 +367,14 @@ async def test_exact_rtu_frames() -> None:
         await stop(server)
     sent = [d for d in trace.sent() if not is_heartbeat(d, tcp_frame=False)]
     assert rtu(1, "03 0000 000A").hex() == "01030000000ac5cd"
-    assert sent[:4] == [
+    assert sent[:5] == [
         rtu(1, "03 0000 000A"),
         rtu(1, "03 000F 0001"),
         rtu(1, "10 000B 0003 06 0000 EA60 01F4"),
+        rtu(1, "10 0010 0002 04 0001 1940"),
         rtu(1, "03 000A 0010"),
     ]
-    assert sent[4:7] == [rtu(2, "03 0000 000A"), rtu(2, "03 000D 0001"), rtu(2, "10 000A 0002 04 0001 0096")]
+    assert sent[5:8] == [rtu(2, "03 0000 000A"), rtu(2, "03 000D 0001"), rtu(2, "10 000A 0002 04 0001 0096")]
     received = [d for s, d in trace.frames if not s]
     assert rtu(1, IDENTITY_REPLY) in received and rtu(1, status_after_setpoint(1)) in received
     assert rtu(1, "10 000B 0003") in received

@@ -24,7 +24,7 @@ EXPECTED_RULES = {
     "link-disconnect-thermometer": {"thermometer_stale", "device_watchdog"},
     "plasma-energy-drift": {"energy_out_of_tolerance"},
     "plasma-no-output": {"energy_out_of_tolerance"},
-    "plasma-stuck-on": {"pulse_overrun"},
+    "plasma-stuck-on": {"pulse_overrun", "energy_out_of_tolerance"},
     "safety-estop": {"estop"},
     "safety-footswitch-release": {"footswitch_released"},
     "safety-tip-lift": {"tip_out_of_window"},

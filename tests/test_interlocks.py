@@ -1,100 +1,46 @@
 """Tests for the interlock rules (src/plasmactl/controller/interlocks.py).
 
-Every rule passes on a healthy snapshot and trips, with its exact rule name and a reason carrying the
-numbers, on a bad one; the boundaries are where the docstrings and the domain put them.
+Every rule passes on a healthy snapshot and trips, with its exact rule name, latch and a reason carrying
+the numbers, on a bad one; the boundaries are where the docstrings put them. Unknown and stale inputs
+trip (fail closed). Every rule the controller can emit is in the Rule enum and in a rule set.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import ast
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from plasmactl.controller import interlocks as il
-from plasmactl.controller.interlocks import Snapshot, Trip
+from plasmactl.controller.machine import GUARDS
+from plasmactl.controller.trips import LATCH, CoolingFacts, PulseFacts, Rule, Snapshot, SpotFacts, Trip
 from plasmactl.limits import Caps, Limits
-from plasmactl.ports import CoolingStatus, PlasmaStatus, SafetyState, SkinReading
+from snapshots import ENERGY_J, LIMITS, MAX_AGE, NOW, healthy, plasma, reading, safety, spray_status
 
-NOW = 100.0
-LIMITS = Limits()  # skin 40 C (hard 43 C), reading age 500 ms, tip [0.2, 1.5] mm, stuck window 10 s
-
-ALL_RULES: tuple[il.Interlock, ...] = (
-    il.estop,
-    il.footswitch,
-    il.tip_window,
-    il.thermometer_stale,
-    il.thermometer_plausible,
-    il.thermometer_stuck,
-    il.skin_temp_before_pulse,
-    il.skin_temp_hard,
-    il.reservoir,
-    il.device_fault_codes,
-    il.watchdog,
-    il.session_time,
-)
-
-
-def healthy(**changes: Any) -> Snapshot:
-    """A snapshot in which nothing trips; ``changes`` replace fields."""
-    snap = Snapshot(
-        now=NOW,
-        limits=LIMITS,
-        spray_s=0.15,
-        safety=SafetyState(t=NOW, estop=False, footswitch=True, tip_distance_mm=0.5),
-        reading=SkinReading(t=NOW - 0.1, value_c=33.0),
-        plasma=PlasmaStatus(
-            t=NOW,
-            armed=True,
-            output_on=False,
-            energy_setpoint_j=0.06,
-            pulse_ms_setpoint=5.0,
-            pulse_count=3,
-            last_energy_j=0.06,
-        ),
-        cooling=CoolingStatus(
-            t=NOW, valve_open=False, spray_commanded=False, reservoir_ml=500.0, flow_ml_s=0.5, spray_count=3
-        ),
-        last_heard={"plasma": NOW - 0.1, "spray": NOW - 0.2, "thermometer": NOW - 0.05, "safety": NOW},
-        watchdog_s={"plasma": 0.5, "spray": 0.5, "thermometer": 0.5, "safety": 0.5},
-        reading_moved_t=NOW - 2.0,
-        pulses_since_moved=2,
-        session_start=0.0,
-    )
-    return dataclasses.replace(snap, **changes)
-
-
-def safety(**changes: Any) -> SafetyState:
-    state = healthy().safety
-    assert state is not None
-    return dataclasses.replace(state, **changes)
-
-
-def reading(value_c: float = 33.0, t: float = NOW - 0.1) -> SkinReading:
-    return SkinReading(t=t, value_c=value_c)
-
-
-def cooling(**changes: Any) -> CoolingStatus:
-    status = healthy().cooling
-    assert status is not None
-    return dataclasses.replace(status, **changes)
-
-
-def plasma(**changes: Any) -> PlasmaStatus:
-    status = healthy().plasma
-    assert status is not None
-    return dataclasses.replace(status, **changes)
+CONTROLLER = Path(__file__).resolve().parents[1] / "src" / "plasmactl" / "controller"
+SETS: dict[str, tuple[il.Interlock, ...]] = {
+    **{f"guard {k}": v for k, v in GUARDS.items()},
+    "self_test": il.SELF_TEST,
+    "continuous": il.CONTINUOUS,
+    "continuous_active": il.CONTINUOUS_ACTIVE,
+    "pulse_watch": il.PULSE_WATCH,
+    "pulse_end": il.PULSE_END,
+    "cooling_watch": il.COOLING_WATCH,
+}
+ALL_RULES = tuple(dict.fromkeys(fn for fns in SETS.values() for fn in fns))
 
 
 def tripped(rule: il.Interlock, snap: Snapshot) -> Trip:
     trip = rule(snap)
-    assert trip is not None, f"{rule.__name__} did not trip"
-    assert isinstance(trip, Trip)
+    assert trip is not None, f"{getattr(rule, '__name__', rule)} did not trip"
+    assert isinstance(trip, Trip) and isinstance(trip.rule, Rule)
     return trip
 
 
-# ------------------------------------------------------------------------------------------ healthy
+# ------------------------------------------------------------------------------------------ registry
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.__name__)
@@ -102,24 +48,105 @@ def test_every_rule_passes_on_a_healthy_snapshot(rule: il.Interlock) -> None:
     assert rule(healthy()) is None
 
 
-@pytest.mark.parametrize("rules", [il.ARM, il.FIRE, il.CONTINUOUS], ids=["ARM", "FIRE", "CONTINUOUS"])
-def test_rule_sets_pass_on_a_healthy_snapshot(rules: tuple[il.Interlock, ...]) -> None:
-    assert il.first_trip(rules, healthy()) is None
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_rule_sets_pass_on_a_healthy_snapshot(name: str) -> None:
+    assert il.first_trip(SETS[name], healthy()) is None
 
 
-# ------------------------------------------------------------------------------------------ each rule
+def test_every_rule_is_in_a_set_or_an_event_and_every_set_rule_declares_its_rules() -> None:
+    declared = {r for fn in ALL_RULES for r in il.rules_of(fn)}
+    assert all(il.rules_of(fn) for fn in ALL_RULES), "a rule function without @emits"
+    assert declared | set(il.EVENT_RULES) == set(Rule), set(Rule) - declared - set(il.EVENT_RULES)
+
+
+def test_every_rule_function_of_the_module_is_used_by_a_set() -> None:
+    functions = {
+        name
+        for name, obj in vars(il).items()
+        if callable(obj) and il.rules_of(obj) and getattr(obj, "__module__", "") == il.__name__
+    }
+    assert functions == {fn.__name__ for fn in ALL_RULES}
+
+
+def _trips_built_in(path: Path) -> list[str]:
+    """What each Trip(...) in a source file is built with: a Rule member, or a name (a parameter)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Trip" and node.args:
+            arg = node.args[0]
+            if isinstance(arg, ast.Attribute) and getattr(arg.value, "id", None) == "Rule":
+                names.append(arg.attr)
+            else:
+                names.append(ast.unparse(arg))
+    return names
+
+
+def test_trips_are_built_only_in_interlocks_and_only_of_enum_rules() -> None:
+    for path in sorted(CONTROLLER.glob("*.py")):
+        if path.name not in ("interlocks.py", "trips.py"):
+            assert _trips_built_in(path) == [], path.name
+    built = _trips_built_in(CONTROLLER / "interlocks.py")
+    assert {b for b in built if b not in Rule.__members__} == {"rule"}  # the fail-closed helper's parameter
+    in_sets = {r.name for fn in ALL_RULES for r in il.rules_of(fn)} | {r.name for r in il.EVENT_RULES}
+    assert {b for b in built if b in Rule.__members__} <= in_sets
+
+
+def test_latches() -> None:
+    assert {r for r, latch in LATCH.items() if latch == "pause"} == {
+        Rule.SAFETY_INPUTS_STALE,
+        Rule.FOOTSWITCH_RELEASED,
+        Rule.TIP_OUT_OF_WINDOW,
+        Rule.SPRAY_STATUS_STALE,
+        Rule.PLASMA_STATUS_STALE,
+    }
+    assert LATCH[Rule.ESTOP] == "estop"
+    assert Trip(Rule.TIP_IMPLAUSIBLE, "x").latch == "fault"
+    assert Trip(Rule.COOLING_NOT_CONFIRMED, "x").latch == "fault"
+
+
+def test_rule_names_are_the_log_strings() -> None:
+    assert str(Rule.ESTOP) == "estop" and Rule("cooling_not_confirmed") is Rule.COOLING_NOT_CONFIRMED
+    assert len({str(r) for r in Rule}) == len(Rule)
+
+
+def test_rules_are_pure() -> None:
+    snap = healthy(reading=reading(41.0), safety=safety(footswitch=False))
+    assert [rule(snap) for rule in ALL_RULES] == [rule(snap) for rule in ALL_RULES]
+    assert snap == healthy(reading=reading(41.0), safety=safety(footswitch=False))
+
+
+# ------------------------------------------------------------------------------------------ safety inputs
 
 
 def test_estop() -> None:
     trip = tripped(il.estop, healthy(safety=safety(estop=True)))
-    assert trip == Trip("estop", "E-stop input is active", "estop")
+    assert trip == Trip(Rule.ESTOP, "E-stop input is active", "safety") and trip.latch == "estop"
+
+
+def test_a_pressed_estop_wins_even_on_a_stale_state() -> None:
+    trip = tripped(il.estop, healthy(safety=safety(estop=True, t=NOW - 10.0)))
+    assert trip.rule == Rule.ESTOP
+
+
+@pytest.mark.parametrize("state", [None, "stale"])
+def test_unknown_or_stale_safety_inputs_block_emission(state: str | None) -> None:
+    snap = healthy(safety=None if state is None else safety(t=NOW - 0.36))
+    trip = tripped(il.estop, snap)
+    assert trip.rule == Rule.SAFETY_INPUTS_STALE and trip.latch == "pause" and trip.device == "safety"
+    assert "bound 350 ms" in trip.reason
+    for guard in ("ARM", "FIRE", "RESUME", "RESET"):
+        first = il.first_trip(GUARDS[guard], snap)
+        assert first is not None and first.rule == Rule.SAFETY_INPUTS_STALE, guard
+
+
+def test_safety_staleness_boundary() -> None:
+    assert il.estop(healthy(safety=safety(t=NOW - MAX_AGE["safety"]))) is None
+    assert tripped(il.estop, healthy(safety=safety(t=math.nextafter(NOW - MAX_AGE["safety"], 0.0))))
 
 
 def test_footswitch() -> None:
     trip = tripped(il.footswitch, healthy(safety=safety(footswitch=False)))
-    assert trip.rule == "footswitch_released"
-    assert trip.latch == "pause"
-    assert "released" in trip.reason
+    assert trip.rule == Rule.FOOTSWITCH_RELEASED and trip.latch == "pause"
 
 
 @pytest.mark.parametrize("distance", [LIMITS.tip_min_mm, LIMITS.tip_max_mm, 0.5, 1.0])
@@ -128,43 +155,34 @@ def test_tip_inside_window_including_edges_passes(distance: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "distance",
-    [
-        0.0,
-        0.1,
-        math.nextafter(LIMITS.tip_min_mm, -math.inf),
-        math.nextafter(LIMITS.tip_max_mm, math.inf),
-        4.0,
-    ],
+    "distance", [0.0, 0.1, math.nextafter(LIMITS.tip_min_mm, -1), math.nextafter(LIMITS.tip_max_mm, 9), 4.0, 50.0]
 )
-def test_tip_outside_window_trips(distance: float) -> None:
+def test_tip_outside_the_window_pauses(distance: float) -> None:
     trip = tripped(il.tip_window, healthy(safety=safety(tip_distance_mm=distance)))
-    assert trip.rule == "tip_out_of_window"
-    assert trip.latch == "fault"
-    assert f"{distance:.2f} mm" in trip.reason
-    assert "[0.2, 1.5] mm" in trip.reason
+    assert trip.rule == Rule.TIP_OUT_OF_WINDOW and trip.latch == "pause"
+    assert f"{distance:.2f} mm" in trip.reason and "[0.2, 1.5] mm" in trip.reason
+
+
+@pytest.mark.parametrize("distance", [-0.01, math.nextafter(Caps.TIP_SENSOR_MAX_MM, 99), 80.0, math.nan, math.inf])
+def test_an_impossible_tip_reading_is_a_sensor_fault(distance: float) -> None:
+    trip = tripped(il.tip_window, healthy(safety=safety(tip_distance_mm=distance)))
+    assert trip.rule == Rule.TIP_IMPLAUSIBLE and trip.latch == "fault"
+
+
+# ------------------------------------------------------------------------------------------ thermometer
 
 
 def test_thermometer_stale_without_reading() -> None:
-    trip = tripped(il.thermometer_stale, healthy(reading=None))
-    assert trip.rule == "thermometer_stale"
-    assert "no skin temperature reading" in trip.reason
+    assert tripped(il.thermometer_stale, healthy(reading=None)).reason == "no skin temperature reading yet"
 
 
 def test_thermometer_stale_boundary() -> None:
-    limit_s = LIMITS.reading_max_age_ms / 1000.0  # 0.5 s: NOW - 0.5 is exact in binary
+    limit_s = MAX_AGE["thermometer"]
     assert il.thermometer_stale(healthy(reading=reading(t=NOW - limit_s))) is None
     trip = tripped(il.thermometer_stale, healthy(reading=reading(t=math.nextafter(NOW - limit_s, 0.0))))
-    assert trip.rule == "thermometer_stale"
+    assert trip.rule == Rule.THERMOMETER_STALE and trip.latch == "fault"
     trip = tripped(il.thermometer_stale, healthy(reading=reading(t=NOW - 1.25)))
-    assert trip.reason == "last skin reading is 1250 ms old (limit 500 ms)"
-
-
-def test_thermometer_stale_uses_tightened_limit() -> None:
-    lim = Limits(reading_max_age_ms=100.0)
-    assert il.thermometer_stale(healthy(limits=lim, reading=reading(t=NOW - 0.1))) is None
-    trip = tripped(il.thermometer_stale, healthy(limits=lim, reading=reading(t=NOW - 0.2)))
-    assert "(limit 100 ms)" in trip.reason
+    assert trip.reason == "skin temperature last known 1250 ms ago (bound 500 ms)"
 
 
 @pytest.mark.parametrize("value", [LIMITS.plausible_min_c, LIMITS.plausible_max_c, 20.0])
@@ -172,237 +190,246 @@ def test_thermometer_plausible_edges_pass(value: float) -> None:
     assert il.thermometer_plausible(healthy(reading=reading(value))) is None
 
 
-@pytest.mark.parametrize("value", [2.0, math.nextafter(5.0, 0.0), math.nextafter(50.0, 100.0), 80.0])
+@pytest.mark.parametrize("value", [2.0, math.nextafter(5.0, 0.0), math.nextafter(50.0, 100.0), 80.0, math.nan])
 def test_thermometer_implausible_trips(value: float) -> None:
     trip = tripped(il.thermometer_plausible, healthy(reading=reading(value)))
-    assert trip.rule == "thermometer_implausible"
-    assert f"{value:.2f} C" in trip.reason
-    assert "[5, 50] C" in trip.reason
-
-
-def test_thermometer_plausible_without_reading_passes() -> None:
-    # a missing reading is the stale rule's business
-    assert il.thermometer_plausible(healthy(reading=None)) is None
+    assert trip.rule == Rule.THERMOMETER_IMPLAUSIBLE and "[5, 50] C" in trip.reason
 
 
 def test_thermometer_stuck_needs_pulses_since_the_last_movement() -> None:
-    long_still = {"reading_moved_t": NOW - 60.0}
-    assert il.thermometer_stuck(healthy(**long_still, pulses_since_moved=0)) is None
-    trip = tripped(il.thermometer_stuck, healthy(**long_still, pulses_since_moved=5))
-    assert trip.rule == "thermometer_stuck"
-    assert "for 60.0 s" in trip.reason
-    assert "5 pulses" in trip.reason
-    assert f"{LIMITS.stuck_epsilon_c:g} C" in trip.reason
-
-
-def test_thermometer_stuck_window_boundary() -> None:
-    window = LIMITS.stuck_window_s  # 10 s
+    assert il.thermometer_stuck(healthy(reading_moved_t=NOW - 60.0, pulses_since_moved=0)) is None
+    trip = tripped(il.thermometer_stuck, healthy(reading_moved_t=NOW - 60.0, pulses_since_moved=5))
+    assert "for 60.0 s" in trip.reason and "5 pulses" in trip.reason
+    window = LIMITS.stuck_window_s
     assert il.thermometer_stuck(healthy(reading_moved_t=NOW - window, pulses_since_moved=9)) is None
-    moved = math.nextafter(NOW - window, 0.0)
-    assert tripped(il.thermometer_stuck, healthy(reading_moved_t=moved, pulses_since_moved=9))
+    assert tripped(
+        il.thermometer_stuck, healthy(reading_moved_t=math.nextafter(NOW - window, 0.0), pulses_since_moved=9)
+    )
 
 
-def test_thermometer_stuck_never_moved_passes() -> None:
-    assert il.thermometer_stuck(healthy(reading_moved_t=None, pulses_since_moved=100)) is None
-
-
-def test_skin_temp_before_pulse_trips_at_the_limit() -> None:
-    limit = LIMITS.skin_temp_max_c
+def test_skin_temperature_rules() -> None:
+    limit, hard = LIMITS.skin_temp_max_c, LIMITS.hard_trip_c
+    assert hard == limit + Caps.HARD_TRIP_MARGIN_C
     assert il.skin_temp_before_pulse(healthy(reading=reading(math.nextafter(limit, 0.0)))) is None
-    trip = tripped(il.skin_temp_before_pulse, healthy(reading=reading(limit)))
-    assert trip.rule == "skin_temp_limit"
-    assert trip.reason == "skin 40.00 C is at or over the limit 40 C"
-    trip = tripped(il.skin_temp_before_pulse, healthy(reading=reading(41.5)))
-    assert "41.50 C" in trip.reason
-
-
-def test_skin_temp_before_pulse_uses_the_plan_limit() -> None:
+    assert (
+        tripped(il.skin_temp_before_pulse, healthy(reading=reading(limit))).reason
+        == "skin 40.00 C is at or over the limit 40 C"
+    )
+    for value in (limit, 42.0, hard):
+        assert il.skin_temp_hard(healthy(reading=reading(value))) is None
+    assert (
+        tripped(il.skin_temp_hard, healthy(reading=reading(45.25))).reason == "skin 45.25 C exceeds the hard limit 43 C"
+    )
     lim = Limits(skin_temp_max_c=38.0)
-    assert il.skin_temp_before_pulse(healthy(limits=lim, reading=reading(37.9))) is None
-    trip = tripped(il.skin_temp_before_pulse, healthy(limits=lim, reading=reading(38.0)))
-    assert "limit 38 C" in trip.reason
+    assert "limit 38 C" in tripped(il.skin_temp_before_pulse, healthy(limits=lim, reading=reading(38.0))).reason
 
 
-def test_skin_temp_hard_only_strictly_above_limit_plus_margin() -> None:
-    hard = LIMITS.skin_temp_max_c + Caps.HARD_TRIP_MARGIN_C  # 43 C
-    assert LIMITS.hard_trip_c == hard
-    for value in (LIMITS.skin_temp_max_c, 42.0, hard):
-        assert il.skin_temp_hard(healthy(reading=reading(value))) is None, value
-    trip = tripped(il.skin_temp_hard, healthy(reading=reading(math.nextafter(hard, math.inf))))
-    assert trip.rule == "skin_temp_hard_limit"
-    trip = tripped(il.skin_temp_hard, healthy(reading=reading(45.25)))
-    assert trip.reason == "skin 45.25 C exceeds the hard limit 43 C"
+# ------------------------------------------------------------------------------------------ spray unit
 
 
-def test_skin_rules_without_reading_pass() -> None:
-    assert il.skin_temp_before_pulse(healthy(reading=None)) is None
-    assert il.skin_temp_hard(healthy(reading=None)) is None
+def test_reservoir_needs_the_next_spray_at_the_largest_flow_seen() -> None:
+    needed = 0.5 * 0.25  # flow seen 0.5 ml/s, spray 0.25 s: 0.125 ml, exact in binary
+    assert il.reservoir(healthy(spray_s=0.25, spray=spray_status(reservoir_ml=needed))) is None
+    trip = tripped(il.reservoir, healthy(spray_s=0.25, spray=spray_status(reservoir_ml=math.nextafter(needed, 0.0))))
+    assert trip.rule == Rule.RESERVOIR_LOW and trip.latch == "fault"
+    # before any spray was seen, the minimum flow sets the need
+    snap = healthy(spray_s=1.0, flow_seen_ml_s=0.0, spray=spray_status(reservoir_ml=LIMITS.min_spray_flow_ml_s * 0.99))
+    assert tripped(il.reservoir, snap).rule == Rule.RESERVOIR_LOW
 
 
-def test_reservoir_boundary() -> None:
-    flow, spray = 0.5, 0.25
-    needed = flow * spray  # 0.125 ml, exact in binary
-    snap = healthy(spray_s=spray, cooling=cooling(flow_ml_s=flow, reservoir_ml=needed))
-    assert il.reservoir(snap) is None
-    below = healthy(spray_s=spray, cooling=cooling(flow_ml_s=flow, reservoir_ml=math.nextafter(needed, 0.0)))
-    assert tripped(il.reservoir, below).rule == "reservoir_low"
-
-
-def test_reservoir_low_reason() -> None:
-    trip = tripped(il.reservoir, healthy(spray_s=0.2, cooling=cooling(flow_ml_s=0.5, reservoir_ml=0.05)))
-    assert trip.rule == "reservoir_low"
-    assert trip.latch == "fault"
-    assert trip.reason == "reservoir 0.05 ml is below the 0.10 ml the next spray needs"
-
-
-def test_reservoir_unknown_trips() -> None:
-    trip = tripped(il.reservoir, healthy(cooling=None))
-    assert trip == Trip("reservoir_low", "reservoir level unknown")
+@pytest.mark.parametrize("cooling_status", ["none", "stale"])
+def test_an_unknown_or_stale_spray_unit_blocks_emission(cooling_status: str) -> None:
+    snap = healthy(spray=None if cooling_status == "none" else spray_status(t=NOW - 0.31))
+    trip = tripped(il.reservoir, snap)
+    assert trip.rule == Rule.SPRAY_STATUS_STALE and trip.latch == "pause"
 
 
 @pytest.mark.parametrize(
-    ("changes", "reason"),
+    ("changes", "wet"),
     [
-        ({"plasma": plasma(fault_code=7)}, "plasma reports fault code 7"),
-        ({"cooling": cooling(fault_code=3)}, "spray reports fault code 3"),
-        ({"plasma": plasma(fault_code=7), "cooling": cooling(fault_code=3)}, "plasma reports fault code 7"),
+        ({"valve_open": True, "flow_ml_s": 0.5}, True),
+        ({"valve_open": True, "flow_ml_s": LIMITS.min_spray_flow_ml_s}, True),
+        ({"valve_open": True, "flow_ml_s": 0.0}, False),  # the valve open, no water: a dry reservoir
+        ({"valve_open": True, "flow_ml_s": 0.5, "reservoir_ml": 0.0}, False),
+        ({"valve_open": False, "flow_ml_s": 0.5}, False),
     ],
 )
-def test_device_fault_codes(changes: dict[str, Any], reason: str) -> None:
-    trip = tripped(il.device_fault_codes, healthy(**changes))
-    assert trip.rule == "device_fault"
-    assert trip.reason == reason
+def test_water_on_skin_needs_feedback_and_flow(changes: dict[str, Any], wet: bool) -> None:
+    assert il.water_on_skin(spray_status(**changes), LIMITS) is wet
 
 
-def test_device_fault_codes_without_status_passes() -> None:
-    assert il.device_fault_codes(healthy(plasma=None, cooling=None)) is None
+def test_cooling_deadline() -> None:
+    pend = CoolingFacts((7,), window_start=NOW - 0.1, spray=3)
+    assert il.cooling_deadline(healthy(pending=pend, now=math.nextafter(NOW, 0.0))) is None
+    trip = tripped(il.cooling_deadline, healthy(pending=pend))
+    assert trip.rule == Rule.COOLING_NOT_CONFIRMED and "spray 3" in trip.reason and "pulse 7" in trip.reason
+    assert (
+        il.cooling_deadline(healthy(pending=pend._replace() if False else CoolingFacts((7,), NOW - 0.1, 3, True)))
+        is None
+    )
+    assert "no spray commanded" in tripped(il.cooling_deadline, healthy(pending=CoolingFacts((7,), NOW - 1.0))).reason
+
+
+def test_valve_must_close_after_its_spray() -> None:
+    pend = CoolingFacts((1,), NOW - 1.0, spray=2, confirmed=True, t_spray_end=NOW - il.VALVE_CLOSE_GRACE_S)
+    assert il.valve_closed(healthy(pending=pend, spray=spray_status(valve_open=True))) is None
+    late = CoolingFacts((1,), NOW - 1.0, spray=2, confirmed=True, t_spray_end=NOW - 0.6)
+    assert (
+        tripped(il.valve_closed, healthy(pending=late, spray=spray_status(valve_open=True))).rule
+        == Rule.VALVE_NOT_CLOSED
+    )
+    assert il.valve_closed(healthy(pending=late, spray=spray_status(valve_open=False))) is None
+
+
+# ------------------------------------------------------------------------------------------ generator
+
+
+def test_plasma_status_must_be_fresh() -> None:
+    assert tripped(il.plasma_status_fresh, healthy(plasma=None)).rule == Rule.PLASMA_STATUS_STALE
+    assert tripped(il.plasma_status_fresh, healthy(plasma=plasma(t=NOW - 0.31))).latch == "pause"
+
+
+def test_unexpected_output_is_judged_on_a_status_after_the_last_off() -> None:
+    on = plasma(output_on=True, t=NOW)
+    assert tripped(il.unexpected_output, healthy(plasma=on)).rule == Rule.UNEXPECTED_OUTPUT
+    assert il.unexpected_output(healthy(plasma=on, output_off_since=NOW)) is None  # the status predates the off
+    in_flight = PulseFacts(4, 4, NOW - 0.002, NOW + 0.01, 4)
+    assert il.unexpected_output(healthy(plasma=on, pulse=in_flight)) is None
+
+
+def test_pulse_bound() -> None:
+    p = PulseFacts(4, 4, t_cmd=NOW - 0.01, bound=NOW - 0.001, expected_count=4)
+    assert tripped(il.pulse_bound, healthy(pulse=p, plasma=plasma(output_on=True))).rule == Rule.PULSE_OVERRUN
+    assert tripped(il.pulse_bound, healthy(pulse=p, plasma=plasma(pulse_count=3))).rule == Rule.PULSE_NOT_DELIVERED
+    assert il.pulse_bound(healthy(pulse=p, plasma=plasma(pulse_count=4))) is None
+    early = healthy(pulse=p, plasma=plasma(output_on=True, t=NOW - 0.002))  # a status from before the bound
+    assert il.pulse_bound(early) is None
+
+
+def _ended(energy: float | None, *, cut: bool = False, on_s: float = 0.0055) -> Snapshot:
+    p = PulseFacts(2, 2, NOW - 0.01, NOW, 2, interrupted=cut, t_off=NOW - 0.01 + on_s, energy_j=energy)
+    return healthy(pulse=p)
+
+
+@pytest.mark.parametrize("factor", [0.8, 0.95, 1.0, 1.19])
+def test_a_pulse_within_tolerance_passes(factor: float) -> None:
+    assert il.pulse_energy(_ended(ENERGY_J * factor)) is None
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.79, 1.2, 1.21, 3.0])
+def test_a_pulse_out_of_tolerance_or_at_the_energy_limit_trips(factor: float) -> None:
+    assert tripped(il.pulse_energy, _ended(ENERGY_J * factor)).rule == Rule.ENERGY_OUT_OF_TOLERANCE
+
+
+def test_no_energy_reported_trips_unless_cut() -> None:
+    assert tripped(il.pulse_energy, _ended(None)).rule == Rule.ENERGY_OUT_OF_TOLERANCE
+    assert il.pulse_energy(_ended(None, cut=True)) is None  # counted as unknown by the ledger
+
+
+def test_a_cut_pulse_is_judged_on_its_share() -> None:
+    # on for at most 2 ms of a 5 ms pulse: up to 40 % x 1.2 of the set energy
+    assert il.pulse_energy(_ended(ENERGY_J * 0.4, cut=True, on_s=0.002)) is None
+    assert il.pulse_energy(_ended(ENERGY_J * 0.47, cut=True, on_s=0.002)) is None
+    trip = tripped(il.pulse_energy, _ended(ENERGY_J * 0.5, cut=True, on_s=0.002))
+    assert "2.00 ms" in trip.reason
+
+
+def test_spot_dose() -> None:
+    planned = 2 * ENERGY_J
+    assert il.spot_dose(healthy(spot=SpotFacts(3, 1, 2, ENERGY_J, 0, planned))) is None
+    assert tripped(il.spot_dose, healthy(spot=SpotFacts(3, 2, 2, planned, 0, planned))).rule == Rule.DOSE_LIMIT
+    # a first pulse that delivered more than its share: one more could take the spot over its plan
+    assert tripped(il.spot_dose, healthy(spot=SpotFacts(3, 1, 2, ENERGY_J * 1.3, 0, planned)))
+    # an unreported pulse counts as the most it could have been (the generator's energy limit)
+    assert il.spot_dose(healthy(spot=SpotFacts(3, 2, 3, 0.0, 2, 3 * ENERGY_J))) is None
+    assert tripped(il.spot_dose, healthy(spot=SpotFacts(3, 2, 3, 1.5 * ENERGY_J, 1, 3 * ENERGY_J)))
+
+
+# ------------------------------------------------------------------------------------------ devices, session
+
+
+def test_device_fault_codes_name_the_device() -> None:
+    assert tripped(il.device_fault_codes, healthy(plasma=plasma(fault_code=7))).device == "plasma"
+    assert (
+        tripped(il.device_fault_codes, healthy(spray=spray_status(fault_code=3))).reason == "spray reports fault code 3"
+    )
 
 
 def test_watchdog() -> None:
     heard = {"plasma": NOW - 1.0, "spray": NOW, "thermometer": NOW, "safety": NOW}
     trip = tripped(il.watchdog, healthy(last_heard=heard))
-    assert trip.rule == "device_watchdog"
-    assert trip.reason == "plasma silent for 1000 ms (watchdog 500 ms)"
+    assert trip.reason == "plasma silent for 1000 ms (watchdog 500 ms)" and trip.device == "plasma"
+    assert il.watchdog(healthy(last_heard={"plasma": NOW - 0.5}, watchdog_s={"plasma": 0.5})) is None
 
 
-def test_watchdog_boundary() -> None:
-    heard = {"plasma": NOW - 0.5}
-    assert il.watchdog(healthy(last_heard=heard, watchdog_s={"plasma": 0.5})) is None
-    heard = {"plasma": math.nextafter(NOW - 0.5, 0.0)}
-    assert tripped(il.watchdog, healthy(last_heard=heard, watchdog_s={"plasma": 0.5}))
+def test_session_time_and_pause_timeout() -> None:
+    assert il.session_time(healthy(now=LIMITS.max_session_s)) is None
+    assert tripped(il.session_time, healthy(now=LIMITS.max_session_s + 1.0)).rule == Rule.SESSION_TIME_EXCEEDED
+    assert il.pause_timeout(healthy(paused_since=NOW - LIMITS.max_pause_s)) is None
+    assert tripped(il.pause_timeout, healthy(paused_since=NOW - LIMITS.max_pause_s - 0.1)).rule == Rule.PAUSE_TIMEOUT
 
 
-def test_watchdog_per_device_limit() -> None:
-    heard = {"plasma": NOW - 0.3, "thermometer": NOW - 0.3}
-    limits = {"plasma": 0.5, "thermometer": 0.2}
-    trip = tripped(il.watchdog, healthy(last_heard=heard, watchdog_s=limits))
-    assert trip.reason == "thermometer silent for 300 ms (watchdog 200 ms)"
+def test_self_test_rules() -> None:
+    assert tripped(il.setpoints_read_back, healthy(plasma=plasma(energy_limit_j=0.0))).rule == Rule.SELF_TEST_FAILED
+    assert "energy read back" in tripped(il.setpoints_read_back, healthy(plasma=plasma(energy_setpoint_j=0.05))).reason
+    assert "output is on" in tripped(il.setpoints_read_back, healthy(plasma=plasma(output_on=True))).reason
+    # a register's resolution is not a mismatch
+    assert il.setpoints_read_back(healthy(plasma=plasma(energy_setpoint_j=ENERGY_J + 5e-7))) is None
+    assert tripped(il.valve_closed_at_start, healthy(spray=spray_status(valve_open=True))).device == "spray"
 
 
-def test_session_time() -> None:
-    limit = LIMITS.max_session_s
-    assert il.session_time(healthy(now=limit, session_start=0.0)) is None
-    assert il.session_time(healthy(now=1000.0 + limit, session_start=1000.0)) is None
-    trip = tripped(il.session_time, healthy(now=limit + 1.0, session_start=0.0))
-    assert trip.rule == "session_time_exceeded"
-    assert trip.reason == "session running 3601 s, over limits.max_session_s = 3600"
+# ------------------------------------------------------------------------------------------ rule sets
 
 
-# ----------------------------------------------------------------------------------- rule sets
-
-
-def test_first_trip_is_estop_when_everything_trips() -> None:
-    bad = healthy(
-        safety=SafetyState(t=NOW, estop=True, footswitch=False, tip_distance_mm=5.0),
-        reading=SkinReading(t=NOW - 5.0, value_c=80.0),
-        cooling=cooling(reservoir_ml=0.0, fault_code=9),
-        plasma=plasma(fault_code=9),
-        last_heard={"plasma": 0.0},
-        reading_moved_t=0.0,
-        pulses_since_moved=10,
-        session_start=NOW - 4000.0,
-    )
-    for rules in (il.ARM, il.FIRE, il.CONTINUOUS):
-        trip = il.first_trip(rules, bad)
-        assert trip is not None
-        assert trip.rule == "estop"
-        assert trip.latch == "estop"
-
-
-def test_first_trip_follows_fire_declaration_order() -> None:
-    """Remove the causes one by one: each time the next rule of FIRE, in order, is the one reported."""
+def test_fire_reports_causes_in_their_order() -> None:
+    """Remove the causes one by one: each time the next cause, in the guard's order, is the one reported."""
     snap = healthy(
-        safety=SafetyState(t=NOW, estop=True, footswitch=False, tip_distance_mm=5.0),
-        reading=SkinReading(t=NOW - 5.0, value_c=80.0),
-        cooling=cooling(reservoir_ml=0.0, fault_code=9),
+        safety=safety(estop=True, footswitch=False, tip_distance_mm=5.0),
+        reading=reading(80.0, t=NOW - 5.0),
+        spray=spray_status(reservoir_ml=0.0, fault_code=9),
         last_heard={"plasma": 0.0},
         reading_moved_t=0.0,
         pulses_since_moved=10,
         session_start=NOW - 4000.0,
     )
-    fixes: list[tuple[str, dict[str, Any]]] = [
-        ("estop", {"safety": SafetyState(t=NOW, estop=False, footswitch=False, tip_distance_mm=5.0)}),
-        ("footswitch_released", {"safety": SafetyState(t=NOW, estop=False, footswitch=True, tip_distance_mm=5.0)}),
-        ("tip_out_of_window", {"safety": safety()}),
-        ("thermometer_stale", {"reading": reading(80.0, t=NOW)}),
-        ("thermometer_implausible", {"reading": reading(45.0, t=NOW)}),
-        ("skin_temp_hard_limit", {"reading": reading(41.0, t=NOW)}),
-        ("skin_temp_limit", {"reading": reading(33.0, t=NOW)}),
-        ("thermometer_stuck", {"pulses_since_moved": 0}),
-        ("reservoir_low", {"cooling": cooling(fault_code=9)}),
-        ("device_fault", {"cooling": cooling()}),
-        ("device_watchdog", {"last_heard": {"plasma": NOW}}),
-        ("session_time_exceeded", {"session_start": 0.0}),
+    fixes: list[tuple[Rule, dict[str, Any]]] = [
+        (Rule.ESTOP, {"safety": safety(footswitch=False, tip_distance_mm=5.0)}),
+        (Rule.FOOTSWITCH_RELEASED, {"safety": safety(tip_distance_mm=5.0)}),
+        (Rule.TIP_OUT_OF_WINDOW, {"safety": safety()}),
+        (Rule.THERMOMETER_STALE, {"reading": reading(80.0, t=NOW)}),
+        (Rule.THERMOMETER_IMPLAUSIBLE, {"reading": reading(45.0, t=NOW)}),
+        (Rule.SKIN_TEMP_HARD_LIMIT, {"reading": reading(41.0, t=NOW)}),
+        (Rule.SKIN_TEMP_LIMIT, {"reading": reading(33.0, t=NOW)}),
+        (Rule.RESERVOIR_LOW, {"spray": spray_status(fault_code=9)}),
+        (Rule.DEVICE_FAULT, {"spray": spray_status()}),
+        (Rule.DEVICE_WATCHDOG, {"last_heard": {"plasma": NOW}}),
+        (Rule.SESSION_TIME_EXCEEDED, {"session_start": 0.0}),
+        (Rule.THERMOMETER_STUCK, {"pulses_since_moved": 0}),
     ]
-    assert len(fixes) == len(il.FIRE)
-    for (expected, fix), rule in zip(fixes, il.FIRE, strict=True):
-        trip = il.first_trip(il.FIRE, snap)
+    for expected, fix in fixes:
+        trip = il.first_trip(GUARDS["FIRE"], snap)
         assert trip is not None and trip.rule == expected
-        assert tripped(rule, snap).rule == expected
-        snap = dataclasses.replace(snap, **fix)
-    assert il.first_trip(il.FIRE, snap) is None
+        snap = snap._replace(**fix)
+    assert il.first_trip(GUARDS["FIRE"], snap) is None
 
 
-def test_fire_order_specifics() -> None:
-    # footswitch up and skin over the limit: the footswitch (pause) comes first
-    snap = healthy(safety=safety(footswitch=False), reading=reading(41.0))
-    trip = il.first_trip(il.FIRE, snap)
-    assert trip is not None and trip.rule == "footswitch_released"
-    # skin over the hard limit: the hard rule is named rather than the before-pulse one
-    trip = il.first_trip(il.FIRE, healthy(reading=reading(44.0)))
-    assert trip is not None and trip.rule == "skin_temp_hard_limit"
-    trip = il.first_trip(il.FIRE, healthy(reading=reading(40.0)))
-    assert trip is not None and trip.rule == "skin_temp_limit"
-    trip = il.first_trip(il.FIRE, healthy(cooling=cooling(reservoir_ml=0.01)))
-    assert trip is not None and trip.rule == "reservoir_low"
+def test_first_trip_can_look_past_pauses() -> None:
+    snap = healthy(safety=safety(footswitch=False), last_heard={"plasma": 0.0})
+    first = il.first_trip(il.CONTINUOUS_ACTIVE, snap)
+    assert first is not None and first.rule == Rule.DEVICE_WATCHDOG  # the footswitch is last in the set
+    snap = healthy(safety=None, last_heard={"plasma": 0.0})
+    assert il.first_trip(il.CONTINUOUS, snap).rule == Rule.SAFETY_INPUTS_STALE  # type: ignore[union-attr]
+    beyond = il.first_trip(il.CONTINUOUS, snap, skip_latch=("pause",))
+    assert beyond is not None and beyond.rule == Rule.DEVICE_WATCHDOG
 
 
-def test_first_trip_of_empty_rules_is_none() -> None:
-    assert il.first_trip((), healthy(safety=safety(estop=True))) is None
-
-
-def test_rule_set_membership() -> None:
-    assert il.FIRE[0] is il.estop
-    assert il.ARM[0] is il.estop
-    assert il.CONTINUOUS[0] is il.estop
-    for rule in (il.footswitch, il.reservoir, il.skin_temp_before_pulse):
-        assert rule in il.FIRE, rule.__name__
-    assert il.reservoir in il.ARM
-    assert il.skin_temp_before_pulse in il.ARM
-    for rule in (il.skin_temp_hard, il.watchdog):
-        assert rule in il.CONTINUOUS, rule.__name__
-    # a sustained over-temperature stops the session at any time; a warm skin only holds the next pulse
-    assert il.skin_temp_before_pulse not in il.CONTINUOUS
-    # every rule is used somewhere, and none twice in a set
-    used = set(il.ARM) | set(il.FIRE) | set(il.CONTINUOUS)
-    assert used == set(ALL_RULES)
-    for rules in (il.ARM, il.FIRE, il.CONTINUOUS):
-        assert len(set(rules)) == len(rules)
-
-
-def test_rules_are_pure() -> None:
-    snap = healthy(reading=reading(41.0), safety=safety(footswitch=False))
-    first = [rule(snap) for rule in ALL_RULES]
-    second = [rule(snap) for rule in ALL_RULES]
-    assert first == second
-    assert snap == healthy(reading=reading(41.0), safety=safety(footswitch=False))
+def test_guard_membership() -> None:
+    for guard in GUARDS.values():
+        assert guard[0] is il.estop and len(set(guard)) == len(guard)
+    assert il.footswitch in GUARDS["FIRE"] and il.footswitch in GUARDS["RESUME"]
+    assert il.footswitch not in GUARDS["ARM"]  # arming waits for nothing: the first pulse does
+    assert il.spot_dose in GUARDS["FIRE"] and il.unexpected_output in GUARDS["FIRE"]
+    for rule in (il.reservoir, il.plasma_status_fresh, il.tip_window, il.thermometer_stale):
+        assert all(rule in g for g in GUARDS.values())
+    # a warm skin holds the next pulse; a hot one stops the session at any time
+    assert il.skin_temp_before_pulse not in il.CONTINUOUS and il.skin_temp_hard in il.CONTINUOUS

@@ -1,34 +1,40 @@
 """Tests for the controller's state machine table (src/plasmactl/controller/machine.py).
 
-The table is the single source of truth: the generated diagram in docs/ must match it, the built
-machine must have exactly its edges (no auto transitions), latched states leave only by a guarded
-reset, and every trigger outside the table is an error.
+The table is the single source of truth: the generated diagram in docs/ must match it, the built machine
+has exactly its edges (no auto transitions), the guarded rows refuse when their rule set fails (and without
+a snapshot at all), latched states leave only by a guarded reset, and every trigger outside the table is
+refused.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
 from pathlib import Path
-from typing import Any
 
 import pytest
-from transitions.core import MachineError
 
 from plasmactl.controller.machine import (
+    ACTIVE,
+    GUARD_OF,
+    GUARDS,
     LATCHED,
     RUNNING,
     STATES,
     TRANSITIONS,
     ControllerModel,
+    TransitionRefused,
     build_machine,
     diagram_markdown,
     edges,
+    guard_rules,
     mermaid,
 )
+from plasmactl.controller.trips import Rule
+from snapshots import healthy, safety
 
 ROOT = Path(__file__).resolve().parent.parent
 DIAGRAM = ROOT / "docs" / "state-machine.md"
-TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(trigger for trigger, _, _ in TRANSITIONS))
+TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(row[0] for row in TRANSITIONS))
 EDGES = edges()
 
 
@@ -40,73 +46,61 @@ def _sources(trigger: str) -> set[str]:
     return {src for src, t, _ in EDGES if t == trigger}
 
 
-def _machine_in(state: str) -> tuple[ControllerModel, Any]:
+def _model_in(state: str) -> ControllerModel:
     model = ControllerModel()
     machine = build_machine(model)
     machine.set_state(state)
     assert model.state == state
-    return model, machine
-
-
-# ----------------------------------------------------------------------------------------- diagram
+    return model
 
 
 def test_committed_diagram_is_current() -> None:
     assert DIAGRAM.is_file(), "missing: run `plasmactl diagram --write docs/state-machine.md`"
-    assert DIAGRAM.read_text(encoding="utf-8") == diagram_markdown(), (
-        "stale: run `plasmactl diagram --write docs/state-machine.md`"
-    )
+    assert DIAGRAM.read_text(encoding="utf-8") == diagram_markdown(), "stale: run `make diagram`"
 
 
-def test_mermaid_has_every_edge_once() -> None:
+def test_mermaid_has_every_edge_once_with_its_guard() -> None:
     lines = mermaid().splitlines()
-    assert lines[0] == "stateDiagram-v2"
-    assert lines[1] == "    [*] --> disconnected"
-    assert lines[-1] == "    complete --> [*]"
+    assert lines[:2] == ["stateDiagram-v2", "    [*] --> disconnected"] and lines[-1] == "    complete --> [*]"
     body = lines[2:-1]
-    assert body == [f"    {src} --> {dest} : {trigger}" for src, trigger, dest in EDGES]
-    assert len(set(body)) == len(body)
-    assert "```mermaid\n" + mermaid() + "```\n" in diagram_markdown()
-
-
-# ------------------------------------------------------------------------------------------- table
+    assert len(body) == len(EDGES) == len(set(body))
+    for src, trigger, dest in EDGES:
+        label = f"{trigger} [{GUARD_OF[trigger]}]" if trigger in GUARD_OF else trigger
+        assert f"    {src} --> {dest} : {label}" in body
+    markdown = diagram_markdown()
+    for guard in GUARDS:
+        assert f"- **{guard}**: " + ", ".join(f"`{r}`" for r in guard_rules(guard)) in markdown
 
 
 def test_table_is_well_formed() -> None:
     assert len(set(STATES)) == len(STATES)
-    assert set(LATCHED) <= set(STATES)
-    assert set(RUNNING) <= set(STATES)
-    assert not set(RUNNING) & set(LATCHED)
+    assert set(LATCHED) <= set(STATES) and set(RUNNING) <= set(STATES) and not set(RUNNING) & set(LATCHED)
     for src, trigger, dest in EDGES:
-        assert src in STATES, (src, trigger)
-        assert dest in STATES, (trigger, dest)
-    # one destination per (source, trigger): the machine is deterministic
+        assert src in STATES and dest in STATES, (src, trigger, dest)
     dests: dict[tuple[str, str], set[str]] = defaultdict(set)
     for src, trigger, dest in EDGES:
         dests[src, trigger].add(dest)
-    assert all(len(d) == 1 for d in dests.values())
+    assert all(len(d) == 1 for d in dests.values()), "a (state, trigger) with two destinations"
     assert len(set(EDGES)) == len(EDGES)
+    assert {g for *_, g in TRANSITIONS if g is not None} == set(GUARDS)
 
 
-def test_every_state_is_reachable_from_disconnected() -> None:
-    seen = {"disconnected"}
-    queue = deque(["disconnected"])
+def test_the_guard_column() -> None:
+    assert GUARD_OF == {"arm": "ARM", "fire": "FIRE", "resume": "RESUME", "reset": "RESET"}
+
+
+def test_every_state_is_reachable_and_can_end() -> None:
+    seen, queue = {"disconnected"}, deque(["disconnected"])
     while queue:
-        state = queue.popleft()
-        for _, dest in _outgoing(state):
+        for _, dest in _outgoing(queue.popleft()):
             if dest not in seen:
                 seen.add(dest)
                 queue.append(dest)
     assert seen == set(STATES)
-
-
-def test_every_state_can_reach_complete_or_a_latch() -> None:
-    # no dead ends: from every state but complete, some sequence of events leads to complete
     reverse: dict[str, set[str]] = defaultdict(set)
     for src, _, dest in EDGES:
         reverse[dest].add(src)
-    can_finish = {"complete"}
-    queue = deque(["complete"])
+    can_finish, queue = {"complete"}, deque(["complete"])
     while queue:
         for src in reverse[queue.popleft()]:
             if src not in can_finish:
@@ -118,37 +112,27 @@ def test_every_state_can_reach_complete_or_a_latch() -> None:
 def test_built_machine_has_exactly_the_table_edges() -> None:
     model = ControllerModel()
     machine = build_machine(model)
-    built: list[tuple[str, str, str]] = []
-    for name, event in machine.events.items():
-        for src, transitions in event.transitions.items():
-            for t in transitions:
-                assert t.dest is not None, (src, name)  # no internal (dest-less) transitions
-                built.append((src, name, t.dest))
+    built = [
+        (src, name, t.dest)
+        for name, event in machine.events.items()
+        for src, ts in event.transitions.items()
+        for t in ts
+    ]
     assert sorted(built) == sorted(EDGES)
-    assert set(machine.events) == set(TRIGGERS)
-    assert set(machine.states) == set(STATES)
-    assert model.state == "disconnected"
-    # no auto transitions: nothing like to_fault exists, neither as an event nor on the model
+    assert set(machine.events) == set(TRIGGERS) and set(machine.states) == set(STATES)
     for state in STATES:
-        assert f"to_{state}" not in machine.events
-        assert not hasattr(model, f"to_{state}")
-
-
-def test_only_reset_is_guarded() -> None:
-    machine = build_machine(ControllerModel())
+        assert f"to_{state}" not in machine.events and not hasattr(model, f"to_{state}")
     for name, event in machine.events.items():
         for transitions in event.transitions.values():
             for t in transitions:
                 conditions = [(c.func, c.target) for c in t.conditions]
-                assert conditions == ([("can_reset", True)] if name == "reset" else []), name
+                assert conditions == ([("guard_passes", True)] if name in GUARD_OF else []), name
 
 
-def test_trip_and_estop_sources() -> None:
+def test_trip_estop_and_pause_sources() -> None:
     assert _sources("trip") == {*RUNNING, "disconnected"}
     assert _sources("estop_pressed") == {*RUNNING, "disconnected", "fault"}
-    assert {dest for _, t, dest in EDGES if t == "trip"} == {"fault"}
-    assert {dest for _, t, dest in EDGES if t == "estop_pressed"} == {"estop"}
-    # every state but complete reaches estop in one step (or is it)
+    assert _sources("pause") == {"idle", *ACTIVE}
     for state in STATES:
         if state not in ("complete", "estop"):
             assert ("estop_pressed", "estop") in _outgoing(state), state
@@ -156,37 +140,16 @@ def test_trip_and_estop_sources() -> None:
             assert ("trip", "fault") in _outgoing(state), state
 
 
-def test_latched_states_leave_only_by_reset() -> None:
-    assert LATCHED == ("fault", "estop")
+def test_latched_states_leave_only_by_reset_and_complete_is_final() -> None:
     assert _outgoing("fault") == {("reset", "idle"), ("estop_pressed", "estop")}
     assert _outgoing("estop") == {("reset", "idle")}
-
-
-def test_complete_is_terminal() -> None:
     assert _outgoing("complete") == set()
 
 
-def test_main_path() -> None:
-    path = [
-        ("disconnected", "connect", "self_test"),
-        ("self_test", "self_test_passed", "idle"),
-        ("idle", "arm", "armed"),
-        ("armed", "fire", "pulsing"),
-        ("pulsing", "pulse_ended", "awaiting_cooling"),
-        ("awaiting_cooling", "spray_confirmed", "cooling"),
-        ("cooling", "spray_done", "armed"),
-        ("armed", "disarm", "idle"),
-        ("idle", "finish", "complete"),
-    ]
-    assert set(path) <= set(EDGES)
-
-
-# ----------------------------------------------------------------------------------- the machine
-
-
-async def test_main_path_runs_on_the_machine() -> None:
+def test_main_path_runs_on_the_machine() -> None:
     model = ControllerModel()
     build_machine(model)
+    snap = healthy()
     for trigger, expected in [
         ("connect", "self_test"),
         ("self_test_passed", "idle"),
@@ -197,79 +160,76 @@ async def test_main_path_runs_on_the_machine() -> None:
         ("spray_done", "armed"),
         ("fire", "pulsing"),
         ("pulse_ended_uncooled", "armed"),
+        ("pause", "paused"),
+        ("resume", "armed"),
         ("disarm", "idle"),
         ("finish", "complete"),
     ]:
-        assert await model.trigger(trigger) is True
-        assert model.state == expected
+        src = model.state
+        assert model.go(trigger, snap) == (src, expected)
 
 
 @pytest.mark.parametrize("state", STATES)
-async def test_every_trigger_in_every_state(state: str) -> None:
-    """Table edges move to their destination; everything else raises MachineError and stays put."""
+def test_every_trigger_in_every_state(state: str) -> None:
+    """Table edges move to their destination (guarded ones on a healthy snapshot); anything else is refused
+    and leaves the state as it was."""
     allowed = dict(_outgoing(state))
     for trigger in TRIGGERS:
-        model, _ = _machine_in(state)
-        model.reset_permitted = True
+        model = _model_in(state)
         if trigger in allowed:
-            assert await model.trigger(trigger) is True, (state, trigger)
-            assert model.state == allowed[trigger], (state, trigger)
+            assert model.go(trigger, healthy()) == (state, allowed[trigger])
         else:
-            with pytest.raises(MachineError):
-                await model.trigger(trigger)
-            assert model.state == state, (state, trigger)
+            with pytest.raises(TransitionRefused) as refused:
+                model.go(trigger, healthy())
+            assert refused.value.trip is None
+            assert model.state == state
 
 
-@pytest.mark.parametrize("latched", LATCHED)
-async def test_reset_is_refused_until_permitted(latched: str) -> None:
-    model, _ = _machine_in(latched)
-    assert model.reset_permitted is False
-    assert await model.trigger("reset") is False
-    assert model.state == latched
-    assert await model.trigger("reset") is False  # refusing does not change anything
-    assert model.state == latched
-    model.reset_permitted = True
-    assert await model.trigger("reset") is True
-    assert model.state == "idle"
+@pytest.mark.parametrize("trigger", sorted(GUARD_OF))
+def test_a_guarded_transition_without_a_snapshot_never_happens(trigger: str) -> None:
+    src = next(s for s, t, _ in EDGES if t == trigger)
+    model = _model_in(src)
+    with pytest.raises(TransitionRefused):
+        model.go(trigger)
+    assert model.state == src
 
 
-async def test_latch_sequence_fault_then_estop() -> None:
+@pytest.mark.parametrize(
+    ("trigger", "snap_changes", "rule"),
+    [
+        ("fire", {"safety": safety(estop=True)}, Rule.ESTOP),
+        ("fire", {"safety": safety(footswitch=False)}, Rule.FOOTSWITCH_RELEASED),
+        ("fire", {"spray": None}, Rule.SPRAY_STATUS_STALE),
+        ("arm", {"safety": None}, Rule.SAFETY_INPUTS_STALE),
+        ("resume", {"safety": safety(footswitch=False)}, Rule.FOOTSWITCH_RELEASED),
+        ("reset", {"safety": safety(tip_distance_mm=-1.0)}, Rule.TIP_IMPLAUSIBLE),
+    ],
+)
+def test_a_failing_guard_refuses_and_names_the_rule(trigger: str, snap_changes: dict[str, object], rule: Rule) -> None:
+    src = next(s for s, t, _ in EDGES if t == trigger)
+    model = _model_in(src)
+    with pytest.raises(TransitionRefused) as refused:
+        model.go(trigger, healthy(**snap_changes))
+    assert refused.value.trip is not None and refused.value.trip.rule == rule
+    assert model.state == src and rule in str(refused.value)
+
+
+def test_latch_sequence_fault_then_estop() -> None:
     model = ControllerModel()
     build_machine(model)
-    assert await model.trigger("connect")
-    assert await model.trigger("trip")
-    assert model.state == "fault"
-    assert await model.trigger("estop_pressed")
+    model.go("connect")
+    model.go("trip")
+    model.go("estop_pressed")
     assert model.state == "estop"
-    with pytest.raises(MachineError):
-        await model.trigger("trip")  # an E-stop is not downgraded to a fault
-    with pytest.raises(MachineError):
-        await model.trigger("estop_pressed")
+    for trigger in ("trip", "estop_pressed"):
+        with pytest.raises(TransitionRefused):
+            model.go(trigger)  # an E-stop is not downgraded to a fault
     assert model.state == "estop"
 
 
-async def test_invalid_trigger_raises() -> None:
-    model = ControllerModel()
-    build_machine(model)
-    with pytest.raises(MachineError):
-        await model.trigger("fire")
-    with pytest.raises(MachineError):
-        await model.trigger("reset")
-    assert model.state == "disconnected"
-
-
-async def test_unknown_trigger_raises() -> None:
+def test_unknown_trigger_is_a_bug_not_a_refusal() -> None:
     model = ControllerModel()
     build_machine(model)
     with pytest.raises(AttributeError):
-        await model.trigger("to_fault")
+        model.go("to_fault")
     assert model.state == "disconnected"
-
-
-async def test_complete_accepts_nothing() -> None:
-    for trigger in TRIGGERS:
-        model, _ = _machine_in("complete")
-        model.reset_permitted = True
-        with pytest.raises(MachineError):
-            await model.trigger(trigger)
-        assert model.state == "complete"

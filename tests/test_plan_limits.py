@@ -45,7 +45,7 @@ def _plan_data(**overrides: Any) -> dict[str, Any]:
     """A small valid plan as parsed TOML; ``overrides`` replace whole top-level sections."""
     data: dict[str, Any] = {
         "name": "t",
-        "spots": {"points": [[0.0, 0.0], [1.5, 0.0], [3.0, 0.0]]},
+        "spots": {"points": [[0.0, 0.0], [1.5, 0.0], [3.0, 0.0]], "spot_diameter_mm": 1.5},  # 60 mJ: 3.4 J/cm2
         "pulse": {"energy_j": 0.06, "pulse_ms": 5.0, "pulses_per_spot": 1, "interval_s": 1.0},
         "cooling": {"spray_ms": 150.0, "when": "pulse"},
         "limits": {"max_cooling_delay_ms": 100.0, "skin_temp_max_c": 40.0},
@@ -129,6 +129,7 @@ def test_cap_violation_in_a_plan_file_names_the_field(field: str) -> None:
 @given(energy=st.floats(min_value=1e-6, max_value=Caps.MAX_ENERGY_J))
 def test_plan_tightened_energy_is_the_effective_limit(energy: float) -> None:
     data = _plan_data(
+        spots={"points": [[0.0, 0.0], [7.0, 0.0]], "spot_diameter_mm": 6.0},  # 4 J is 14 J/cm2 on it
         pulse={"energy_j": energy, "pulse_ms": 5.0, "interval_s": 1.0},
         limits={"max_energy_j": energy},
     )

@@ -147,7 +147,7 @@ async def test_spray_command_with_its_length_in_one_write(bus: tuple[ServedSim, 
     assert t_closed is not None
     assert 0.120 + latency <= t_closed - t_write <= 0.120 + latency + 0.03
     assert await read(client, SPRAY, "RESERVOIR") < SPRAY["RESERVOIR"].default
-    assert await read(client, SPRAY, "FLOW") == 500
+    assert await read(client, SPRAY, "FLOW") == 0  # a closed valve lets no water through
 
 
 async def test_spray_stop(bus: tuple[ServedSim, Client]) -> None:
@@ -330,6 +330,7 @@ async def test_malformed_or_foreign_requests(pdu: bytes, code: int) -> None:
 
 async def test_one_write_configures_then_fires() -> None:
     async with served() as sim, modbus_client(sim, "tcp") as client:
+        await write(client, PLASMA, "ENERGY_LIMIT", round(1.8 * PLASMA["ENERGY_LIMIT"].scale))
         await command(client, PlasmaCommand.ARM)
         words = [PlasmaCommand.FIRE, *PLASMA["ENERGY_SET"].encode(1.5), *PLASMA["PULSE_SET"].encode(30.0)]
         rr = await client.write_registers(PLASMA["COMMAND"].address, words, device_id=PLASMA.unit_id)

@@ -88,9 +88,13 @@ async def write(client: Client, dmap: DeviceMap, name: str, raw: int) -> ModbusP
     return await client.write_registers(reg.address, split(raw, reg.words), device_id=dmap.unit_id)
 
 
-async def configure(client: Client, energy_j: float, pulse_ms: float) -> None:
+async def configure(client: Client, energy_j: float, pulse_ms: float, limit_j: float | None = None) -> None:
+    """Setpoints and the dose monitor's limit (default: the setpoint + 20 %, as the controller sets it)."""
     words = PLASMA["ENERGY_SET"].encode(energy_j) + PLASMA["PULSE_SET"].encode(pulse_ms)
     rr = await client.write_registers(PLASMA["ENERGY_SET"].address, words, device_id=PLASMA.unit_id)
+    assert not rr.isError(), rr
+    limit = PLASMA["ENERGY_LIMIT"].encode(energy_j * 1.2 if limit_j is None else limit_j)
+    rr = await client.write_registers(PLASMA["ENERGY_LIMIT"].address, limit, device_id=PLASMA.unit_id)
     assert not rr.isError(), rr
 
 

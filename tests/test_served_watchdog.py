@@ -79,7 +79,7 @@ async def test_heartbeat_loss_switches_a_stuck_output_off_within_the_window(tran
         modbus_client(sim, transport) as client,
     ):
         async with heartbeat(client) as acks:
-            await configure(client, 2.0, 100.0)
+            await configure(client, 2.0, 100.0, limit_j=10.0)  # the dose monitor far out of the way
             await command(client, PlasmaCommand.ARM)
             await command(client, PlasmaCommand.FIRE)
             await asyncio.sleep(0.2)
@@ -136,7 +136,7 @@ async def test_an_unchanging_heartbeat_is_no_heartbeat() -> None:
 async def test_the_hardware_limit_ends_a_stuck_pulse() -> None:
     async with served(faults=STUCK) as sim, modbus_client(sim, "tcp") as client:
         hw_max_s = sim.plasma.plasma.cfg.hw_max_pulse_ms / 1000.0
-        await configure(client, 1.0, 20.0)
+        await configure(client, 1.0, 20.0, limit_j=10.0)  # 7.5 J in 150 ms: the dose monitor never ends it
         await command(client, PlasmaCommand.ARM)
         t_fire = time.perf_counter()
         await command(client, PlasmaCommand.FIRE)
@@ -157,9 +157,29 @@ async def test_the_hardware_limit_ends_a_stuck_pulse() -> None:
         assert rr.isError() and rr.exception_code == 4
 
 
+async def test_the_dose_monitor_ends_a_stuck_pulse_at_its_energy_limit() -> None:
+    async with served(faults=STUCK) as sim, modbus_client(sim, "tcp") as client:
+        await configure(client, 1.0, 20.0, limit_j=1.2)
+        await command(client, PlasmaCommand.ARM)
+        await command(client, PlasmaCommand.FIRE)
+        window = sim.plasma.plasma.pulse_window()
+        assert window is not None
+        # the set power (1 J in 20 ms, within the energy noise) until 1.2 J: about 24 ms, not the 150 ms limit
+        assert 0.020 <= window[1] - window[0] <= 0.028
+        await asyncio.sleep(0.005)
+        assert await _output_on(client)
+
+        async def off() -> bool:
+            return not await _output_on(client)
+
+        assert await poll_until(off, 0.1) is not None
+        assert await read(client, PLASMA, "LAST_ENERGY") == 1_200_000  # uJ: exactly the limit
+        assert await read(client, PLASMA, "FAULT_CODE") == 0  # the pulse limit never came into it
+
+
 async def test_an_output_switched_off_before_the_limit_latches_no_fault() -> None:
     async with served(faults=STUCK) as sim, modbus_client(sim, "tcp") as client:
-        await configure(client, 1.0, 20.0)
+        await configure(client, 1.0, 20.0, limit_j=10.0)
         await command(client, PlasmaCommand.ARM)
         await command(client, PlasmaCommand.FIRE)
         await asyncio.sleep(0.05)
@@ -209,6 +229,8 @@ async def main(port: int) -> None:
     task = asyncio.create_task(heartbeat())
     words = PLASMA["ENERGY_SET"].encode(2.0) + PLASMA["PULSE_SET"].encode(100.0)
     await c.write_registers(PLASMA["ENERGY_SET"].address, words, device_id=PLASMA.unit_id)
+    limit = PLASMA["ENERGY_LIMIT"].encode(10.0)  # the dose monitor out of the way: the watchdog must act
+    await c.write_registers(PLASMA["ENERGY_LIMIT"].address, limit, device_id=PLASMA.unit_id)
     await c.write_register(PLASMA["COMMAND"].address, PlasmaCommand.ARM, device_id=PLASMA.unit_id)
     rr = await c.write_register(PLASMA["COMMAND"].address, PlasmaCommand.FIRE, device_id=PLASMA.unit_id)
     print("fired" if not rr.isError() else f"error {rr}", flush=True)

@@ -34,9 +34,9 @@ def test_henriques_e_over_r_is_computed_from_ea_and_r_never_rounded() -> None:
     (band,) = HENRIQUES.bands
     assert band.a_per_s == 3.1e98
     assert R_GAS == 8.314462618
-    assert band.e_over_r_k == 6.28e5 / 8.314462618  # 75,531.039 K (DOMAIN.md quotes 75,535 with R = 8.314)
+    assert band.e_over_r_k == 6.28e5 / 8.314462618  # 75,531.039 K (75,535 with R rounded to 8.314)
     assert band.e_over_r_k == pytest.approx(75531.03896822403, rel=1e-15)
-    # Rounding E/R to 75,000 K would move the 44 C threshold time about five-fold (DOMAIN.md):
+    # Rounding E/R to 75,000 K would move the 44 C threshold time about five-fold (docs/domain.md):
     # exp((75531.04 - 75000) / 317.15) = exp(1.6744) = 5.34.
     rounded = ArrheniusParams("rounded", (ArrheniusBand(3.1e98, 75000.0),))
     assert time_to_omega(44.0, HENRIQUES) / time_to_omega(44.0, rounded) == pytest.approx(5.3356, rel=1e-4)
@@ -107,7 +107,7 @@ def test_weaver_stoll_piecewise_boundaries() -> None:
         (43.0, 10.0, 10.0),  # the reference itself
         (42.0, 10.0, 2.5),  # 0.25^(43 - 42) = 1/4 -> 2.5 min
         # 0.25^(43 - 41) = 1/16 -> 0.625 min. (The brief's "10 min at 41 C = 2.5 min" would need R = 0.5
-        # below 43 C, which contradicts R = 0.25 below 43 C in DOMAIN.md; 2.5 min is 10 min at 42 C.)
+        # below 43 C, which contradicts R = 0.25 below 43 C in docs/domain.md; 2.5 min is 10 min at 42 C.)
         (41.0, 10.0, 0.625),
         (50.0, 1.0, 128.0),  # 0.5^-7 = 128
     ],

@@ -1,4 +1,4 @@
-"""Tests of the layered 1-D skin conduction model (closed forms from DOMAIN.md, exactness, energy)."""
+"""Tests of the layered 1-D skin conduction model (closed forms from docs/domain.md, exactness, energy)."""
 
 from __future__ import annotations
 

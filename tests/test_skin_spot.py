@@ -68,7 +68,7 @@ def flux_trace(params: SpotParams, q: float, times: list[float], depths: list[fl
     return trace_spot(dose, params, times_s=times, depths_m=depths, horizon_s=0.0)
 
 
-# ---------------------------------------------------------------- closed forms (DOMAIN.md)
+# ---------------------------------------------------------------- closed forms (docs/domain.md)
 
 
 def test_constant_surface_flux_at_the_surface_and_at_depth() -> None:
@@ -262,7 +262,7 @@ def test_ablated_tissue_is_reported_destroyed() -> None:
 # ---------------------------------------------------------------- burn data (through the conduction model)
 
 # Moritz and Henriques (1947): the skin surface held at T (hot water), Henriques Omega = 1 at the
-# basal layer (transepidermal necrosis, DOMAIN.md). The model: default layers (20 um stratum corneum +
+# basal layer (transepidermal necrosis, docs/domain.md). The model: default layers (20 um stratum corneum +
 # 80 um viable epidermis, basal layer at 100 um), rest state in air (surface 35.3 C), surface held by
 # h = 1e9, then back to air; the exposure time is the shortest one whose final Omega (after cooling)
 # reaches 1.
@@ -281,7 +281,7 @@ def test_ablated_tissue_is_reported_destroyed() -> None:
 #   published ~6 h at 44 C is reached only with E/R rounded down (75,000 K -> 4.5 h). This is why the
 #   low end is "hours" with a wide range.
 MORITZ_HENRIQUES = [
-    # surface C, published (DOMAIN.md), accepted range of the model (s)
+    # surface C, published (docs/domain.md), accepted range of the model (s)
     (70.0, "about 1 s at 68-70 C", 0.4, 3.0),
     (60.0, "seconds at 60 C", 2.0, 20.0),
     (55.0, "about 30 s at 55 C", 12.0, 100.0),
@@ -375,7 +375,7 @@ def test_where_the_cooling_delay_stops_mattering() -> None:
         + ", ".join(f"{d * 1e3:.0f}: {c:.3%}" for d, c in zip(delays, change, strict=True))
     )
     assert change[0] > 0.3  # spraying at once does matter
-    assert 0.01 <= stops <= 0.06  # tens of milliseconds (DOMAIN.md: L^2/alpha of the epidermis)
+    assert 0.01 <= stops <= 0.06  # tens of milliseconds (docs/domain.md: L^2/alpha of the epidermis)
     assert all(c < 0.01 for d, c in zip(delays, change, strict=True) if d >= stops)
 
 

@@ -28,7 +28,9 @@ def test_parse_values() -> None:
 
 def test_names_resolve_to_plan_skin_or_delay() -> None:
     plan, _ = load_plan(str(SHORT))
-    axes = parse_axes(["cooling_delay_ms=0:20:10", "energy_j=0.03,0.06", "spray_h=1000,2500", "pulse.pulse_ms=5"], plan)
+    axes = parse_axes(
+        ["cooling_delay_ms=0:20:10", "energy_j=0.003,0.006", "spray_h=1000,2500", "pulse.pulse_ms=5"], plan
+    )
     assert [a.target for a in axes] == ["delay", "plan:pulse.energy_j", "skin:spray_h", "plan:pulse.pulse_ms"]
     for bad in (["nonsense=1"], ["energy_j"], ["energy_j=1", "energy_j=2"], []):
         with pytest.raises(InputError):
@@ -53,7 +55,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_sweep_locally_writes_csv_and_png(tmp_path: Path) -> None:
     plan, _ = load_plan(str(SHORT))
-    axes = parse_axes(["cooling_delay_ms=0,40,80", "energy_j=0.03,0.06"], plan)
+    axes = parse_axes(["cooling_delay_ms=0,40,80", "energy_j=0.003,0.006"], plan)
     rows = run_sweep(plan, Rig(), axes, tmp_path, workers=2)
     assert len(rows) == 6
     table = _rows(tmp_path / "sweep.csv")

@@ -214,14 +214,36 @@ def check(
         raise _bad_input(exc) from None
     p = inputs.plan
     lim = p.limits
-    Console(highlight=False, soft_wrap=True).print(
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(
         f"ok: plan {p.name!r}: {len(p.spots.positions())} spots x {p.pulse.pulses_per_spot}"
         f" = {p.pulse_count} pulses"
-        f" of {p.pulse.energy_j:g} J / {p.pulse.pulse_ms:g} ms, about {p.estimated_session_s() / 60:.1f} min;"
+        f" of {p.pulse.energy_j:g} J / {p.pulse.pulse_ms:g} ms ({p.fluence_j_cm2:.1f} J/cm2 on"
+        f" {p.spots.diameter_mm:g} mm), about {p.estimated_session_s() / 60:.1f} min;"
         f" cooling {p.cooling.spray_ms:g} ms after every {p.cooling.when};"
         f" max cooling delay {lim.max_cooling_delay_ms:g} ms, skin limit {lim.skin_temp_max_c:g} C;"
         f" rig {inputs.rig.name!r}; {len(inputs.faults.fault)} fault(s)"
     )
+    console.print(pulse_bound_line(inputs))
+
+
+def pulse_bound_line(inputs: SessionInputs) -> str:
+    """What holds a stuck-on output on this rig: the software pulse bound where the link allows it, else
+    the generator's own dose monitor (always set to the plan's energy + tolerance)."""
+    p, lim = inputs.plan, inputs.plan.limits
+    lat = inputs.rig.pulse_latencies_s()
+    bound_ms = lim.pulse_bound_s(p.pulse.pulse_ms, lat.fire_s, lat.off_s, lat.detect_s) * 1000.0
+    worst = lim.stuck_on_pct(p.pulse.pulse_ms, lat.fire_s, lat.off_s, lat.detect_s, lat.earliest_start_s)
+    line = (
+        f"pulse bound: a pulse still on {bound_ms:.2f} ms after its fire command is cut; the generator's energy"
+        f" limit is set to {lim.energy_limit_j(p.pulse.energy_j):g} J (+{lim.energy_tolerance_pct:g} %)"
+    )
+    if worst > 100.0 + lim.energy_tolerance_pct + 1e-6:
+        line += (
+            f". On this rig's link a stuck-on output at the set power could deliver up to {worst:.0f} % before the"
+            f" software bound cuts it: the generator's energy limit is what holds the dose"
+        )
+    return line
 
 
 @app.command()

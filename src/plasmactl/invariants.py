@@ -32,7 +32,9 @@ EXIT_CODES = {"complete": {0}, "incomplete": {4}, "fault": {3}, "estop": {3}, "a
 BLOCKING_SAFETY = ("estop", "footswitch_release")
 DARK_LINK = ("timeout", "disconnect", "corrupt", "garbage")  # a link that answers nothing usable
 REACTION_S = 0.010  # emission off within 10 ms of an E-stop, footswitch release or lifted tip
-REAL_CLOCK_DETECTION_S = 0.010  # a missed cooling window's trip on a real clock: at most this late
+REAL_CLOCK_DETECTION_S = (
+    0.050  # on a real clock (a loaded host, a call in flight) a missed window trips this late at most
+)
 RESERVOIR_GRACE_S = 0.005  # the spray unit's status is read just before a pulse: a reservoir dry since then
 
 
@@ -399,7 +401,8 @@ def _blocking_faults(ctx: _Context, v: Violations, n: int, t_decided: float, t_o
         )
         unsafe = (device == "safety" and kind in BLOCKING_SAFETY) or tip_out
         dark = device == "link" and f.get("target") == "safety" and kind in DARK_LINK
-        grace = RESERVOIR_GRACE_S + ctx.detection_s if kind == "reservoir_empty" else 0.0
+        # a dry reservoir: a pulse may go on a spray unit status within its bound (checked before a spot)
+        grace = ctx.max_age_s.get("spray", RESERVOIR_GRACE_S) + ctx.detection_s if kind == "reservoir_empty" else 0.0
         if (unsafe or dark or kind == "reservoir_empty") and s0 + grace + EPS_S < t_decided < s1 - EPS_S:
             v["pulse_during_blocking_fault"].append(
                 f"pulse {n} decided at {t_decided:.4f} during {device}/{kind} [{s0:.4f}, {s1:.4f})"

@@ -123,17 +123,26 @@ class Limits(BaseModel):
         """What one pulse may deliver at most: the generator's own dose monitor is set to this."""
         return energy_j * (1.0 + self.tolerance)
 
-    def pulse_bound_s(self, pulse_ms: float, fire_latency_s: float = 0.0, off_latency_s: float = 0.0) -> float:
+    def pulse_bound_s(self, pulse_ms: float, fire_s: float = 0.0, off_s: float = 0.0, detect_s: float = 0.0) -> float:
         """From the fire command, how long the controller lets a pulse run before it switches it off.
 
         A stuck-on output at the set power delivers the set energy x (1 + tolerance) after the set length
-        x (1 + tolerance) of emission; emission starts at most ``fire_latency_s`` after the command, and
-        the off command needs ``off_latency_s`` to reach the generator. Never closer to the normal end than
-        ``PULSE_END_SLACK_S`` (a link too slow for the bound is reported by ``check``: the generator's own
-        energy limit is what then holds the dose)."""
+        x (1 + tolerance) of emission; emission starts at most ``fire_s`` after the command, and the off
+        command needs ``off_s`` to reach the generator. The bound is never closer to a normal pulse's end
+        than seeing it over takes (``detect_s``, one status read) plus ``PULSE_END_SLACK_S``: on a link too
+        slow for the energy bound, ``plasmactl check`` says what bound is reachable and the generator's own
+        energy limit is what holds the dose."""
         pulse_s = pulse_ms / 1000.0
-        bound = fire_latency_s + pulse_s * (1.0 + self.tolerance) - off_latency_s
-        return max(bound, fire_latency_s + pulse_s + PULSE_END_SLACK_S)
+        bound = fire_s + pulse_s * (1.0 + self.tolerance) - off_s
+        return max(bound, fire_s + pulse_s + detect_s + PULSE_END_SLACK_S)
+
+    def stuck_on_pct(
+        self, pulse_ms: float, fire_s: float, off_s: float, detect_s: float, earliest_start_s: float
+    ) -> float:
+        """What a stuck-on output at the set power could deliver before the software bound cuts it (% of the
+        set energy), if emission started as early as it can (``earliest_start_s`` after the command)."""
+        bound = self.pulse_bound_s(pulse_ms, fire_s, off_s, detect_s)
+        return 100.0 * (bound + off_s - earliest_start_s) / (pulse_ms / 1000.0)
 
 
 # The software pulse bound never comes closer than this to a pulse's normal end (polling resolution).

@@ -12,6 +12,7 @@ from plasmactl.limits import Limits, fluence_j_cm2
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 MAX_SPOTS = 100_000  # far above a full face at 1 mm pitch; keeps validation and memory bounded
+MJ_HINT_MIN_J_CM2 = 0.5  # the energy read as millijoules must give at least a dose anyone treats with
 
 
 class _Strict(BaseModel):
@@ -196,7 +197,7 @@ class Plan(_Strict):
             f"pulse.energy_j = {energy:g} J on a {diameter:g} mm spot is {fluence:.0f} J/cm2, over the fluence"
             f" cap of {cap:g} J/cm2 (limits.max_fluence_j_cm2)"
         )
-        if fluence_j_cm2(energy / 1000.0, diameter) <= cap:
+        if MJ_HINT_MIN_J_CM2 <= fluence_j_cm2(energy / 1000.0, diameter) <= cap:  # read as mJ, a treatment dose
             message += f"; did you mean {energy:g} mJ = {energy / 1000.0:g} J?"
         return message
 

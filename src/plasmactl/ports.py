@@ -15,8 +15,6 @@ from plasmactl.clock import Clock
 
 __all__ = [
     "Clock",
-    "CoolingStatus",
-    "CoolingUnit",
     "DeviceError",
     "DeviceNoReply",
     "Devices",
@@ -28,6 +26,8 @@ __all__ = [
     "SessionResult",
     "SkinReading",
     "SkinThermometer",
+    "SprayStatus",
+    "SprayUnit",
 ]
 
 
@@ -66,7 +66,7 @@ class PlasmaStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class CoolingStatus:
+class SprayStatus:
     """What the cold-spray unit reports at clock time ``t``.
 
     ``valve_open`` is the valve's feedback contact; ``flow_ml_s`` is the measured flow (0 while the valve
@@ -111,12 +111,12 @@ class PlasmaSource(Protocol):
     async def status(self) -> PlasmaStatus: ...
 
 
-class CoolingUnit(Protocol):
+class SprayUnit(Protocol):
     """Cold-spray unit: ``spray`` opens the valve (after its latency) for a duration, ``stop`` closes it."""
 
     async def spray(self, duration_s: float) -> None: ...
     async def stop(self) -> None: ...
-    async def status(self) -> CoolingStatus: ...
+    async def status(self) -> SprayStatus: ...
 
 
 class SkinThermometer(Protocol):
@@ -142,7 +142,7 @@ class Devices:
     """The four devices of a rig, whatever implements them."""
 
     plasma: PlasmaSource
-    spray: CoolingUnit
+    spray: SprayUnit
     thermometer: SkinThermometer
     safety: SafetyInputs
 

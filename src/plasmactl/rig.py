@@ -6,7 +6,7 @@ error, never ignored: a typo must not silently swap a real device for a simulate
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -97,7 +97,7 @@ class SafetySim(DeviceTiming):
 
 
 class SkinLayer(_Strict):
-    """One tissue layer for the skin models (DOMAIN.md's table); perfusion in 1/s."""
+    """One tissue layer for the skin models (docs/domain.md's table); perfusion in 1/s."""
 
     name: Annotated[str, Field(min_length=1)]
     thickness_um: Annotated[float, Field(gt=0, le=20_000)]
@@ -111,7 +111,7 @@ class SkinLayer(_Strict):
 class Skin(_Strict):
     """The simulated skin: the patch the thermometer sees, and the per-spot tissue physics.
 
-    ``layers`` replaces DOMAIN.md's default stack (stratum corneum, epidermis, dermis, fat), top first."""
+    ``layers`` replaces docs/domain.md's default stack (stratum corneum, epidermis, dermis, fat), top first."""
 
     model: Literal["layered1d"] = "layered1d"
     # The treated patch the thermometer sees; pulse energy is spread over it (1-D model).
@@ -119,7 +119,7 @@ class Skin(_Strict):
     # Per-spot tissue physics (damage, ablation, lateral spread); its results go into the log and summary.
     tissue: bool = True
     lateral: bool = True  # the axisymmetric 2-D model for the lateral damage radius
-    spray_h: Annotated[float, Field(gt=0, le=1e6)] = 2500.0  # W/(m2 K) while the valve is open (DOMAIN.md)
+    spray_h: Annotated[float, Field(gt=0, le=1e6)] = 2500.0  # W/(m2 K) while the valve is open (docs/domain.md)
     spray_temp_c: Annotated[float, Field(ge=-20, le=40)] = 8.0
     air_h: Annotated[float, Field(ge=0, le=1e3)] = 8.7
     air_temp_c: Annotated[float, Field(ge=0, le=45)] = 24.0
@@ -234,6 +234,14 @@ ThermometerCfg = Annotated[ThermometerSim | SerialLine, Field(discriminator="kin
 SafetyCfg = Annotated[SafetySim | ModbusTcp | ModbusRtu, Field(discriminator="kind"), BeforeValidator(_sim_unless_told)]
 
 
+class PulseLatencies(NamedTuple):
+    fire_s: float  # from sending FIRE to emission, at most
+    off_s: float  # for an off command to reach the generator
+    detect_s: float  # to see the generator's state (one status read)
+    usual_fire_s: float = 0.0  # from sending FIRE to emission on an idle link (when to look for the end first)
+    earliest_start_s: float = 0.0  # emission cannot start sooner after the command (its frame must arrive)
+
+
 class Rig(_Strict):
     name: str = "in-process simulators (default)"
     description: str = ""
@@ -301,17 +309,28 @@ class Rig(_Strict):
             return cfg.max_age_ms / 1000.0
         return (self.refresh_period_ms(device) + cfg.call_budget_ms + 50.0) / 1000.0
 
-    def emission_latencies_s(self) -> tuple[float, float]:
-        """(fire command to emission at most, off command to the generator) for the software pulse bound.
+    def pulse_latencies_s(self) -> PulseLatencies:
+        """What the software pulse bound must allow for on this rig's generator link.
 
-        On a wire each command needs its request frame's time (RTU) or a loopback/LAN round trip's half
-        (TCP, taken as 0.5 ms); the generator itself starts emission within its fire latency (the sim's
-        ``latency_ms``, or the contract's FIRE_LATENCY_MS for a real one)."""
+        On a wire a command may wait behind ``LINK_QUEUE`` exchanges already on the link (a shared bus carries
+        heartbeats and the other devices' polls), then needs its own frame (RTU:
+        11 bits a character plus the 3.5-character gap; TCP: half a loopback/LAN round trip, taken as 0.5 ms);
+        the generator starts emission within its fire latency (the sim's ``latency_ms``, or the contract's
+        FIRE_LATENCY_MS); seeing the pulse over takes one status read."""
         cfg = self.plasma
         if isinstance(cfg, PlasmaSim):
-            return cfg.latency_ms / 1000.0, 0.0
-        command_ms = cfg.frame_ms(11) if isinstance(cfg, ModbusRtu) else TCP_ONE_WAY_MS
-        return (command_ms + FIRE_LATENCY_MS) / 1000.0, command_ms / 1000.0
+            latency_s = cfg.latency_ms / 1000.0
+            return PulseLatencies(latency_s, 0.0, 0.0, latency_s, latency_s)
+        if isinstance(cfg, ModbusRtu):
+            status_ms = cfg.frame_ms(8) + cfg.frame_ms(5 + 2 * STATUS_REGISTERS)  # the status block read
+            command_ms = cfg.frame_ms(8)  # a single-register write
+        else:
+            status_ms, command_ms = 2 * TCP_ONE_WAY_MS, TCP_ONE_WAY_MS
+        fire_ms = LINK_QUEUE * status_ms + command_ms + FIRE_LATENCY_MS  # behind exchanges, then its own frame
+        typical_ms = command_ms + FIRE_LATENCY_MS
+        return PulseLatencies(
+            fire_ms / 1000.0, command_ms / 1000.0, status_ms / 1000.0, typical_ms / 1000.0, command_ms / 1000.0
+        )
 
     @property
     def virtual_time_ok(self) -> bool:
@@ -325,6 +344,8 @@ class Rig(_Strict):
 
 DEVICES: tuple[str, ...] = ("plasma", "spray", "thermometer", "safety")
 TCP_ONE_WAY_MS = 0.5  # a command's way to a device over Modbus TCP on loopback or a LAN
+STATUS_REGISTERS = 16  # the generator's status block (COMMAND..FAULT_CODE), one read
+LINK_QUEUE = 2  # exchanges a command may find ahead of it on a shared link
 FIRE_LATENCY_MS = 1.0  # the device contract: a generator starts emission within 1 ms of FIRE
 
 

@@ -149,7 +149,7 @@ def _served(log: AuditLog, report: dict[str, Any], *, in_process: bool) -> dict[
 def session_start_fields(inputs: SessionInputs) -> dict[str, Any]:
     plan, rig = inputs.plan, inputs.rig
     limits = plan.limits
-    fire_s, off_s = rig.emission_latencies_s()
+    latencies = rig.pulse_latencies_s()
     return {
         "version": VERSION,
         "seed": inputs.seed,
@@ -163,7 +163,7 @@ def session_start_fields(inputs: SessionInputs) -> dict[str, Any]:
         "hard_trip_c": limits.hard_trip_c,
         "fluence_j_cm2": plan.fluence_j_cm2,
         "energy_limit_j": limits.energy_limit_j(plan.pulse.energy_j),
-        "pulse_bound_ms": limits.pulse_bound_s(plan.pulse.pulse_ms, fire_s, off_s) * 1000.0,
+        "pulse_bound_ms": limits.pulse_bound_s(plan.pulse.pulse_ms, *latencies[:3]) * 1000.0,
         "max_age_ms": {d: rig.max_age_s(d, limits.reading_max_age_ms) * 1000.0 for d in DEVICES},
         "pulses_planned": plan.pulse_count,
         "spots_planned": plan.spots.count,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from plasmactl.clock import Clock
-from plasmactl.ports import CoolingStatus, DeviceError, PlasmaStatus, SafetyState, SkinReading
+from plasmactl.ports import DeviceError, PlasmaStatus, SafetyState, SkinReading, SprayStatus
 from plasmactl.rig import ModbusRtu, ModbusTcp, SerialLine
 
 from . import lineproto
@@ -271,7 +271,7 @@ class ModbusPlasma(_ModbusDevice):
 
 
 class ModbusSpray(_ModbusDevice):
-    """:class:`plasmactl.ports.CoolingUnit` over Modbus (SPRAY map)."""
+    """:class:`plasmactl.ports.SprayUnit` over Modbus (SPRAY map)."""
 
     MAP = SPRAY
     NAME = "spray"
@@ -292,10 +292,10 @@ class ModbusSpray(_ModbusDevice):
     async def stop(self) -> None:
         await self._write(SPRAY["COMMAND"].address, [int(SprayCommand.STOP)])
 
-    async def status(self) -> CoolingStatus:
+    async def status(self) -> SprayStatus:
         start, w, t = await self._read_block("STATUS", "FAULT_CODE")
         status = join(_field(w, start, SPRAY["STATUS"]))
-        return CoolingStatus(
+        return SprayStatus(
             t=t,
             valve_open=_bit(status, SprayStatusBit.VALVE_OPEN),
             spray_commanded=_bit(status, SprayStatusBit.SPRAY_COMMANDED),
@@ -316,8 +316,18 @@ class ModbusSafety(_ModbusDevice):
     def __init__(self, link: ModbusLink, cfg: ModbusCfg, clock: Clock, *, name: str | None = None) -> None:
         super().__init__(link, cfg, clock, name=name)
         self._last: SafetyState | None = None  # the last state handed out: what a change is a change from
+        self._polled: SafetyState | None = None  # the last state read off the bus
 
     async def read(self) -> SafetyState:
+        """The inputs now: the state ``wait_change`` polled less than one poll period ago (the freshest the
+        bus knows, and no extra traffic on it before a pulse), else a read."""
+        polled = self._polled
+        if polled is None or self.clock.now() - polled.t >= self.cfg.poll_ms / 1000.0:
+            polled = await self._poll()
+        self._last = polled
+        return polled
+
+    async def _poll(self) -> SafetyState:
         start, w, t = await self._read_block("SAFETY", "TIP_DISTANCE")
         bits = join(_field(w, start, PLASMA["SAFETY"]))
         st = SafetyState(
@@ -326,7 +336,7 @@ class ModbusSafety(_ModbusDevice):
             footswitch=_bit(bits, SafetyBit.FOOTSWITCH),
             tip_distance_mm=PLASMA["TIP_DISTANCE"].decode(_field(w, start, PLASMA["TIP_DISTANCE"])),
         )
-        self._last = st
+        self._polled = st
         return st
 
     async def wait_change(self, timeout_s: float) -> SafetyState:
@@ -335,7 +345,8 @@ class ModbusSafety(_ModbusDevice):
         deadline = self.clock.now() + timeout_s
         period = self.cfg.poll_ms / 1000.0
         while True:
-            st = await self.read()
+            st = await self._poll()
+            self._last = st
             if previous is None or _inputs(st) != _inputs(previous):
                 return st
             now = self.clock.now()

@@ -11,7 +11,7 @@ import asyncio
 import math
 from collections.abc import Callable
 
-from plasmactl.ports import CoolingStatus, DeviceError, PlasmaStatus, SafetyState, SkinReading
+from plasmactl.ports import DeviceError, PlasmaStatus, SafetyState, SkinReading, SprayStatus
 from plasmactl.rig import PlasmaSim, SafetySim, SpraySim, ThermometerSim
 from plasmactl.simulators.world import PulseRecord, SimWorld, SprayRecord
 
@@ -246,7 +246,7 @@ class SimSpray:
             if self.w.tissue is not None:
                 self.w.tissue.stop_spray(self._close)
 
-    async def status(self) -> CoolingStatus:
+    async def status(self) -> SprayStatus:
         await self.w.link("spray")
         now = self.w.clock.now()
         self._settle(now)
@@ -254,7 +254,7 @@ class SimSpray:
         reservoir = self._reservoir(now)
         # the flow sensor sees water only when the valve is open and water is coming out
         flowing = is_open and self._cool is not None and reservoir > 0.0
-        return CoolingStatus(
+        return SprayStatus(
             t=now,
             valve_open=is_open,
             spray_commanded=not math.isinf(self._open),

@@ -14,7 +14,8 @@ Device-side protection, as the real boxes have it:
   longer than WATCHDOG_MS it switches the output off and disarms, and latches FAULT_CODE 1 with STATUS bits
   FAULT and WATCHDOG_TRIPPED. A latched fault refuses ARM and FIRE (exception 4) until COMMAND = RESET_FAULT.
 - The generator never emits longer than ``hw_max_pulse_ms`` (the model cuts a pulse there); a pulse that ran
-  into that limit (stuck timer) latches FAULT_CODE 2.
+  into that limit (stuck timer) latches FAULT_CODE 2. Its dose monitor ends any pulse at ENERGY_LIMIT first
+  (no fault: the controller judges the energy, which then sits at the limit).
 - The spray unit's own heartbeat watchdog closes the valve when its window passes (FAULT_CODE 1 until the
   next heartbeat; the unit has no reset command).
 
@@ -275,8 +276,10 @@ class ServedPlasma(ServedUnit):
                 raise DeviceError("plasma", "fire refused: ENERGY_SET, PULSE_SET and ENERGY_LIMIT not all set", code=4)
             await p.fire()
             window = p.pulse_window()
-            if window is not None and window[1] - window[0] > p.pulse_ms / 1000.0 + 1e-9:
-                self._limit_at = window[1]  # the timer is stuck: only the hardware limit ends this pulse
+            if window is not None and window[1] - window[0] >= p.cfg.hw_max_pulse_ms / 1000.0 - 1e-9:
+                self._limit_at = window[
+                    1
+                ]  # the timer is stuck and the dose monitor did not end it: the hardware limit does
         elif command == PlasmaCommand.OUTPUT_OFF:
             await p.output_off()
             self._cut(now)

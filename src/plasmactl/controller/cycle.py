@@ -9,6 +9,7 @@ on, and in the :class:`~plasmactl.controller.ledger.DoseLedger` (what each spot 
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from plasmactl.controller import watchers
 from plasmactl.controller.machine import TransitionRefused
 from plasmactl.controller.messages import Deadline, Finish, SprayDue, Tick
 from plasmactl.controller.trips import CoolingFacts, PulseFacts
-from plasmactl.ports import CoolingStatus, DeviceError, PlasmaStatus
+from plasmactl.ports import DeviceError, PlasmaStatus, SprayStatus
 from plasmactl.rig import DEVICES
 
 if TYPE_CHECKING:
@@ -71,7 +72,12 @@ class PulseCycle:
         c = self.c
         if seq != self._tick_seq or c.state != "armed" or c.result is not None:
             return
-        if not await c.calls.refresh(DEVICES):
+        # a spot's water was checked before its first pulse; its spray follows its last one (the plan keeps
+        # a spot's pulses inside one cooling window): later pulses of the spot spare the link that read
+        by_age = ("plasma", "thermometer", "spray") if self.pulse_in_spot > 0 else ("plasma", "thermometer")
+        with c.calls.within(self.window_end()):
+            safety_answered = await c.calls.refresh(DEVICES, by_age)
+        if not safety_answered:
             await c.on_trip(il.safety_unanswered())
             return
         spot = self.spot_idx + 1
@@ -87,7 +93,8 @@ class PulseCycle:
         if self.pulse_in_spot == 0:
             self.spot_start = now
         self.last_pulse_start = now
-        bound = now + c.limits.pulse_bound_s(c.plan.pulse.pulse_ms, c.fire_latency_s, c.off_latency_s)
+        lat = c.latencies
+        bound = now + c.limits.pulse_bound_s(c.plan.pulse.pulse_ms, lat.fire_s, lat.off_s, lat.detect_s)
         facts = PulseFacts(number, spot, now, bound, self.count_base + number)
         know.pulse, know.pulses_started = facts, number
         c.ledger.pulse_started(number, spot)
@@ -95,7 +102,7 @@ class PulseCycle:
         self.pulse_in_spot += 1
         if self.pulse_in_spot >= self.pulses_per_spot:  # a cut pulse is never fired again: the spot moves on
             self.spot_idx, self.pulse_in_spot = self.spot_idx + 1, 0
-        r, st_s, pl, co = know.reading, know.safety, know.plasma, know.cooling
+        r, st_s, pl, co = know.reading, know.safety, know.plasma, know.spray
         c.log.emit(
             "pulse_start",
             pulse=number,
@@ -111,8 +118,17 @@ class PulseCycle:
             spray_t=None if co is None else co.t,
             reservoir_ml=None if co is None else co.reservoir_ml,
         )
-        await c.calls.command("plasma", c.d.plasma.fire)
-        c.spawn("pulse", watchers.watch_pulse(c, facts, c.fire_latency_s))
+        with c.calls.within(self.window_end()):
+            await c.calls.command("plasma", c.d.plasma.fire)
+        # the first look goes when a pulse that started without waiting on the link would be over
+        c.spawn("pulse", watchers.watch_pulse(c, facts, c.latencies.usual_fire_s))
+
+    def window_end(self) -> float:
+        """The end of the cooling window pulses are waiting in (inf when none is): no call runs past it."""
+        pend = self.c.know.pending
+        if pend is None or pend.confirmed:
+            return math.inf
+        return pend.window_start + self.c.limits.max_cooling_delay_ms / 1000.0
 
     def cools_now(self, number: int) -> bool:
         """Whether the spray goes after pulse ``number`` (after every pulse, or after a spot's last)."""
@@ -187,7 +203,8 @@ class PulseCycle:
         for attempt in range(1, SPRAY_ATTEMPTS + 1):
             t_cmd = c.clock.now()
             try:
-                await c.calls.command("spray", lambda: c.d.spray.spray(c.spray_s))
+                with c.calls.within(deadline):
+                    await c.calls.command("spray", lambda: c.d.spray.spray(c.spray_s))
                 break
             except DeviceError as exc:
                 c.log.emit("comm_error", device="spray", error=str(exc), attempt=attempt)
@@ -218,7 +235,7 @@ class PulseCycle:
             return
         self.watch_spray(*(await self.send_spray()))
 
-    def confirm_spray(self, spray: int, st: CoolingStatus) -> None:
+    def confirm_spray(self, spray: int, st: SprayStatus) -> None:
         """Record a spray seen open with water inside the window (the cycle's and the safe state's path)."""
         c = self.c
         pend = c.know.pending
@@ -237,7 +254,7 @@ class PulseCycle:
         self.sprays_confirmed += 1
         c.know.pending = replace(pend, confirmed=True, t_spray_end=st.t + c.spray_s)
 
-    def on_spray_confirmed(self, spray: int, st: CoolingStatus) -> None:
+    def on_spray_confirmed(self, spray: int, st: SprayStatus) -> None:
         c = self.c
         pend = c.know.pending
         if pend is None or pend.spray != spray or pend.confirmed or c.state != "awaiting_cooling":

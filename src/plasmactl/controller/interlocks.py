@@ -15,7 +15,7 @@ import math
 
 from plasmactl.controller.trips import Interlock, Rule, Snapshot, Trip, all_trips, emits, first_trip, rules_of
 from plasmactl.limits import Caps, Limits
-from plasmactl.ports import CoolingStatus
+from plasmactl.ports import SprayStatus
 
 __all__ = ["Interlock", "all_trips", "emits", "first_trip", "rules_of"]  # the rule machinery, from trips
 
@@ -129,7 +129,7 @@ def spray_need_ml(s: Snapshot) -> float:
     return s.spray_s * max(s.flow_seen_ml_s, s.limits.min_spray_flow_ml_s)
 
 
-def water_on_skin(st: CoolingStatus, limits: Limits) -> bool:
+def water_on_skin(st: SprayStatus, limits: Limits) -> bool:
     """A spray counts as cooling only with the valve feedback open *and* water flowing: a measured flow at
     or above the minimum, with water left in the reservoir."""
     return st.valve_open and st.flow_ml_s >= limits.min_spray_flow_ml_s and st.reservoir_ml > 0.0
@@ -138,13 +138,13 @@ def water_on_skin(st: CoolingStatus, limits: Limits) -> bool:
 @emits(Rule.SPRAY_STATUS_STALE, Rule.RESERVOIR_LOW)
 def reservoir(s: Snapshot) -> Trip | None:
     """The next pulse's spray needs water, judged on a status no older than the spray unit's bound."""
-    stale = _stale(s, Rule.SPRAY_STATUS_STALE, "spray", "spray unit status", None if s.cooling is None else s.cooling.t)
-    if stale is not None or s.cooling is None:
+    stale = _stale(s, Rule.SPRAY_STATUS_STALE, "spray", "spray unit status", None if s.spray is None else s.spray.t)
+    if stale is not None or s.spray is None:
         return stale
     needed = spray_need_ml(s)
-    if s.cooling.reservoir_ml >= needed:
+    if s.spray.reservoir_ml >= needed:
         return None
-    reason = f"reservoir {s.cooling.reservoir_ml:.2f} ml is below the {needed:.3f} ml the next spray needs"
+    reason = f"reservoir {s.spray.reservoir_ml:.2f} ml is below the {needed:.3f} ml the next spray needs"
     return Trip(Rule.RESERVOIR_LOW, reason, "spray")
 
 
@@ -161,7 +161,7 @@ def cooling_deadline(s: Snapshot) -> Trip | None:
 
 @emits(Rule.VALVE_NOT_CLOSED)
 def valve_closed(s: Snapshot) -> Trip | None:
-    p, st = s.pending, s.cooling
+    p, st = s.pending, s.spray
     if p is None or p.t_spray_end is None or st is None or not st.valve_open:
         return None
     if st.t <= p.t_spray_end + VALVE_CLOSE_GRACE_S:
@@ -261,7 +261,7 @@ def spot_dose(s: Snapshot) -> Trip | None:
 
 @emits(Rule.DEVICE_FAULT)
 def device_fault_codes(s: Snapshot) -> Trip | None:
-    for name, status in (("plasma", s.plasma), ("spray", s.cooling)):
+    for name, status in (("plasma", s.plasma), ("spray", s.spray)):
         if status is not None and status.fault_code:
             return Trip(Rule.DEVICE_FAULT, f"{name} reports fault code {status.fault_code}", name)
     return None
@@ -319,7 +319,7 @@ def setpoints_read_back(s: Snapshot) -> Trip | None:
 
 @emits(Rule.SELF_TEST_FAILED)
 def valve_closed_at_start(s: Snapshot) -> Trip | None:
-    if s.cooling is not None and s.cooling.valve_open:
+    if s.spray is not None and s.spray.valve_open:
         return Trip(Rule.SELF_TEST_FAILED, "spray valve reports open before any spray", "spray")
     return None
 
@@ -340,6 +340,11 @@ def safety_unanswered() -> Trip:
 def valve_not_seen_closed(spray: int) -> Trip:
     """A spray's valve was not seen closed within its grace (no status answered, or it showed open)."""
     return Trip(Rule.VALVE_NOT_CLOSED, f"spray {spray} valve not seen closed 500 ms after its end", "spray")
+
+
+def cooling_missed(pulses: tuple[int, ...], reason: str) -> Trip:
+    """Pulses left uncooled by the safe state (the spray did not work inside their window)."""
+    return Trip(Rule.COOLING_NOT_CONFIRMED, f"pulses {list(pulses)} not cooled: {reason}", "spray")
 
 
 def controller_error(where: str, detail: str) -> Trip:

@@ -10,8 +10,10 @@ on a reply that the guards have not seen.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TypeVar
 
 from plasmactl.clock import Clock
@@ -20,16 +22,17 @@ from plasmactl.deadline import with_timeout
 from plasmactl.events import AuditLog
 from plasmactl.limits import Limits
 from plasmactl.ports import (
-    CoolingStatus,
     DeviceError,
     DeviceNoReply,
     Devices,
     PlasmaStatus,
     SafetyState,
     SkinReading,
+    SprayStatus,
 )
 
 T = TypeVar("T")
+_WINDOW_END: contextvars.ContextVar[float] = contextvars.ContextVar("window_end", default=math.inf)
 DEVICE_NAMES = ("plasma", "spray", "thermometer", "safety")
 REFRESH_ORDER = ("thermometer", "plasma", "spray", "safety")
 
@@ -54,7 +57,7 @@ class Knowledge:
         self.max_age_s = dict(max_age_s)
         self.watchdog_s = dict(watchdog_s)
         self.plasma: PlasmaStatus | None = None
-        self.cooling: CoolingStatus | None = None
+        self.spray: SprayStatus | None = None
         self.reading: SkinReading | None = None
         self.safety: SafetyState | None = None
         self.last_heard: dict[str, float] = {}
@@ -90,7 +93,7 @@ class Knowledge:
             safety=self.safety,
             reading=self.reading,
             plasma=self.plasma,
-            cooling=self.cooling,
+            spray=self.spray,
             max_age_s=self.max_age_s,
             last_heard=self.last_heard,
             watchdog_s=self.watchdog_s,
@@ -118,8 +121,21 @@ class DeviceCalls:
         self.log = log
         self._errors: dict[str, int] = {}  # failed polls in the current streak, per device
 
+    @contextlib.contextmanager
+    def within(self, t_end: float) -> Iterator[None]:
+        """Calls made (by this task) inside the block end by ``t_end`` at the latest: a cooling window's end,
+        which the owner must be free to act on (a call that would run past it fails as unanswered)."""
+        token = _WINDOW_END.set(min(t_end, _WINDOW_END.get()))
+        try:
+            yield
+        finally:
+            _WINDOW_END.reset(token)
+
     async def call(self, device: str, aw: Awaitable[T], timeout_s: float | None = None) -> T:
         limit = self.budget_s[device] if timeout_s is None else timeout_s
+        window_end = _WINDOW_END.get()
+        if window_end != math.inf:
+            limit = min(limit, max(0.0, window_end - self.clock.now()))
         try:
             result = await with_timeout(aw, limit)
         except TimeoutError:
@@ -138,9 +154,9 @@ class DeviceCalls:
         self.know.plasma = st
         return st
 
-    async def spray_status(self) -> CoolingStatus:
+    async def spray_status(self) -> SprayStatus:
         st = await self.call("spray", self.d.spray.status())
-        self.know.cooling = st
+        self.know.spray = st
         if st.valve_open and st.flow_ml_s > self.know.flow_seen_ml_s:
             self.know.flow_seen_ml_s = st.flow_ml_s
         return st
@@ -186,18 +202,18 @@ class DeviceCalls:
         if n == 1:
             self.log.emit("comm_error", device=device, error=str(exc))
 
-    async def refresh(self, devices: tuple[str, ...]) -> bool:
-        """Before emission (or a resume, or a reset): poll the safety inputs, the generator and the spray unit
-        now (emission is decided on the E-stop, the output and the reservoir as they are, not as they were at
-        the last poll), and the thermometer when its latest sample is older than half its bound (a read gives
-        its latest sample; the monitor keeps that recent). False when the safety inputs did not answer: the
-        caller must not emit on an older state of them."""
+    async def refresh(self, devices: tuple[str, ...], by_age: tuple[str, ...] = ("plasma", "thermometer")) -> bool:
+        """Before emission (or a resume, or a reset): poll the safety inputs and the spray unit now (emission
+        is decided on the E-stop and on the water for its spray as they are, not as they were at the last
+        poll), and the devices in ``by_age`` when their latest status is older than half its bound (the
+        pulse cycle and the monitor keep those recent; a thermometer read gives its latest sample).
+        False when the safety inputs did not answer: the caller must not emit on an older state of them."""
         know = self.know
         safety_ok = True
         for device in sorted(devices, key=REFRESH_ORDER.index):  # the E-stop read last: nearest the decision
-            if device == "thermometer":
-                r = know.reading
-                if r is None or self.clock.now() - r.t > 0.5 * know.max_age_s["thermometer"]:
+            if device in by_age and device != "safety":
+                latest = {"plasma": know.plasma, "spray": know.spray, "thermometer": know.reading}[device]
+                if latest is None or self.clock.now() - latest.t > 0.5 * know.max_age_s[device]:
                     await self.poll(device)
             elif device == "safety":
                 safety_ok = await self.poll("safety")

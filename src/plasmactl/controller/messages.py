@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from plasmactl.controller.trips import Trip
-from plasmactl.ports import CoolingStatus, PlasmaStatus, SafetyState
+from plasmactl.ports import PlasmaStatus, SafetyState, SprayStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class SprayConfirmed:
     """The valve feedback showed open with water flowing, inside the cooling window."""
 
     spray: int
-    status: CoolingStatus
+    status: SprayStatus
 
 
 @dataclass(frozen=True, slots=True)

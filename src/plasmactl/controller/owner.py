@@ -62,7 +62,7 @@ class Controller:
         timing = {d: rig.timing(d) for d in DEVICES}
         self.poll_s = {d: t.poll_ms / 1000.0 for d, t in timing.items()}
         self.safety_heartbeat_s = rig.refresh_period_ms("safety") / 1000.0
-        self.fire_latency_s, self.off_latency_s = rig.emission_latencies_s()
+        self.latencies = rig.pulse_latencies_s()
         max_age = {d: rig.max_age_s(d, self.limits.reading_max_age_ms) for d in DEVICES}
         watchdog = {d: t.watchdog_ms / 1000.0 for d, t in timing.items()}
         self.know = Knowledge(self.limits, plan.pulse.energy_j, self.pulse_s, self.spray_s, max_age, watchdog)

@@ -207,7 +207,7 @@ async def cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
     c.log.emit("cooling_missed", pulses=list(pend.pulses), reason=reason)
     know.pending = None
     await _stop_spray(c)
-    return Trip(Rule.COOLING_NOT_CONFIRMED, f"pulses {list(pend.pulses)} not cooled: {reason}", "spray")
+    return il.cooling_missed(pend.pulses, reason)
 
 
 async def _finish_spray(c: Controller) -> None:

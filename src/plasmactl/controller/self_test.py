@@ -35,23 +35,23 @@ async def run(c: Controller) -> Trip | None:
     c.cycle.count_base = st.pulse_count
     snap = c.snapshot()
     trips = il.all_trips(il.SELF_TEST, snap)
-    cooling = snap.cooling
+    spray_st = snap.spray
     sprays = plan.spots.count if plan.cooling.when == "spot" else plan.pulse_count
     need_ml = sprays * il.spray_need_ml(snap)
     c.log.emit(
         "self_test",
         ok=not trips,
         problems=[t.reason for t in trips],
-        reservoir_ml=None if cooling is None else cooling.reservoir_ml,
+        reservoir_ml=None if spray_st is None else spray_st.reservoir_ml,
         plan_needs_ml=need_ml,
         skin_c=None if snap.reading is None else snap.reading.value_c,
         pulse_count=st.pulse_count,
         energy_limit_j=st.energy_limit_j,
     )
-    if cooling is not None and cooling.reservoir_ml < need_ml:
+    if spray_st is not None and spray_st.reservoir_ml < need_ml:
         c.log.emit(
             "warning",
-            message=f"reservoir {cooling.reservoir_ml:.1f} ml is less than the {need_ml:.1f} ml the plan needs at"
+            message=f"reservoir {spray_st.reservoir_ml:.1f} ml is less than the {need_ml:.1f} ml the plan needs at"
             " the minimum flow: the session will stop at reservoir_low",
         )
     estop = next((t for t in trips if t.rule == Rule.ESTOP), None)

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Literal, NamedTuple
 
 from plasmactl.limits import Limits
-from plasmactl.ports import CoolingStatus, PlasmaStatus, SafetyState, SkinReading
+from plasmactl.ports import PlasmaStatus, SafetyState, SkinReading, SprayStatus
 
 Latch = Literal["fault", "estop", "pause"]
 _EMPTY: Mapping[str, float] = MappingProxyType({})
@@ -124,7 +124,7 @@ class Snapshot(NamedTuple):
     safety: SafetyState | None = None
     reading: SkinReading | None = None
     plasma: PlasmaStatus | None = None
-    cooling: CoolingStatus | None = None
+    spray: SprayStatus | None = None
     max_age_s: Mapping[str, float] = _EMPTY
     last_heard: Mapping[str, float] = _EMPTY
     watchdog_s: Mapping[str, float] = _EMPTY

@@ -18,7 +18,7 @@ from plasmactl.controller import interlocks as il
 from plasmactl.controller.machine import ACTIVE
 from plasmactl.controller.messages import PulseOver, Recheck, SafetyChanged, SprayConfirmed, SprayDone, TripCmd
 from plasmactl.controller.trips import PulseFacts
-from plasmactl.ports import CoolingStatus, DeviceError, SafetyState
+from plasmactl.ports import DeviceError, SafetyState, SprayStatus
 
 if TYPE_CHECKING:
     from plasmactl.controller.owner import Controller
@@ -45,7 +45,7 @@ async def watch_pulse(c: Controller, facts: PulseFacts, fire_latency_s: float) -
         await clock.sleep(min(PULSE_POLL_S, max(facts.bound - now, 0.0)) if now < facts.bound else PULSE_POLL_S)
 
 
-async def valve_wet(c: Controller, deadline: float, first_poll: float) -> CoolingStatus | None:
+async def valve_wet(c: Controller, deadline: float, first_poll: float) -> SprayStatus | None:
     """Poll the spray unit until its valve shows open with water flowing, at the latest by ``deadline``
     (None: it did not). A poll that fails is retried while the window lasts."""
     clock = c.clock
@@ -65,7 +65,7 @@ async def valve_wet(c: Controller, deadline: float, first_poll: float) -> Coolin
         await clock.sleep(min(VALVE_POLL_S, deadline - now))
 
 
-async def valve_shut(c: Controller, give_up: float) -> CoolingStatus | None:
+async def valve_shut(c: Controller, give_up: float) -> SprayStatus | None:
     """Poll until the valve shows closed (None: still open, or no answer, at ``give_up``)."""
     clock = c.clock
     while True:

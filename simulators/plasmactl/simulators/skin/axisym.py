@@ -1,6 +1,6 @@
 """Axisymmetric 2-D (r, z) Pennes model around one spot: lateral thermal spread, vaporisation and basal damage.
 
-Physics (DOMAIN.md, "Skin thermal model"), in cylindrical coordinates around the spot axis:
+Physics (docs/domain.md, "Skin thermal model"), in cylindrical coordinates around the spot axis:
 
     rho c dT/dt = (1/r) d/dr(k r dT/dr) + d/dz(k dT/dz) + w_b rho_b c_b (T_a - T) + q_m + q_src
 

@@ -1,12 +1,12 @@
 """Thermal damage: Arrhenius integrals (Henriques, Weaver-Stoll) and CEM43 thermal dose.
 
-See DOMAIN.md, "Thermal damage". Temperatures are given in C and converted to kelvin inside
+See docs/domain.md, "Thermal damage". Temperatures are given in C and converted to kelvin inside
 (``T_K = T_C + 273.15``); times are in seconds; CEM43 is returned in equivalent minutes at 43 C.
 
 Arrhenius damage integral ``Omega = int A exp(-(E/R) / T) dt``:
 
 - :data:`HENRIQUES` (1947): ``A = 3.1e98 1/s``, ``Ea = 6.28e5 J/mol``. ``E/R`` is computed as
-  ``Ea / R`` with ``R = 8.314462618 J/(mol K)`` (75,531.04 K; DOMAIN.md's 75,535 K is ``Ea / 8.314``)
+  ``Ea / R`` with ``R = 8.314462618 J/(mol K)`` (75,531.04 K; with R rounded to 8.314 it would be 75,535 K)
   and never rounded: rounding it to 75,000 K moves the 44 C threshold time five-fold.
 - :data:`WEAVER_STOLL` (1969), piecewise: ``44 <= T < 50 C``: ``A = 2.185e124``, ``E/R = 93,534.9 K``;
   ``T >= 50 C``: ``A = 1.823e51``, ``E/R = 39,109.8 K``. **Convention: the rate is 0 below 44 C** (the

@@ -9,7 +9,7 @@ from plasmactl.simulators.skin.layered1d import DEFAULT_LAYERS, Layer
 
 
 def layers_of(skin: Skin) -> tuple[Layer, ...]:
-    """The rig's layer stack in SI units, or DOMAIN.md's default."""
+    """The rig's layer stack in SI units, or docs/domain.md's default."""
     if skin.layers is None:
         return DEFAULT_LAYERS
     return tuple(Layer(x.name, x.thickness_um * 1e-6, x.rho, x.c, x.k, x.w_b, x.q_m) for x in skin.layers)

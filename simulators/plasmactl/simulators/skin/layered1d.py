@@ -1,6 +1,6 @@
 """A fast, exact-in-time layered 1-D skin conduction model (Pennes bioheat, finite volumes).
 
-Physics (see DOMAIN.md, "Skin thermal model"): in each layer
+Physics (see docs/domain.md, "Skin thermal model"): in each layer
 
     rho c dT/dt = d/dx(k dT/dx) + w_b rho_b c_b (T_a - T) + q_m + q_ext
 
@@ -77,7 +77,7 @@ DEFAULT_LAYERS: Final[tuple[Layer, ...]] = (
 
 @dataclass(frozen=True, slots=True)
 class TissueParams:
-    """What every skin model shares: the layers (DOMAIN.md), blood, and the two surface boundaries."""
+    """What every skin model shares: the layers (docs/domain.md), blood, and the two surface boundaries."""
 
     layers: tuple[Layer, ...] = DEFAULT_LAYERS
     rho_b: float = 1060.0  # blood density, kg/m3
@@ -86,7 +86,7 @@ class TissueParams:
     t_core_c: float = 37.0  # fixed temperature at the bottom of the last layer
     air_h: float = 8.7  # W/(m2 K), convection + radiation to still air
     air_temp_c: float = 24.0
-    spray_h: float = 2500.0  # W/(m2 K), water mist (DOMAIN.md: sweep 500-5000)
+    spray_h: float = 2500.0  # W/(m2 K), water mist (docs/domain.md: sweep 500-5000)
     spray_temp_c: float = 8.0
 
 

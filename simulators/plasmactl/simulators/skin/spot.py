@@ -1,7 +1,7 @@
 """Per-spot tissue model: plasma deposition, sublimation (ablation), spray/tip cooling and thermal damage.
 
 A fractional spot (0.1-1 mm across) sits in fresh tissue with untreated bridges around it, so each spot
-is simulated on its own as a 1-D layered Pennes column below the spot (DOMAIN.md, "Skin thermal
+is simulated on its own as a 1-D layered Pennes column below the spot (docs/domain.md, "Skin thermal
 model"; ``w_b`` in 1/s). Lateral conduction into the bridges is neglected: that is conservative (the
 column stays hotter than the real spot) and good while the diffusion length ``sqrt(4 alpha t)`` is small
 against the spot (0.1 mm after 20 ms, 0.3 mm after 0.2 s for a 0.3 mm spot); past that the damage late
