@@ -254,19 +254,24 @@ class Controller:
                 trip = il.session_refused(trip.reason, trip.device)  # an input unknown at self-test fails it
         await safe_state.enter(self, trip)
 
+    def record_trip(self, trip: Trip, *, latched: bool = False, latch: str | None = None) -> None:
+        """The ``interlock_trip`` record; ``latched`` when emission was already latched off (nothing to do)."""
+        fields: dict[str, object] = {"latched": True} if latched else {}
+        self.log.emit(
+            "interlock_trip",
+            rule=trip.rule,
+            reason=trip.reason,
+            device=trip.device,
+            state=self.state,
+            latch=latch or trip.latch,
+            **fields,
+        )
+
     def _record_latched(self, trip: Trip, *, force: bool = False) -> None:
         """A trip while emission is already latched off: recorded (once per rule), nothing to do."""
         if force or trip.rule not in self.tripped:
             self.tripped.add(trip.rule)
-            self.log.emit(
-                "interlock_trip",
-                rule=trip.rule,
-                reason=trip.reason,
-                device=trip.device,
-                state=self.state,
-                latch=trip.latch,
-                latched=True,
-            )
+            self.record_trip(trip, latched=True)
 
     async def _crash(self, where: str, detail: str) -> None:
         self.log.emit("controller_error", where=where, error=detail)

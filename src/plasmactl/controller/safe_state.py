@@ -32,8 +32,7 @@ LATCH_TRIGGER = {"fault": "trip", "estop": "estop_pressed", "pause": "pause"}
 
 
 async def enter(c: Controller, trip: Trip) -> None:
-    before = c.state
-    c.log.emit("interlock_trip", rule=trip.rule, reason=trip.reason, device=trip.device, state=before, latch=trip.latch)
+    c.record_trip(trip)
     c.tripped.add(trip.rule)  # the same cause seen again while latched is no news
     off_ok = await emission_off(c, trip.rule, silent=_generator_silent(c, trip))
     c.cycle.cancel_timers()
@@ -53,29 +52,13 @@ async def enter(c: Controller, trip: Trip) -> None:
             c.know.paused_since = c.clock.now()
             return
         # a cut pulse out of tolerance, or cooling missed: the pause becomes a latched fault
-        c.log.emit(
-            "interlock_trip",
-            rule=follow.rule,
-            reason=follow.reason,
-            device=follow.device,
-            state=c.state,
-            latch="fault",
-            latched=True,
-        )
+        c.record_trip(follow, latched=True, latch="fault")
         c.go("trip")
         c.log.emit("fault", rule=follow.rule, reason=follow.reason)
         c.end("fault", follow.rule)
         return
     if follow is not None and follow.rule != trip.rule:
-        c.log.emit(
-            "interlock_trip",
-            rule=follow.rule,
-            reason=follow.reason,
-            device=follow.device,
-            state=c.state,
-            latch="fault",
-            latched=True,
-        )
+        c.record_trip(follow, latched=True, latch="fault")
     c.end("estop" if trip.latch == "estop" else "fault", trip.rule)
 
 

@@ -52,13 +52,9 @@ async def valve_wet(c: Controller, deadline: float, first_poll: float) -> SprayS
     if first_poll > clock.now():
         await clock.sleep_until(min(first_poll, deadline))
     while True:
-        try:
-            st = await c.calls.spray_status()
-        except DeviceError as exc:
-            c.calls.comm_error("spray", exc)
-        else:
-            if il.water_on_skin(st, c.limits) and st.t <= deadline:
-                return st
+        st = await _spray_status(c)
+        if st is not None and il.water_on_skin(st, c.limits) and st.t <= deadline:
+            return st
         now = clock.now()
         if now >= deadline:
             return None
@@ -69,16 +65,21 @@ async def valve_shut(c: Controller, give_up: float) -> SprayStatus | None:
     """Poll until the valve shows closed (None: still open, or no answer, at ``give_up``)."""
     clock = c.clock
     while True:
-        try:
-            st = await c.calls.spray_status()
-        except DeviceError as exc:
-            c.calls.comm_error("spray", exc)
-        else:
-            if not st.valve_open:
-                return st
+        st = await _spray_status(c)
+        if st is not None and not st.valve_open:
+            return st
         if clock.now() > give_up:
             return None
         await clock.sleep(CLOSE_POLL_S)
+
+
+async def _spray_status(c: Controller) -> SprayStatus | None:
+    """A spray unit poll whose failure is recorded and answered with None (the caller's deadline decides)."""
+    try:
+        return await c.calls.spray_status()
+    except DeviceError as exc:
+        c.calls.comm_error("spray", exc)
+        return None
 
 
 async def watch_spray(c: Controller, spray: int, t_cmd: float, deadline: float) -> None:
