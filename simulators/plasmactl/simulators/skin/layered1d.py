@@ -253,8 +253,7 @@ class Layered1DSkin:
 
         self._modes = (make_mode(p.air_h, p.air_temp_c), make_mode(p.spray_h, p.spray_temp_c))
         self._mode = self._modes[0]
-        self._decay_key: tuple[_Mode, float] | None = None
-        self._decay: FloatArray = np.ones(0)
+        self._decays: dict[tuple[_Mode, float], FloatArray] = {}  # exp(mu dt) of the step lengths seen
         self._power = 0.0
         self._tss: FloatArray = self._mode.tss0
         self._z: FloatArray = np.zeros(n)  # modal deviation from _tss in the current mode's basis
@@ -428,8 +427,9 @@ class Layered1DSkin:
 
     def _step(self, dt: float) -> None:
         if dt > 0.0:
-            # a thermometer samples at a fixed period: the decay over the same step in the same mode is reused
-            key = (self._mode, dt)
-            if key != self._decay_key:
-                self._decay_key, self._decay = key, np.exp(self._mode.mu * dt)
-            self._z = self._z * self._decay
+            key = (self._mode, dt)  # a few step lengths recur (sample period, pulse, spray): decays are kept
+            decay = self._decays.get(key)
+            if decay is None:
+                self._decays = self._decays if len(self._decays) < 512 else {}
+                decay = self._decays[key] = np.exp(self._mode.mu * dt)
+            self._z = self._z * decay
