@@ -32,6 +32,7 @@ class SimPlasma:
         self._own_watchdog_s = cfg.own_watchdog_ms / 1000.0 if own_watchdog else math.inf
         self._heard = world.clock.now()
         self.fault_code = 0
+        self._linked = world.faults.affects_link("plasma")  # else a request never waits on its link
         self._rng = world.rng["plasma"]
         self.energy_j = 0.0
         self.pulse_ms = 0.0
@@ -44,7 +45,8 @@ class SimPlasma:
 
     async def _request(self) -> None:
         """A request reaches the generator (after its link): its own watchdog sees it."""
-        await self.w.link("plasma")
+        if self._linked:
+            await self.w.link("plasma")
         now = self.w.clock.now()
         self._own_watchdog(now)
         self._heard = now
@@ -184,6 +186,8 @@ class SimSpray:
     def __init__(self, world: SimWorld, cfg: SpraySim) -> None:
         self.w = world
         self.cfg = cfg
+        self._linked = world.faults.affects_link("spray")
+        self._faulted = world.faults.affects("spray")  # else no fault lookups at all
         self.count = 0
         self._used_ml = 0.0  # by sprays already finished
         self._open = math.inf
@@ -192,7 +196,7 @@ class SimSpray:
         self._record: SprayRecord | None = None
 
     def _reservoir(self, now: float) -> float:
-        if self.w.faults.find("spray", "reservoir_empty", now):
+        if self._faulted and self.w.faults.find("spray", "reservoir_empty", now):
             return 0.0
         running = max(0.0, min(now, self._close) - self._open) if self._open < now else 0.0
         return max(0.0, self.cfg.reservoir_ml - (self._used_ml + running) * self.cfg.flow_ml_s)
@@ -205,7 +209,8 @@ class SimSpray:
             self._record = None
 
     async def spray(self, duration_s: float) -> None:
-        await self.w.link("spray")
+        if self._linked:
+            await self.w.link("spray")
         if not (0 < duration_s <= 10.0):
             raise DeviceError("spray", f"spray duration {duration_s!r} s out of range", code=3)
         now = self.w.clock.now()
@@ -230,7 +235,8 @@ class SimSpray:
                 self.w.tissue.spray(t_open, self._close)
 
     async def stop(self) -> None:
-        await self.w.link("spray")
+        if self._linked:
+            await self.w.link("spray")
         now = self.w.clock.now()
         self._stop_at(now)
         self._settle(now)
@@ -247,7 +253,8 @@ class SimSpray:
                 self.w.tissue.stop_spray(self._close)
 
     async def status(self) -> SprayStatus:
-        await self.w.link("spray")
+        if self._linked:
+            await self.w.link("spray")
         now = self.w.clock.now()
         self._settle(now)
         is_open = self._open <= now < self._close
@@ -272,6 +279,8 @@ class SimThermometer:
     def __init__(self, world: SimWorld, cfg: ThermometerSim) -> None:
         self.w = world
         self.cfg = cfg
+        self._linked = world.faults.affects_link("thermometer")
+        self._faulted = world.faults.affects("thermometer")
         self._rng = world.rng["thermometer"]
         self._period = cfg.sample_ms / 1000.0
         tau = cfg.time_constant_ms / 1000.0
@@ -288,11 +297,13 @@ class SimThermometer:
         t = k * self._period
         true_c = self.w.skin.surface_c(max(t, self.w.skin.time))
         self._filtered += self._lag * (true_c - self._filtered)
-        value = self._filtered + self._rng.normal(0.0, self.cfg.noise_c)
+        # = rng.normal(0.0, noise_c), the same draw and the same float, without its argument handling
+        value = self._filtered + (0.0 + self.cfg.noise_c * self._rng.standard_normal())
         return SkinReading(t, value)
 
     async def read(self) -> SkinReading:
-        await self.w.link("thermometer")
+        if self._linked:
+            await self.w.link("thermometer")
         now = self.w.clock.now()
         k_now = math.floor((now - self.cfg.latency_ms / 1000.0) / self._period + 1e-9)
         if k_now > self._k:
@@ -303,6 +314,8 @@ class SimThermometer:
         return self._last
 
     def _apply_faults(self, fresh: SkinReading) -> SkinReading:
+        if not self._faulted:
+            return fresh
         if self.w.faults.find("thermometer", "dropout", fresh.t):
             return self._last  # no new samples: the last one ages
         stuck = self.w.faults.find("thermometer", "stuck", fresh.t)
@@ -323,10 +336,14 @@ class SimSafety:
     def __init__(self, world: SimWorld, cfg: SafetySim) -> None:
         self.w = world
         self.cfg = cfg
+        self._linked = world.faults.affects_link("safety")
+        self._faulted = world.faults.affects("safety")
         self._waiter: asyncio.Future[None] | None = None
         world.on_schedule_change(self.poke)
 
     def _state(self, now: float) -> SafetyState:
+        if not self._faulted:
+            return SafetyState(t=now, estop=False, footswitch=True, tip_distance_mm=self.cfg.tip_distance_mm)
         f = self.w.faults
         tip = f.find("safety", "tip_lift", now)
         tip_mm = self.cfg.tip_distance_mm
@@ -340,11 +357,13 @@ class SimSafety:
         )
 
     async def read(self) -> SafetyState:
-        await self.w.link("safety")
+        if self._linked:
+            await self.w.link("safety")
         return self._state(self.w.clock.now())
 
     async def wait_change(self, timeout_s: float) -> SafetyState:
-        await self.w.link("safety")
+        if self._linked:
+            await self.w.link("safety")
         clock = self.w.clock
         deadline = clock.now() + timeout_s
         while True:
@@ -359,7 +378,8 @@ class SimSafety:
                 self._waiter = None
             if clock.now() >= wake - _TIME_EPS:
                 break  # otherwise the fault schedule changed: plan the wake-up again
-        await self.w.link("safety")
+        if self._linked:
+            await self.w.link("safety")
         return self._state(clock.now())
 
     def poke(self) -> None:

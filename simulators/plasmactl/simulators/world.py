@@ -113,6 +113,18 @@ class FaultSchedule:
 
     def __init__(self, scenario: FaultScenario) -> None:
         self.items = [ActiveFault.starting(f, f.at_s if f.at_s is not None else math.inf) for f in scenario.fault]
+        # Which devices any fault of the scenario concerns (fixed: a pending fault only gets its times later),
+        # so a device without one can skip the lookups.
+        self._devices = frozenset(item.fault.device for item in self.items)
+        self._links = frozenset(item.fault.target for item in self.items if item.fault.device == "link")
+
+    def affects(self, device: str) -> bool:
+        """Whether some fault of the scenario is of ``device`` itself (not of its link)."""
+        return device in self._devices
+
+    def affects_link(self, device: str) -> bool:
+        """Whether some link fault of the scenario targets ``device``."""
+        return device in self._links
 
     def pulse_ends(self, pulse: int, t_end: float) -> bool:
         """Resolve faults waiting for the end of pulse number ``pulse``; True if any did."""
