@@ -35,6 +35,11 @@ T = TypeVar("T")
 _WINDOW_END: contextvars.ContextVar[float] = contextvars.ContextVar("window_end", default=math.inf)
 DEVICE_NAMES = ("plasma", "spray", "thermometer", "safety")
 REFRESH_ORDER = ("thermometer", "plasma", "spray", "safety")
+# Knowledge.snapshot fills a Snapshot by position: it must be told if the fields ever change.
+_SNAPSHOT_FIELDS = """now limits energy_j pulse_s spray_s safety reading plasma spray max_age_s last_heard watchdog_s
+    reading_moved_t pulses_since_moved session_start flow_seen_ml_s pulse pending spot paused_since output_off_since"""
+if Snapshot._fields != tuple(_SNAPSHOT_FIELDS.split()):
+    raise TypeError("Snapshot's fields changed: update Knowledge.snapshot, which fills them by position")
 
 
 class Knowledge:
@@ -84,27 +89,32 @@ class Knowledge:
         return True
 
     def snapshot(self, now: float) -> Snapshot:
-        return Snapshot(
-            now=now,
-            limits=self.limits,
-            energy_j=self.energy_j,
-            pulse_s=self.pulse_s,
-            spray_s=self.spray_s,
-            safety=self.safety,
-            reading=self.reading,
-            plasma=self.plasma,
-            spray=self.spray,
-            max_age_s=self.max_age_s,
-            last_heard=self.last_heard,
-            watchdog_s=self.watchdog_s,
-            reading_moved_t=None if self._moved is None else self._moved[1],
-            pulses_since_moved=self.pulses_started - self._pulses_at_move,
-            flow_seen_ml_s=self.flow_seen_ml_s,
-            pulse=self.pulse,
-            pending=self.pending,
-            spot=self.spot,
-            paused_since=self.paused_since,
-            output_off_since=self.output_off_since,
+        # Positional, every field in Snapshot's order (tens of thousands per session; keywords cost 3x).
+        moved = self._moved
+        return Snapshot._make(
+            (
+                now,
+                self.limits,
+                self.energy_j,
+                self.pulse_s,
+                self.spray_s,
+                self.safety,
+                self.reading,
+                self.plasma,
+                self.spray,
+                self.max_age_s,
+                self.last_heard,
+                self.watchdog_s,
+                None if moved is None else moved[1],  # reading_moved_t
+                self.pulses_started - self._pulses_at_move,  # pulses_since_moved
+                0.0,  # session_start
+                self.flow_seen_ml_s,
+                self.pulse,
+                self.pending,
+                self.spot,
+                self.paused_since,
+                self.output_off_since,
+            )
         )
 
 
