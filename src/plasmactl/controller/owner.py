@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import traceback
 from collections.abc import Coroutine
 from typing import Any
@@ -29,6 +28,7 @@ from plasmactl.controller.messages import (
     Crash,
     Deadline,
     Finish,
+    Inbox,
     Message,
     PulseOver,
     Recheck,
@@ -39,7 +39,6 @@ from plasmactl.controller.messages import (
     Start,
     Tick,
     TripCmd,
-    priority,
 )
 from plasmactl.controller.trips import Rule, Snapshot, Trip
 from plasmactl.events import AuditLog
@@ -76,8 +75,7 @@ class Controller:
         self.model = ControllerModel()
         self.machine = build_machine(self.model)
         self.result: SessionResult | None = None
-        self._queue: asyncio.PriorityQueue[tuple[int, int, Message]] = asyncio.PriorityQueue()
-        self._seq = itertools.count()
+        self._inbox = Inbox()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.tripped: set[Rule] = set()  # rules already recorded while latched
         self._last_reading_log = -1e9
@@ -94,7 +92,7 @@ class Controller:
         return self.result is not None
 
     def post(self, msg: Message) -> None:
-        self._queue.put_nowait((priority(msg), next(self._seq), msg))
+        self._inbox.post(msg)
 
     def request_abort(self, reason: str = "operator interrupt (SIGINT)", signal: str | None = None) -> None:
         self.post(Abort(reason, signal))
@@ -106,7 +104,7 @@ class Controller:
         self.spawn("monitor", watchers.monitor(self))
         try:
             while self.result is None:
-                _, _, msg = await self._queue.get()
+                msg = await self._inbox.get()
                 await self._dispatch(msg)
         finally:
             await self._stop_helpers()
