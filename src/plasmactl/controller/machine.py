@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from transitions import EventData, Machine
+from transitions import Event, EventData, Machine
 from transitions.core import MachineError
 
 from plasmactl.controller import interlocks as il
@@ -102,6 +102,7 @@ class ControllerModel:
 
     def __init__(self) -> None:
         self.refusal: Trip | None = None  # why the last guarded trigger was refused
+        self.events: Mapping[str, Event] = {}  # the machine's events, set by build_machine
 
     def guard_passes(self, event: EventData) -> bool:
         """The condition of every guarded row: the row's rule set on the snapshot sent with the trigger."""
@@ -115,8 +116,12 @@ class ControllerModel:
     def go(self, trigger: str, snapshot: Snapshot | None = None) -> tuple[str, str]:
         """Fire ``trigger``; returns (source, destination) or raises :class:`TransitionRefused`."""
         src = self.state
+        event = self.events.get(trigger)
         try:
-            ok = self.trigger(trigger, snapshot=snapshot)
+            if event is not None:  # the machine's own event, without model.trigger's lookup by name
+                ok = event.trigger(self, snapshot=snapshot)
+            else:  # an unknown name: what transitions says about it
+                ok = self.trigger(trigger, snapshot=snapshot)
         except MachineError as exc:  # not an edge of the table from this state
             raise TransitionRefused(trigger, src) from exc
         if not ok:
@@ -133,7 +138,7 @@ def build_machine(model: ControllerModel, **kwargs: Any) -> Machine:
         if guard is not None:
             row["conditions"] = "guard_passes"
         rows.append(row)
-    return Machine(
+    machine = Machine(
         model=model,
         states=list(STATES),
         transitions=rows,
@@ -143,6 +148,8 @@ def build_machine(model: ControllerModel, **kwargs: Any) -> Machine:
         send_event=True,
         **kwargs,
     )
+    model.events = machine.events
+    return machine
 
 
 def edges() -> list[tuple[str, str, str]]:
