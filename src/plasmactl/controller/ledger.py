@@ -55,12 +55,15 @@ class SpotDose:
 
     def status(self, tolerance: float) -> str:
         """not_started | complete | under_dosed | over_dosed (energy known over the plan + tolerance)."""
+        return self._status(tolerance, self.delivered_j)
+
+    def _status(self, tolerance: float, delivered_j: float) -> str:
         if not self.pulses:
             return "not_started"
-        if self.delivered_j > self.planned_j * (1.0 + tolerance) * (1.0 + EPS):
+        if delivered_j > self.planned_j * (1.0 + tolerance) * (1.0 + EPS):
             return "over_dosed"
         low = self.planned_j * (1.0 - tolerance) * (1.0 - EPS)
-        if self.complete_pulses == self.pulses_planned and self.unknown == 0 and self.delivered_j >= low:
+        if self.complete_pulses == self.pulses_planned and self.unknown == 0 and delivered_j >= low:
             return "complete"
         return "under_dosed"
 
@@ -100,11 +103,17 @@ class DoseLedger:
 
     def summary(self) -> dict[str, Any]:
         by_status: dict[str, list[int]] = {"complete": [], "under_dosed": [], "over_dosed": [], "not_started": []}
+        delivered: list[float] = []  # of the spots started; each spot's sum taken once (two summaries per session)
+        pct: list[float] = []
+        cut = unknown = 0
         for sd in self.spots:
-            by_status[sd.status(self.tolerance)].append(sd.spot)
-        started = [sd for sd in self.spots if sd.pulses]
-        pct = [100.0 * sd.delivered_j / sd.planned_j for sd in started]
-        cut = sum(sd.cut_pulses for sd in self.spots)
+            delivered_j = sd.delivered_j
+            by_status[sd._status(self.tolerance, delivered_j)].append(sd.spot)
+            if sd.pulses:
+                delivered.append(delivered_j)
+                pct.append(100.0 * delivered_j / sd.planned_j)
+            cut += sd.cut_pulses
+            unknown += sd.unknown
         return {
             "spots_planned": len(self.spots),
             "spots_complete": len(by_status["complete"]),
@@ -114,9 +123,9 @@ class DoseLedger:
             "under_dosed": by_status["under_dosed"][:100],
             "over_dosed": by_status["over_dosed"][:100],
             "pulses_cut": cut,
-            "pulses_energy_unknown": sum(sd.unknown for sd in self.spots),
+            "pulses_energy_unknown": unknown,
             "delivered_pct_of_plan": _distribution(pct),
-            "delivered_j": _distribution([sd.delivered_j for sd in started]),
+            "delivered_j": _distribution(delivered),
         }
 
 
