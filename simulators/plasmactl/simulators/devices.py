@@ -282,6 +282,8 @@ class SimThermometer:
         self._linked = world.faults.affects_link("thermometer")
         self._faulted = world.faults.affects("thermometer")
         self._rng = world.rng["thermometer"]
+        self._normal = self._rng.standard_normal
+        self._latency_s = cfg.latency_ms / 1000.0
         self._period = cfg.sample_ms / 1000.0
         tau = cfg.time_constant_ms / 1000.0
         self._lag = 1.0 if tau <= 0 else 1.0 - math.exp(-self._period / tau)  # first-order lag per sample
@@ -298,18 +300,19 @@ class SimThermometer:
         true_c = self.w.skin.surface_c(max(t, self.w.skin.time))
         self._filtered += self._lag * (true_c - self._filtered)
         # = rng.normal(0.0, noise_c), the same draw and the same float, without its argument handling
-        value = self._filtered + (0.0 + self.cfg.noise_c * self._rng.standard_normal())
+        value = self._filtered + (0.0 + self.cfg.noise_c * self._normal())
         return SkinReading(t, value)
 
     async def read(self) -> SkinReading:
         if self._linked:
             await self.w.link("thermometer")
         now = self.w.clock.now()
-        k_now = math.floor((now - self.cfg.latency_ms / 1000.0) / self._period + 1e-9)
+        k_now = math.floor((now - self._latency_s) / self._period + 1e-9)
         if k_now > self._k:
             start = max(self._k + 1, k_now - self.BACKFILL)
             for k in range(start, k_now + 1):
-                self._last = self._apply_faults(self._sample(k))
+                fresh = self._sample(k)
+                self._last = self._apply_faults(fresh) if self._faulted else fresh
             self._k = k_now
         return self._last
 
