@@ -113,8 +113,11 @@ Message = (
 )
 
 
+_URGENT = (TripCmd, Abort, Crash, SafetyChanged, Deadline)  # (a tuple: no union object made per message)
+
+
 def priority(msg: Message) -> int:
-    return 0 if isinstance(msg, TripCmd | Abort | Crash | SafetyChanged | Deadline) else 1
+    return 0 if isinstance(msg, _URGENT) else 1
 
 
 class Inbox:
