@@ -100,6 +100,15 @@ class _FileSink:
             self._fd = -1
 
 
+class _AuditLogger(structlog.BoundLoggerBase):
+    """structlog's bound logger with the one method the log needs: the fields as a dict (not re-packed as
+    keywords twice on the way), run through the processor chain, the rendered line to the sink."""
+
+    def msg(self, event: str, fields: dict[str, Any]) -> None:
+        args, _ = self._process_event("msg", event, fields)
+        self._logger.msg(*args)
+
+
 class AuditLog:
     """Writes events; notifies listeners (the console) with the same dict that was written."""
 
@@ -127,7 +136,7 @@ class AuditLog:
             return orjson.dumps(ordered, option=_NEWLINE)  # TypeError on what JSON cannot hold
 
         # Bound once here: the lazy proxy wrap_logger returns would re-resolve ``msg`` on every call.
-        logger = structlog.wrap_logger(self._sink, processors=[stamp_and_render], wrapper_class=structlog.BoundLogger)
+        logger = structlog.wrap_logger(self._sink, processors=[stamp_and_render], wrapper_class=_AuditLogger)
         self._msg = logger.bind().msg
 
     def subscribe(self, listener: Listener) -> None:
@@ -138,7 +147,7 @@ class AuditLog:
             raise RuntimeError(f"audit log closed; cannot record {event!r}")
         if "t" in fields or "event" in fields:
             raise ValueError(f"{event!r}: 't' and 'event' are set by the log itself")
-        self._msg(event, **fields)
+        self._msg(event, fields)
         written = self._last  # a new dict per event: what was written is what listeners and callers get
         self.count += 1
         if event in SAFETY_EVENTS or (event == "state" and fields.get("dest") in LATCHED_STATES):
