@@ -382,8 +382,8 @@ class Layered1DSkin:
         heapq.heappush(self._events, (seg.end, handle))  # applied at the next advance, even if now
 
     def _advance(self, t: float) -> None:
-        self._check_time(t, "t")
-        if not math.isfinite(t):
+        if not (t >= self._time and math.isfinite(t)):  # the checks (and their errors) only when one fails
+            self._check_time(t, "t")
             raise ValueError("t must be finite")
         events = self._events
         while events and events[0][0] <= t:
@@ -411,7 +411,7 @@ class Layered1DSkin:
 
     def _refresh_mode(self) -> None:
         segs = self._heats.segments
-        power = math.fsum(segs[h].power_w for h in self._heats.active)
+        power = math.fsum(segs[h].power_w for h in self._heats.active) if self._heats.active else 0.0
         mode = self._modes[1] if self._cools.active else self._modes[0]
         if mode is not self._mode:
             temp = self._temperatures()
