@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -291,4 +292,14 @@ def run_blocking(
                 loop.add_signal_handler(sig, stop.request, sig.name)
         return await run_session(inputs, out_dir, listeners=listeners, stop=stop)
 
-    return clockmod.run(main(), virtual=not realtime)
+    # What exists before the session (the imported modules, most of what a full collection scans) lives on
+    # anyway: it is left out of the collector's scans while the session runs (a full collection otherwise
+    # comes every session or two and stalls the loop for tens of ms). Not if the caller froze objects itself.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        return clockmod.run(main(), virtual=not realtime)
+    finally:
+        if freeze:
+            gc.unfreeze()
