@@ -29,9 +29,6 @@ ACTIONS = frozenset(
     {"plasma_off", "plasma_disarm", "plasma_arm", "spray_command", "spray_start", "spray_end", "pulse_start"}
 )
 EXIT_CODES = {"complete": {0}, "incomplete": {4}, "fault": {3}, "estop": {3}, "aborted": {130, 143}}
-BLOCKING_SAFETY = ("estop", "footswitch_release")
-DARK_LINK = ("timeout", "disconnect", "corrupt", "garbage")  # a link that answers nothing usable
-REACTION_S = 0.010  # emission off within 10 ms of an E-stop, footswitch release or lifted tip
 REAL_CLOCK_DETECTION_S = (
     0.050  # on a real clock (a loaded host, a call in flight) a missed window trips this late at most
 )
@@ -50,7 +47,7 @@ def check(
     if not events or events[0].get("event") != "session_start":
         v["log_integrity"].append("the log does not start with session_start")
         return dict(v)
-    ctx = _Context(events)
+    ctx = Record(events)
     _integrity(ctx, v)
     _emission(ctx, v)
     _cooling(ctx, v)
@@ -58,11 +55,13 @@ def check(
     _energy_and_dose(ctx, v)
     _outcome(ctx, v, summary, exit_code, output)
     if simulator is not None:
-        _against_simulator(ctx, v, simulator)
+        from plasmactl.invariants_sim import against_simulator
+
+        against_simulator(ctx, v, simulator)
     return {k: msgs for k, msgs in v.items() if msgs}
 
 
-class _Context:
+class Record:
     """The log, indexed the way the checks read it."""
 
     def __init__(self, events: Sequence[Event]) -> None:
@@ -109,7 +108,7 @@ class _Context:
         self.n_session_ends = len(ends)
 
 
-def _integrity(ctx: _Context, v: Violations) -> None:
+def _integrity(ctx: Record, v: Violations) -> None:
     events = ctx.events
     if ctx.end is None:
         v["log_integrity"].append("no session_end")
@@ -135,7 +134,7 @@ def _integrity(ctx: _Context, v: Violations) -> None:
             v["record_sprays"].append(f"{s['event']} {s.get('spray')} lists a pulse twice: {pulses}")
 
 
-def _emission(ctx: _Context, v: Violations) -> None:
+def _emission(ctx: Record, v: Violations) -> None:
     """No pulse while latched or paused, or on a stale or tripping input."""
     latched: float | None = None
     paused: float | None = None
@@ -183,11 +182,11 @@ def _emission(ctx: _Context, v: Violations) -> None:
                 )
 
 
-def _trips_between(ctx: _Context, t0: float, t1: float) -> list[Event]:
+def _trips_between(ctx: Record, t0: float, t1: float) -> list[Event]:
     return [tr for tr in ctx.trips if t0 - EPS_S <= float(tr["t"]) <= t1 + EPS_S]
 
 
-def _cooling(ctx: _Context, v: Violations) -> None:
+def _cooling(ctx: Record, v: Violations) -> None:
     """Every pulse cooled within the window with water confirmed; or a trip inside it and cooling_missed."""
     min_flow = float(ctx.limits.get("min_spray_flow_ml_s", 0.0))
     for n, end in sorted(ctx.ends.items()):
@@ -221,7 +220,7 @@ def _cooling(ctx: _Context, v: Violations) -> None:
             v["spray_never_commanded"].append(f"pulse {n} never had a spray commanded, and no trip inside its window")
 
 
-def _trip_actions(ctx: _Context, v: Violations) -> None:
+def _trip_actions(ctx: Record, v: Violations) -> None:
     """plasma_off is the first action after every trip (and abort) that found emission possible."""
     events = ctx.events
     for i, e in enumerate(events):
@@ -245,7 +244,7 @@ def _trip_actions(ctx: _Context, v: Violations) -> None:
             v["left_armed"].append("no plasma_disarm after the last plasma_arm")
 
 
-def _energy_and_dose(ctx: _Context, v: Violations) -> None:
+def _energy_and_dose(ctx: Record, v: Violations) -> None:
     limit_j = ctx.energy_j * (1 + ctx.tol)
     ordered = sorted(ctx.starts)
     for n, end in sorted(ctx.ends.items()):
@@ -281,7 +280,7 @@ def _energy_and_dose(ctx: _Context, v: Violations) -> None:
             v["dose_over"].append(f"spot {spot}: {energy:.6f} J, plan {ctx.pps * ctx.energy_j:.6f} J + {ctx.tol:.0%}")
 
 
-def _outcome(ctx: _Context, v: Violations, summary: Mapping[str, Any] | None, rc: int | None, output: str) -> None:
+def _outcome(ctx: Record, v: Violations, summary: Mapping[str, Any] | None, rc: int | None, output: str) -> None:
     end = ctx.end
     outcome = None if end is None else end.get("outcome")
     if any(e.get("event") == "controller_error" for e in ctx.events):
@@ -325,87 +324,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(x) for x in value]
     return value
-
-
-def _against_simulator(ctx: _Context, v: Violations, sim: Mapping[str, Any]) -> None:
-    """What the simulated devices did: no emission the log does not show, none during a blocking fault, no
-    spot over its plan, every cooling claim matched by water on the skin in time."""
-    pulses = list(sim.get("pulses", []))
-    sprays = list(sim.get("sprays", []))
-    generator = sim.get("generator")
-    unconfirmed = any(e.get("event") == "emission_unconfirmed" for e in ctx.events)
-    if isinstance(generator, Mapping) and (generator.get("output_on") or (generator.get("armed") and not unconfirmed)):
-        # armed is excused only where the record says the generator never acknowledged off (a dead link: the
-        # generator's own watchdog is then the layer that disarms it); emitting never is
-        v["sim_generator_left_on"].append(f"the generator was left {dict(generator)} when the session ended")
-    if len(pulses) > len(ctx.starts):
-        v["sim_emission_unlogged"].append(
-            f"the generator emitted {len(pulses)} pulses, the log started {len(ctx.starts)}"
-        )
-    t_end_session = float(ctx.end["t"]) if ctx.end is not None else math.inf
-    for p in pulses:
-        if float(p["t_off"]) > t_end_session + EPS_S:
-            v["sim_output_on_at_end"].append(f"pulse {p['number']} still on after the session ended")
-    by_number = {int(p["number"]): p for p in pulses}
-    per_spot: dict[int, float] = defaultdict(float)
-    for n, s in ctx.starts.items():
-        p = by_number.get(n)
-        if p is None:  # a record of fault windows only: judge the pulse's end as the log has it
-            end = ctx.ends.get(n, s)
-            _blocking_faults(ctx, v, n, float(s["t"]), float(end.get("t_off", end["t"])), sim.get("faults", []))
-            continue
-        per_spot[int(s["spot"])] += float(p["energy_j"])
-        logged = ctx.ends.get(n, {}).get("energy_j")
-        # the generator reports in microjoules over a wire (its register's unit)
-        if isinstance(logged, int | float) and abs(logged - float(p["energy_j"])) > max(1.01e-6, 1e-6 * logged):
-            v["sim_energy_mismatch"].append(f"pulse {n}: log {logged} J, generator {p['energy_j']} J")
-        _blocking_faults(ctx, v, n, float(s["t"]), float(p["t_off"]), sim.get("faults", []))
-    cap = ctx.pps * ctx.energy_j * (1 + ctx.tol)
-    for spot, energy in sorted(per_spot.items()):
-        if energy > cap * (1 + 1e-6) + EPS_J:
-            v["sim_dose_over"].append(f"spot {spot}: the generator delivered {energy:.6f} J, plan cap {cap:.6f} J")
-    for claim in ctx.sprays if "sprays" in sim else ():
-        listed = [by_number.get(int(n)) for n in claim.get("pulses", [])]
-        first = next((p for p in listed if p is not None), None)
-        t_claim = float(claim.get("t_open", claim["t"]))
-        wet = [
-            s
-            for s in sprays
-            if s.get("wet")
-            and s.get("t_open") is not None
-            and float(s["t_open"]) <= t_claim + EPS_S
-            and (s.get("t_close") is None or float(s["t_close"]) > t_claim - EPS_S)
-        ]
-        if not wet:
-            v["phantom_cooling"].append(
-                f"spray {claim.get('spray')} claimed open with water at {t_claim:.4f}; the unit was not"
-            )
-        elif first is not None and float(wet[0]["t_open"]) - float(first["t_off"]) > ctx.window_s + EPS_S:
-            late = 1000 * (float(wet[0]["t_open"]) - float(first["t_off"]))
-            v["phantom_cooling"].append(f"spray {claim.get('spray')}: water on the skin {late:.1f} ms after the pulse")
-
-
-def _blocking_faults(ctx: _Context, v: Violations, n: int, t_decided: float, t_off: float, faults: Any) -> None:
-    """No pulse decided while a fault that blocks emission was active (an unsafe input, the safety inputs
-    silent, a dry reservoir once the spray unit's status bound has passed), and emission cut within
-    ``REACTION_S`` when an unsafe input came during a pulse."""
-    lim = ctx.limits
-    for f in faults:
-        start, end = f.get("start"), f.get("end")
-        if start is None:
-            continue
-        s0, s1 = float(start), math.inf if end is None else float(end)
-        kind, device, value = f.get("kind"), f.get("device"), f.get("value")
-        tip_out = kind == "tip_lift" and not (
-            lim.get("tip_min_mm", 0.2) <= (5.0 if value is None else value) <= lim.get("tip_max_mm", 1.5)
-        )
-        unsafe = (device == "safety" and kind in BLOCKING_SAFETY) or tip_out
-        dark = device == "link" and f.get("target") == "safety" and kind in DARK_LINK
-        # a dry reservoir: a pulse may go on a spray unit status within its bound (checked before a spot)
-        grace = ctx.max_age_s.get("spray", RESERVOIR_GRACE_S) + ctx.detection_s if kind == "reservoir_empty" else 0.0
-        if (unsafe or dark or kind == "reservoir_empty") and s0 + grace + EPS_S < t_decided < s1 - EPS_S:
-            v["pulse_during_blocking_fault"].append(
-                f"pulse {n} decided at {t_decided:.4f} during {device}/{kind} [{s0:.4f}, {s1:.4f})"
-            )
-        if unsafe and t_decided < s0 < t_off and t_off - s0 > REACTION_S + EPS_S:
-            v["emission_not_cut"].append(f"pulse {n} on {1000 * (t_off - s0):.1f} ms after {device}/{kind} at {s0:.4f}")

@@ -1,0 +1,102 @@
+"""The safety invariants against what the simulated devices report they physically did (``simulator.json``):
+no emission the log does not show, none decided during a fault that blocks it, emission cut at once when an
+unsafe input comes during a pulse, no spot over its plan by the generator's own account, every cooling the
+log claims matched by water on the skin in time, and the generator left disarmed and off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from plasmactl.invariants import EPS_J, EPS_S, RESERVOIR_GRACE_S, Violations, Record
+
+BLOCKING_SAFETY = ("estop", "footswitch_release")
+DARK_LINK = ("timeout", "disconnect", "corrupt", "garbage")  # a link that answers nothing usable
+REACTION_S = 0.010  # emission off within 10 ms of an E-stop, footswitch release or lifted tip
+
+
+def against_simulator(ctx: Record, v: Violations, sim: Mapping[str, Any]) -> None:
+    """What the simulated devices did: no emission the log does not show, none during a blocking fault, no
+    spot over its plan, every cooling claim matched by water on the skin in time."""
+    pulses = list(sim.get("pulses", []))
+    sprays = list(sim.get("sprays", []))
+    generator = sim.get("generator")
+    unconfirmed = any(e.get("event") == "emission_unconfirmed" for e in ctx.events)
+    if isinstance(generator, Mapping) and (generator.get("output_on") or (generator.get("armed") and not unconfirmed)):
+        # armed is excused only where the record says the generator never acknowledged off (a dead link: the
+        # generator's own watchdog is then the layer that disarms it); emitting never is
+        v["sim_generator_left_on"].append(f"the generator was left {dict(generator)} when the session ended")
+    if len(pulses) > len(ctx.starts):
+        v["sim_emission_unlogged"].append(
+            f"the generator emitted {len(pulses)} pulses, the log started {len(ctx.starts)}"
+        )
+    t_end_session = float(ctx.end["t"]) if ctx.end is not None else math.inf
+    for p in pulses:
+        if float(p["t_off"]) > t_end_session + EPS_S:
+            v["sim_output_on_at_end"].append(f"pulse {p['number']} still on after the session ended")
+    by_number = {int(p["number"]): p for p in pulses}
+    per_spot: dict[int, float] = defaultdict(float)
+    for n, s in ctx.starts.items():
+        p = by_number.get(n)
+        if p is None:  # a record of fault windows only: judge the pulse's end as the log has it
+            end = ctx.ends.get(n, s)
+            _blocking_faults(ctx, v, n, float(s["t"]), float(end.get("t_off", end["t"])), sim.get("faults", []))
+            continue
+        per_spot[int(s["spot"])] += float(p["energy_j"])
+        logged = ctx.ends.get(n, {}).get("energy_j")
+        # the generator reports in microjoules over a wire (its register's unit)
+        if isinstance(logged, int | float) and abs(logged - float(p["energy_j"])) > max(1.01e-6, 1e-6 * logged):
+            v["sim_energy_mismatch"].append(f"pulse {n}: log {logged} J, generator {p['energy_j']} J")
+        _blocking_faults(ctx, v, n, float(s["t"]), float(p["t_off"]), sim.get("faults", []))
+    cap = ctx.pps * ctx.energy_j * (1 + ctx.tol)
+    for spot, energy in sorted(per_spot.items()):
+        if energy > cap * (1 + 1e-6) + EPS_J:
+            v["sim_dose_over"].append(f"spot {spot}: the generator delivered {energy:.6f} J, plan cap {cap:.6f} J")
+    for claim in ctx.sprays if "sprays" in sim else ():
+        listed = [by_number.get(int(n)) for n in claim.get("pulses", [])]
+        first = next((p for p in listed if p is not None), None)
+        t_claim = float(claim.get("t_open", claim["t"]))
+        wet = [
+            s
+            for s in sprays
+            if s.get("wet")
+            and s.get("t_open") is not None
+            and float(s["t_open"]) <= t_claim + EPS_S
+            and (s.get("t_close") is None or float(s["t_close"]) > t_claim - EPS_S)
+        ]
+        if not wet:
+            v["phantom_cooling"].append(
+                f"spray {claim.get('spray')} claimed open with water at {t_claim:.4f}; the unit was not"
+            )
+        elif first is not None and float(wet[0]["t_open"]) - float(first["t_off"]) > ctx.window_s + EPS_S:
+            late = 1000 * (float(wet[0]["t_open"]) - float(first["t_off"]))
+            v["phantom_cooling"].append(f"spray {claim.get('spray')}: water on the skin {late:.1f} ms after the pulse")
+
+
+def _blocking_faults(ctx: Record, v: Violations, n: int, t_decided: float, t_off: float, faults: Any) -> None:
+    """No pulse decided while a fault that blocks emission was active (an unsafe input, the safety inputs
+    silent, a dry reservoir once the spray unit's status bound has passed), and emission cut within
+    ``REACTION_S`` when an unsafe input came during a pulse."""
+    lim = ctx.limits
+    for f in faults:
+        start, end = f.get("start"), f.get("end")
+        if start is None:
+            continue
+        s0, s1 = float(start), math.inf if end is None else float(end)
+        kind, device, value = f.get("kind"), f.get("device"), f.get("value")
+        tip_out = kind == "tip_lift" and not (
+            lim.get("tip_min_mm", 0.2) <= (5.0 if value is None else value) <= lim.get("tip_max_mm", 1.5)
+        )
+        unsafe = (device == "safety" and kind in BLOCKING_SAFETY) or tip_out
+        dark = device == "link" and f.get("target") == "safety" and kind in DARK_LINK
+        # a dry reservoir: a pulse may go on a spray unit status within its bound (checked before a spot)
+        grace = ctx.max_age_s.get("spray", RESERVOIR_GRACE_S) + ctx.detection_s if kind == "reservoir_empty" else 0.0
+        if (unsafe or dark or kind == "reservoir_empty") and s0 + grace + EPS_S < t_decided < s1 - EPS_S:
+            v["pulse_during_blocking_fault"].append(
+                f"pulse {n} decided at {t_decided:.4f} during {device}/{kind} [{s0:.4f}, {s1:.4f})"
+            )
+        if unsafe and t_decided < s0 < t_off and t_off - s0 > REACTION_S + EPS_S:
+            v["emission_not_cut"].append(f"pulse {n} on {1000 * (t_off - s0):.1f} ms after {device}/{kind} at {s0:.4f}")
