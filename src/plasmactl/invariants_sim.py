@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from plasmactl.invariants import EPS_J, EPS_S, RESERVOIR_GRACE_S, Violations, Record
+from plasmactl.invariants import EPS_J, EPS_S, RESERVOIR_GRACE_S, Record, Violations
 
 BLOCKING_SAFETY = ("estop", "footswitch_release")
 DARK_LINK = ("timeout", "disconnect", "corrupt", "garbage")  # a link that answers nothing usable
