@@ -28,7 +28,7 @@ EXPECTED_RULES = {
     "safety-estop": {"estop"},
     "safety-footswitch-release": {"footswitch_released"},
     "safety-tip-lift": {"tip_out_of_window"},
-    "spray-reservoir-empty": {"reservoir_low"},
+    "spray-reservoir-empty": {"reservoir_low", "spray_flow_lost"},  # dry mid-spray on a plan spraying then
     "spray-valve-slow": {"cooling_not_confirmed"},
     "spray-valve-stuck-closed": {"cooling_not_confirmed"},
     "thermometer-dropout": {"thermometer_stale"},

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from plasmactl.controller import interlocks as il
+from plasmactl.controller import machine
 from plasmactl.controller.machine import GUARDS
 from plasmactl.controller.trips import LATCH, CoolingFacts, PulseFacts, Rule, Snapshot, SpotFacts, Trip
 from plasmactl.limits import Caps, Limits
@@ -23,12 +24,12 @@ from snapshots import ENERGY_J, LIMITS, MAX_AGE, NOW, healthy, plasma, reading, 
 CONTROLLER = Path(__file__).resolve().parents[1] / "src" / "plasmactl" / "controller"
 SETS: dict[str, tuple[il.Interlock, ...]] = {
     **{f"guard {k}": v for k, v in GUARDS.items()},
-    "self_test": il.SELF_TEST,
-    "continuous": il.CONTINUOUS,
-    "continuous_active": il.CONTINUOUS_ACTIVE,
-    "pulse_watch": il.PULSE_WATCH,
-    "pulse_end": il.PULSE_END,
-    "cooling_watch": il.COOLING_WATCH,
+    "self_test": machine.SELF_TEST,
+    "continuous": machine.CONTINUOUS,
+    "continuous_active": machine.CONTINUOUS_ACTIVE,
+    "pulse_watch": machine.PULSE_WATCH,
+    "pulse_end": machine.PULSE_END,
+    "cooling_watch": machine.COOLING_WATCH,
 }
 ALL_RULES = tuple(dict.fromkeys(fn for fns in SETS.values() for fn in fns))
 
@@ -56,7 +57,7 @@ def test_rule_sets_pass_on_a_healthy_snapshot(name: str) -> None:
 def test_every_rule_is_in_a_set_or_an_event_and_every_set_rule_declares_its_rules() -> None:
     declared = {r for fn in ALL_RULES for r in il.rules_of(fn)}
     assert all(il.rules_of(fn) for fn in ALL_RULES), "a rule function without @emits"
-    assert declared | set(il.EVENT_RULES) == set(Rule), set(Rule) - declared - set(il.EVENT_RULES)
+    assert declared | set(machine.EVENT_RULES) == set(Rule), set(Rule) - declared - set(machine.EVENT_RULES)
 
 
 def test_every_rule_function_of_the_module_is_used_by_a_set() -> None:
@@ -87,7 +88,7 @@ def test_trips_are_built_only_in_interlocks_and_only_of_enum_rules() -> None:
             assert _trips_built_in(path) == [], path.name
     built = _trips_built_in(CONTROLLER / "interlocks.py")
     assert {b for b in built if b not in Rule.__members__} == {"rule"}  # the fail-closed helper's parameter
-    in_sets = {r.name for fn in ALL_RULES for r in il.rules_of(fn)} | {r.name for r in il.EVENT_RULES}
+    in_sets = {r.name for fn in ALL_RULES for r in il.rules_of(fn)} | {r.name for r in machine.EVENT_RULES}
     assert {b for b in built if b in Rule.__members__} <= in_sets
 
 
@@ -260,13 +261,12 @@ def test_water_on_skin_needs_feedback_and_flow(changes: dict[str, Any], wet: boo
 
 def test_cooling_deadline() -> None:
     pend = CoolingFacts((7,), window_start=NOW - 0.1, spray=3)
-    assert il.cooling_deadline(healthy(pending=pend, now=math.nextafter(NOW, 0.0))) is None
-    trip = tripped(il.cooling_deadline, healthy(pending=pend))
+    deadline = pend.window_start + 0.1
+    # the window's last instant is still in time (a spray seen with water then is confirmed, not missed)
+    assert il.cooling_deadline(healthy(pending=pend, now=deadline)) is None
+    trip = tripped(il.cooling_deadline, healthy(pending=pend, now=math.nextafter(deadline, math.inf)))
     assert trip.rule == Rule.COOLING_NOT_CONFIRMED and "spray 3" in trip.reason and "pulse 7" in trip.reason
-    assert (
-        il.cooling_deadline(healthy(pending=pend._replace() if False else CoolingFacts((7,), NOW - 0.1, 3, True)))
-        is None
-    )
+    assert il.cooling_deadline(healthy(pending=CoolingFacts((7,), NOW - 0.1, 3, True), now=NOW + 1.0)) is None
     assert "no spray commanded" in tripped(il.cooling_deadline, healthy(pending=CoolingFacts((7,), NOW - 1.0))).reason
 
 
@@ -295,6 +295,26 @@ def test_unexpected_output_is_judged_on_a_status_after_the_last_off() -> None:
     assert il.unexpected_output(healthy(plasma=on, output_off_since=NOW)) is None  # the status predates the off
     in_flight = PulseFacts(4, 4, NOW - 0.002, NOW + 0.01, 4)
     assert il.unexpected_output(healthy(plasma=on, pulse=in_flight)) is None
+    paused = healthy(plasma=on, output_off_since=NOW - 0.5, paused_since=NOW - 0.5)
+    assert il.first_trip(machine.CONTINUOUS, paused, skip_latch=("pause",)).rule == Rule.UNEXPECTED_OUTPUT  # type: ignore[union-attr]
+    assert il.first_trip(GUARDS["RESUME"], paused).rule == Rule.UNEXPECTED_OUTPUT  # type: ignore[union-attr]
+
+
+def test_a_spray_must_keep_flowing_until_its_earliest_end() -> None:
+    wet = spray_status(valve_open=True, flow_ml_s=0.5, t=NOW)
+    dry = spray_status(valve_open=True, flow_ml_s=0.0, t=NOW)
+    shut = spray_status(valve_open=False, flow_ml_s=0.0, t=NOW)
+    running = CoolingFacts((3,), NOW - 0.1, 3, True, NOW + 0.06, t_spray_cmd=NOW - 0.09, t_wet=NOW - 0.07)
+    assert il.spray_flowing(healthy(spray=wet, pending=running)) is None
+    assert tripped(il.spray_flowing, healthy(spray=dry, pending=running)).rule == Rule.SPRAY_FLOW_LOST
+    assert "valve shut" in tripped(il.spray_flowing, healthy(spray=shut, pending=running)).reason
+    # the valve may close from command + length on; a status from the confirmation itself is no news
+    closing = CoolingFacts((3,), NOW - 0.2, 3, True, NOW, t_spray_cmd=NOW - 0.15 + 0.0005, t_wet=NOW - 0.15)
+    assert il.spray_flowing(healthy(spray=shut, pending=closing)) is None
+    at_wet = CoolingFacts((3,), NOW - 0.1, 3, True, NOW + 0.15, t_spray_cmd=NOW - 0.02, t_wet=NOW)
+    assert il.spray_flowing(healthy(spray=dry, pending=at_wet)) is None
+    unconfirmed = CoolingFacts((3,), NOW - 0.05, 3, t_spray_cmd=NOW - 0.04)
+    assert il.spray_flowing(healthy(spray=dry, pending=unconfirmed)) is None
 
 
 def test_pulse_bound() -> None:
@@ -415,11 +435,11 @@ def test_fire_reports_causes_in_their_order() -> None:
 
 def test_first_trip_can_look_past_pauses() -> None:
     snap = healthy(safety=safety(footswitch=False), last_heard={"plasma": 0.0})
-    first = il.first_trip(il.CONTINUOUS_ACTIVE, snap)
+    first = il.first_trip(machine.CONTINUOUS_ACTIVE, snap)
     assert first is not None and first.rule == Rule.DEVICE_WATCHDOG  # the footswitch is last in the set
     snap = healthy(safety=None, last_heard={"plasma": 0.0})
-    assert il.first_trip(il.CONTINUOUS, snap).rule == Rule.SAFETY_INPUTS_STALE  # type: ignore[union-attr]
-    beyond = il.first_trip(il.CONTINUOUS, snap, skip_latch=("pause",))
+    assert il.first_trip(machine.CONTINUOUS, snap).rule == Rule.SAFETY_INPUTS_STALE  # type: ignore[union-attr]
+    beyond = il.first_trip(machine.CONTINUOUS, snap, skip_latch=("pause",))
     assert beyond is not None and beyond.rule == Rule.DEVICE_WATCHDOG
 
 
@@ -429,7 +449,9 @@ def test_guard_membership() -> None:
     assert il.footswitch in GUARDS["FIRE"] and il.footswitch in GUARDS["RESUME"]
     assert il.footswitch not in GUARDS["ARM"]  # arming waits for nothing: the first pulse does
     assert il.spot_dose in GUARDS["FIRE"] and il.unexpected_output in GUARDS["FIRE"]
-    for rule in (il.reservoir, il.plasma_status_fresh, il.tip_window, il.thermometer_stale):
+    for rule in (il.reservoir, il.plasma_status_fresh, il.tip_window, il.thermometer_stale, il.unexpected_output):
         assert all(rule in g for g in GUARDS.values())
+    # output on with no pulse in flight is a fault in every state, paused and idle too (found by an adversary)
+    assert il.unexpected_output in machine.CONTINUOUS
     # a warm skin holds the next pulse; a hot one stops the session at any time
-    assert il.skin_temp_before_pulse not in il.CONTINUOUS and il.skin_temp_hard in il.CONTINUOUS
+    assert il.skin_temp_before_pulse not in machine.CONTINUOUS and il.skin_temp_hard in machine.CONTINUOUS

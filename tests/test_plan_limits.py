@@ -200,7 +200,7 @@ def test_caps_cannot_be_set_from_a_plan_file(data_key: str, section: dict[str, A
 def test_small_plan_is_valid() -> None:
     plan = validate(Plan, _plan_data(), "x.toml")
     assert plan.pulse_count == 3
-    assert plan.estimated_session_s() == 3.0
+    assert plan.estimated_session_s() == pytest.approx(2.0 + 0.155)  # two intervals, then the last cycle
 
 
 @pytest.mark.parametrize(
@@ -227,7 +227,7 @@ def test_small_plan_is_valid() -> None:
         (
             {
                 "pulse": {"energy_j": 0.06, "pulse_ms": 5.0, "interval_s": 10.0},
-                "limits": {"max_session_s": 25.0},
+                "limits": {"max_session_s": 15.0},
             },
             "limits.max_session_s",
         ),
@@ -246,6 +246,31 @@ def test_inconsistent_plan_rejected_naming_the_field(overrides: dict[str, Any], 
     with pytest.raises(InputError) as exc:
         validate(Plan, _plan_data(**overrides), "x.toml")
     assert field in _problems(exc), exc.value.problems
+
+
+@pytest.mark.parametrize(
+    ("spots", "hint"),
+    [
+        ({"points": [[0.0, 0.0]], "spot_diameter_mm": 300.0}, "did you mean 300 um = 0.3 mm?"),
+        (
+            {"grid": {"width_mm": 5000.0, "height_mm": 5000.0, "spacing_mm": 2000.0, "spot_diameter_mm": 1500.0}},
+            "1.5 mm?",
+        ),
+        ({"points": [[0.0, 0.0]], "spot_diameter_mm": 30000.0}, None),  # no reading as micrometres fits
+    ],
+)
+def test_a_spot_diameter_in_micrometres_is_refused(spots: dict[str, Any], hint: str | None) -> None:
+    """300 typed for 0.3 mm would make every fluence a million times smaller than it is (and pass its cap)."""
+    with pytest.raises(InputError) as exc:
+        validate(Plan, _plan_data(spots=spots, pulse={"energy_j": 0.005, "pulse_ms": 5.0, "interval_s": 1.0}), "x")
+    text = _problems(exc)
+    assert f"over the cap of {Caps.MAX_SPOT_DIAMETER_MM:g} mm" in text
+    assert (hint in text) if hint is not None else ("did you mean" not in text)
+
+
+def test_the_largest_spot_is_accepted() -> None:
+    spots = {"points": [[0.0, 0.0]], "spot_diameter_mm": Caps.MAX_SPOT_DIAMETER_MM}
+    assert validate(Plan, _plan_data(spots=spots), "x.toml").spots.diameter_mm == Caps.MAX_SPOT_DIAMETER_MM
 
 
 def test_plan_boundaries_accepted() -> None:
@@ -271,8 +296,13 @@ def test_plan_boundaries_accepted() -> None:
     )
     assert validate(Plan, ok_pulse, "x.toml").pulse_count == 15
     # a session exactly at the limit is accepted
-    exact = _plan_data(pulse={"energy_j": 0.06, "pulse_ms": 5.0, "interval_s": 10.0}, limits={"max_session_s": 30.0})
-    assert validate(Plan, exact, "x.toml").estimated_session_s() == 30.0
+    pulse = {"energy_j": 0.06, "pulse_ms": 5.0, "interval_s": 10.0}
+    estimate = validate(Plan, _plan_data(pulse=pulse), "x.toml").estimated_session_s()
+    assert estimate == pytest.approx(20.155)  # 2 intervals, the last pulse and its 150 ms spray
+    exact = _plan_data(pulse=pulse, limits={"max_session_s": estimate})
+    assert validate(Plan, exact, "x.toml").estimated_session_s() == estimate
+    with pytest.raises(InputError, match="max_session_s"):
+        validate(Plan, _plan_data(pulse=pulse, limits={"max_session_s": estimate - 0.001}), "x.toml")
 
 
 @pytest.mark.parametrize(
@@ -455,6 +485,10 @@ def _fault(**kw: Any) -> dict[str, Any]:
         ({"device": "link", "kind": "timeout", "at_s": 1.0, "target": "link"}, "fault.0.target"),
         ({"device": "plasma", "kind": "energy_drift", "at_s": 1.0, "value": -0.5}, "must be >= 0"),
         ({"device": "spray", "kind": "valve_slow", "at_s": 1.0, "value": -1.0}, "must be >= 0"),
+        (
+            {"device": "link", "target": "safety", "kind": "delay", "at_s": 1.0, "value": -5.0},
+            "delay value is added milliseconds",
+        ),
         ({"device": "plasma", "kind": "stuck_on", "at_s": -1.0}, "fault.0.at_s"),
         ({"device": "plasma", "kind": "stuck_on", "after_pulses": 0}, "fault.0.after_pulses"),
         ({"device": "plasma", "kind": "stuck_on", "at_s": 1.0, "duration_s": 0.0}, "fault.0.duration_s"),
@@ -573,8 +607,16 @@ def test_bad_timing_rejected(device: str, timing: dict[str, float], message: str
 
 
 def test_timing_just_inside_accepted() -> None:
-    rig = validate(Rig, {"plasma": {"timeout_ms": 499.0, "poll_ms": 499.0, "watchdog_ms": 500.0}}, "r.toml")
-    assert rig.plasma.timeout_ms == 499.0
+    """A device's own ordering accepts values just inside it; the rig then checks that a healthy device's
+    longest silence (poll plus one call plus the monitor period) fits its watchdog."""
+    timing = validate(DeviceTiming, {"timeout_ms": 499.0, "poll_ms": 499.0, "watchdog_ms": 500.0}, "r.toml")
+    assert timing.timeout_ms == 499.0
+    with pytest.raises(InputError, match="can be silent for 1098 ms"):
+        validate(Rig, {"plasma": {"timeout_ms": 499.0, "poll_ms": 499.0, "watchdog_ms": 500.0}}, "r.toml")
+    fits = {"timeout_ms": 20.0, "poll_ms": 250.0, "watchdog_ms": 370.5, "max_age_ms": 300.0}  # silence 370 ms
+    assert validate(Rig, {"plasma": fits}, "r.toml").plasma.watchdog_ms == 370.5
+    with pytest.raises(InputError, match="can be silent for 370 ms"):
+        validate(Rig, {"plasma": {**fits, "watchdog_ms": 370.0}}, "r.toml")
 
 
 def test_sim_rig_example_equals_default() -> None:

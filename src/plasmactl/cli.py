@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from plasmactl.budget import budget_problems, cooling_budget
 from plasmactl.faults import FaultScenario, check_against_plan, load_faults
 from plasmactl.inputs import InputError
 from plasmactl.plan import load_plan
@@ -68,6 +69,9 @@ def load_inputs(plan: Path, rig: Path | None, faults: Path | None, seed: int) ->
     problems = check_against_plan(f, p.pulse_count, p.limits.max_session_s)
     if problems:
         raise InputError(str(faults), problems)
+    combination = budget_problems(p, r)
+    if combination:
+        raise InputError(f"{plan} on {rig if rig else 'the default rig'}", combination)
     return SessionInputs(plan=p, plan_file=pf, rig=r, rig_file=rf, faults=f, faults_file=ff, seed=seed)
 
 
@@ -225,6 +229,15 @@ def check(
         f" rig {inputs.rig.name!r}; {len(inputs.faults.fault)} fault(s)"
     )
     console.print(pulse_bound_line(inputs))
+    b = cooling_budget(p, inputs.rig)
+    valve = "" if b.valve_known else " (the valve's latency is learned at the first spray: not included)"
+    line = (
+        f"cooling: water on the skin {b.earliest_water_ms:.1f} ms at the earliest after the first pulse a spray"
+        f" covers, inside a {b.window_ms:g} ms window{valve}"
+    )
+    if b.margin_ms < 0.2 * b.window_ms:
+        line += f"; warning: {b.margin_ms:.1f} ms of margin is under 20 % of the window"
+    console.print(line)
 
 
 def pulse_bound_line(inputs: SessionInputs) -> str:

@@ -55,6 +55,7 @@ KINDS: dict[str, dict[str, tuple[bool, str]]] = {
         "disconnect": (False, ""),
     },
 }
+NON_NEGATIVE = {"energy_drift": "a factor", "valve_slow": "added milliseconds", "delay": "added milliseconds"}
 
 
 class Fault(BaseModel):
@@ -88,10 +89,8 @@ class Fault(BaseModel):
             raise ValueError("device 'link' needs target (plasma | spray | thermometer | safety)")
         if self.device != "link" and self.target is not None:
             raise ValueError("target is only for device 'link'")
-        if self.kind == "energy_drift" and self.value is not None and self.value < 0:
-            raise ValueError("energy_drift value is a factor and must be >= 0")
-        if self.kind == "valve_slow" and self.value is not None and self.value < 0:
-            raise ValueError("valve_slow value is added milliseconds and must be >= 0")
+        if self.kind in NON_NEGATIVE and self.value is not None and self.value < 0:
+            raise ValueError(f"{self.kind} value is {NON_NEGATIVE[self.kind]} and must be >= 0, not {self.value:g}")
         return self
 
     @property

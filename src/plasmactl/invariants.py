@@ -135,12 +135,20 @@ def _integrity(ctx: Record, v: Violations) -> None:
 
 
 def _emission(ctx: Record, v: Violations) -> None:
-    """No pulse while latched or paused, or on a stale or tripping input."""
+    """No pulse while latched or paused, or on a stale or tripping input; no pause longer than its limit."""
     latched: float | None = None
     paused: float | None = None
     lim = ctx.limits
+    pause_limit = float(lim.get("max_pause_s", math.inf)) + ctx.detection_s + EPS_S
+    overlong: float | None = None  # the pause already reported as too long
     for e in ctx.events:
         name = e.get("event")
+        if paused is not None and latched is None and paused != overlong and float(e["t"]) > paused + pause_limit:
+            v["pause_too_long"].append(
+                f"paused since {paused:.4f}, still paused at {float(e['t']):.4f} ({e.get('event')}), over"
+                f" limits.max_pause_s = {lim.get('max_pause_s')}"
+            )
+            overlong = paused
         if name in ("interlock_trip", "fault", "estop"):
             if e.get("latch") == "pause":
                 paused = float(e["t"]) if paused is None else paused
@@ -189,11 +197,16 @@ def _trips_between(ctx: Record, t0: float, t1: float) -> list[Event]:
 def _cooling(ctx: Record, v: Violations) -> None:
     """Every pulse cooled within the window with water confirmed; or a trip inside it and cooling_missed."""
     min_flow = float(ctx.limits.get("min_spray_flow_ml_s", 0.0))
+    first_spray: dict[int, Event] = {}
+    for s in ctx.sprays:
+        for n in s.get("pulses", []):
+            first_spray.setdefault(n, s)
+    commanded_for = {n for c in ctx.commands + ctx.sprays for n in c.get("pulses", [])}
     for n, end in sorted(ctx.ends.items()):
         start = ctx.starts.get(n)
         t_end = float(end.get("t_end", end["t"]))
         window_end = t_end + ctx.window_s
-        spray = next((s for s in ctx.sprays if n in s.get("pulses", [])), None)
+        spray = first_spray.get(n)
         if spray is not None:
             delay = float(spray.get("t_open", spray["t"])) - t_end
             if delay > ctx.window_s + EPS_S or float(spray.get("delay_ms", 0.0)) > ctx.window_s * 1000 + 1e-3:
@@ -210,8 +223,7 @@ def _cooling(ctx: Record, v: Violations) -> None:
         if n not in ctx.missed:
             v["uncooled_not_recorded"].append(f"pulse {n} not cooled and no cooling_missed names it")
     for n, end in sorted(ctx.ends.items()):
-        commanded = any(n in c.get("pulses", []) for c in ctx.commands + ctx.sprays)
-        if commanded:
+        if n in commanded_for:
             continue
         start = ctx.starts.get(n)
         t0 = float(start["t"]) if start is not None else float(end["t"])

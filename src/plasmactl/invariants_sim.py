@@ -16,6 +16,11 @@ from plasmactl.invariants import EPS_J, EPS_S, RESERVOIR_GRACE_S, Record, Violat
 BLOCKING_SAFETY = ("estop", "footswitch_release")
 DARK_LINK = ("timeout", "disconnect", "corrupt", "garbage")  # a link that answers nothing usable
 REACTION_S = 0.010  # emission off within 10 ms of an E-stop, footswitch release or lifted tip
+FLOW_DETECT_S = 0.025  # a spray's flow is read every 20 ms while it runs (plus one read)
+VALVE_CLOSE_GRACE_S = 0.5
+# the newest safety read a pulse may be decided on (the controller's own bound, restated here so the checker
+# does not take it from the code it checks)
+FIRE_SAFETY_AGE_S = 0.020
 
 
 def against_simulator(ctx: Record, v: Violations, sim: Mapping[str, Any]) -> None:
@@ -74,6 +79,47 @@ def against_simulator(ctx: Record, v: Violations, sim: Mapping[str, Any]) -> Non
         elif first is not None and float(wet[0]["t_open"]) - float(first["t_off"]) > ctx.window_s + EPS_S:
             late = 1000 * (float(wet[0]["t_open"]) - float(first["t_off"]))
             v["phantom_cooling"].append(f"spray {claim.get('spray')}: water on the skin {late:.1f} ms after the pulse")
+        else:
+            _ran_dry(ctx, v, claim, wet[0])
+    _estop_pressed(ctx, v, sim.get("faults", []))
+
+
+def _ran_dry(ctx: Record, v: Violations, claim: Mapping[str, Any], spray: Mapping[str, Any]) -> None:
+    """A claimed spray whose water stopped before its valve closed (the reservoir ran dry) is reported by a
+    trip while it runs: the skin's cooling was cut short."""
+    wet_until, t_close = spray.get("wet_until"), spray.get("t_close")
+    if wet_until is None or t_close is None:
+        return
+    t_dry, t_shut = float(wet_until), float(t_close)
+    if t_shut - t_dry <= FLOW_DETECT_S + ctx.detection_s:
+        return  # dry in its last moment, after the last flow reading
+    if not any(t_dry - EPS_S <= float(t["t"]) <= t_shut + VALVE_CLOSE_GRACE_S + ctx.detection_s for t in ctx.trips):
+        v["dry_spray_unreported"].append(
+            f"spray {claim.get('spray')} ran dry {1000 * (t_shut - t_dry):.0f} ms before its valve closed"
+            f" ({t_dry:.4f}); no trip reports it"
+        )
+
+
+def _estop_pressed(ctx: Record, v: Violations, faults: Any) -> None:
+    """An E-stop pressed while the session runs ends it as ``estop`` (not a fault or an abort before it),
+    on wires when the press lasts longer than the safety inputs' refresh period."""
+    if ctx.end is None:
+        return
+    t_end = float(ctx.end["t"])
+    refresh = 0.0 if ctx.detection_s == 0.0 else ctx.max_age_s.get("safety", 0.0) + ctx.detection_s
+    t_abort = min((float(e["t"]) for e in ctx.events if e.get("event") == "abort"), default=math.inf)
+    for f in faults:
+        if f.get("device") != "safety" or f.get("kind") != "estop" or f.get("start") is None:
+            continue
+        s0 = float(f["start"])
+        s1 = math.inf if f.get("end") is None else float(f["end"])
+        if s1 - s0 <= refresh or not (float(ctx.start["t"]) <= s0 < t_end) or t_abort <= s0 + refresh:
+            continue
+        if not any(t.get("rule") == "estop" and float(t["t"]) >= s0 - EPS_S for t in ctx.trips):
+            v["estop_not_latched"].append(
+                f"E-stop pressed at {s0:.4f} for {'ever' if math.isinf(s1) else f'{1000 * (s1 - s0):.0f} ms'}:"
+                f" the session ended {ctx.end.get('outcome')} with no estop trip"
+            )
 
 
 def _blocking_faults(ctx: Record, v: Violations, n: int, t_decided: float, t_off: float, faults: Any) -> None:
@@ -81,6 +127,10 @@ def _blocking_faults(ctx: Record, v: Violations, n: int, t_decided: float, t_off
     silent, a dry reservoir once the spray unit's status bound has passed), and emission cut within
     ``REACTION_S`` when an unsafe input came during a pulse."""
     lim = ctx.limits
+    # on wires the safety inputs are read before the decision: a read sent at safety_t may not see a fault
+    # that came after it; the controller fires only on a read sent at most FIRE_SAFETY_AGE_S before
+    sent = ctx.starts[n].get("safety_t") if ctx.detection_s > 0.0 else None
+    read_s = t_decided - float(sent) if isinstance(sent, int | float) else 0.0
     for f in faults:
         start, end = f.get("start"), f.get("end")
         if start is None:
@@ -94,9 +144,13 @@ def _blocking_faults(ctx: Record, v: Violations, n: int, t_decided: float, t_off
         dark = device == "link" and f.get("target") == "safety" and kind in DARK_LINK
         # a dry reservoir: a pulse may go on a spray unit status within its bound (checked before a spot)
         grace = ctx.max_age_s.get("spray", RESERVOIR_GRACE_S) + ctx.detection_s if kind == "reservoir_empty" else 0.0
+        if unsafe or dark:  # a fault after the read was sent, on a read recent enough, was not seen in time
+            grace = read_s if read_s <= FIRE_SAFETY_AGE_S + EPS_S else 0.0
         if (unsafe or dark or kind == "reservoir_empty") and s0 + grace + EPS_S < t_decided < s1 - EPS_S:
             v["pulse_during_blocking_fault"].append(
                 f"pulse {n} decided at {t_decided:.4f} during {device}/{kind} [{s0:.4f}, {s1:.4f})"
+                + (f" on safety inputs read from {float(sent):.4f}" if sent is not None else "")
             )
-        if unsafe and t_decided < s0 < t_off and t_off - s0 > REACTION_S + EPS_S:
+        # a pulse decided on a read older than the fault goes off within the reaction time of both
+        if unsafe and t_decided - grace < s0 < t_off and t_off - max(s0, t_decided) > REACTION_S + EPS_S:
             v["emission_not_cut"].append(f"pulse {n} on {1000 * (t_off - s0):.1f} ms after {device}/{kind} at {s0:.4f}")

@@ -24,6 +24,10 @@ class Caps:
     # through the epidermis at ~17 J/cm2 on a 0.3 mm spot, and a millijoule number typed into a joule
     # field (a factor of 1000) lands far above the cap whatever the spot size.
     MAX_FLUENCE_J_CM2: Final = 25.0
+    # The spot: fractional zones are 120-300 um across, the plasma skin regeneration handpiece's spot about
+    # 6 mm. A diameter over 10 mm is no handpiece of this kind; it is a micrometre number in a millimetre
+    # field (300 for 0.3 mm), which would make every fluence look a million times smaller than it is.
+    MAX_SPOT_DIAMETER_MM: Final = 10.0
     MAX_PULSE_MS: Final = 100.0
     MAX_COOLING_DELAY_MS: Final = 1000.0  # epidermal heat diffuses in tens of ms: 1 s is already late
     SKIN_TEMP_MAX_C: Final = 43.0  # IEC 60601-1 applied-part limit
@@ -40,6 +44,10 @@ class Caps:
     TIP_SENSOR_MAX_MM: Final = 50.0
     # A spray counts as cooling only with at least this measured flow (a floor: a plan may raise it).
     MIN_SPRAY_FLOW_ML_S: Final = 0.05
+    # A pulse is decided on safety inputs read at most this long before (from the moment the read was
+    # sent): a footswitch released or a tip lifted since is at most this late to stop the next pulse. A
+    # bus read of them takes 1-5 ms, one queued behind other polls on a shared RS-485 bus about 10 ms.
+    FIRE_SAFETY_AGE_S: Final = 0.020
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]

@@ -5,14 +5,28 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from plasmactl.inputs import LoadedFile, load_model
-from plasmactl.limits import Limits, fluence_j_cm2
+from plasmactl.limits import Caps, Limits, fluence_j_cm2
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 MAX_SPOTS = 100_000  # far above a full face at 1 mm pitch; keeps validation and memory bounded
 MJ_HINT_MIN_J_CM2 = 0.5  # the energy read as millijoules must give at least a dose anyone treats with
+UM_HINT_MIN_MM = 0.05  # the diameter read as micrometres must give at least a spot anyone treats with
+
+
+def _spot_diameter(mm: float) -> float:
+    """At most the hard cap, with a hint when the number looks like micrometres."""
+    if mm <= Caps.MAX_SPOT_DIAMETER_MM:
+        return mm
+    message = f"spot diameter {mm:g} mm is over the cap of {Caps.MAX_SPOT_DIAMETER_MM:g} mm"
+    if UM_HINT_MIN_MM <= mm / 1000.0 <= Caps.MAX_SPOT_DIAMETER_MM:
+        message += f"; did you mean {mm:g} um = {mm / 1000.0:g} mm?"
+    raise ValueError(message)
+
+
+SpotDiameter = Annotated[float, Field(gt=0, allow_inf_nan=False), AfterValidator(_spot_diameter)]
 
 
 class _Strict(BaseModel):
@@ -26,7 +40,7 @@ class Grid(_Strict):
     height_mm: PosFloat
     spacing_mm: PosFloat | None = None
     density_pct: Annotated[float, Field(gt=0, le=78.5)] | None = None  # pi/4: circles touching
-    spot_diameter_mm: PosFloat = 0.3
+    spot_diameter_mm: SpotDiameter = 0.3
 
     @model_validator(mode="after")
     def _one_of(self) -> Grid:
@@ -77,7 +91,7 @@ class Spots(_Strict):
 
     points: Annotated[list[tuple[float, float]], BeforeValidator(_pairs)] | None = None
     grid: Grid | None = None
-    spot_diameter_mm: PosFloat = 0.3  # for a list of points (a grid has its own)
+    spot_diameter_mm: SpotDiameter = 0.3  # for a list of points (a grid has its own)
 
     @model_validator(mode="after")
     def _one_of(self) -> Spots:
@@ -206,12 +220,15 @@ class Plan(_Strict):
         return self.spots.count * self.pulse.pulses_per_spot
 
     def estimated_session_s(self) -> float:
-        """Lower bound on the session length: the pulses at their intervals (cooling may add to it)."""
-        p = self.pulse
-        per_spot = max(p.spot_interval, (p.pulses_per_spot - 1) * p.interval_s)
-        if p.pulses_per_spot == 1:
-            per_spot = max(p.interval_s, p.spot_interval)
-        return self.spots.count * per_spot
+        """Lower bound on the session length, from its first pulse to the last spray's end: pulses at their
+        intervals, a spot's first pulse at its spot interval, and no pulse before the spray after the one
+        before it has run (pulse, cooling delay, spray; the valve's own latency comes on top)."""
+        p, cool = self.pulse, self.cooling
+        cycle_s = (p.pulse_ms + cool.delay_ms + cool.spray_ms) / 1000.0
+        step_s = max(p.interval_s, cycle_s) if cool.when == "pulse" else p.interval_s  # within a spot
+        spot_s = (p.pulses_per_spot - 1) * step_s  # a spot's first pulse to its last
+        per_spot_s = max(p.spot_interval, spot_s + max(p.interval_s, cycle_s))
+        return (self.spots.count - 1) * per_spot_s + spot_s + cycle_s
 
 
 def load_plan(path: str) -> tuple[Plan, LoadedFile]:

@@ -21,7 +21,7 @@ PAIRS: tuple[tuple[str, str], ...] = tuple((device, kind) for device, kinds in K
 LINK_TARGETS = ("plasma", "spray", "thermometer", "safety")
 # offsets (ms) from a pulse's command: before it, at emission (~0.5 ms), during, at its end (~5.5 ms for a
 # 5 ms pulse: replaced by the plan's length), while the valve opens (~15 ms later), at the cooling window's
-# end (~100 ms), at the spray's end (~150 ms after it opened), and between pulses
+# end (~100 ms), while the spray runs (50, 80, 140 ms), at its end (~150 ms after it opened), and between pulses
 _EDGE_MS = (
     -2.0,
     -0.3,
@@ -38,8 +38,10 @@ _EDGE_MS = (
     20.0,
     21.0,
     50.0,
+    80.0,
     99.0,
     105.0,
+    140.0,
     170.0,
     171.0,
     400.0,

@@ -61,15 +61,6 @@ class PlasmaSim(DeviceTiming):
     # fault). It must outlast the controller's heartbeat polls (poll_ms, checked every thermometer poll).
     own_watchdog_ms: PosFloat = 1000.0
 
-    @model_validator(mode="after")
-    def _own_watchdog_outlasts_polls(self) -> PlasmaSim:
-        if self.own_watchdog_ms <= self.poll_ms * 2:
-            raise ValueError(
-                f"own_watchdog_ms ({self.own_watchdog_ms:g}) must be above twice poll_ms ({self.poll_ms:g}):"
-                " the generator would switch itself off between the controller's heartbeat polls"
-            )
-        return self
-
 
 class SpraySim(DeviceTiming):
     kind: Literal["sim"] = "sim"
@@ -273,6 +264,35 @@ class Rig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _heartbeats_fit(self) -> Rig:
+        """A healthy device must never look silent: its longest gap between replies (its refresh period, or
+        for the generator and spray unit the heartbeat poll, which the monitor sends at the thermometer's
+        period) plus one call must stay below its watchdog, and below the generator's own watchdog."""
+        monitor_ms = self.thermometer.poll_ms
+        for device in DEVICES:
+            cfg = self.timing(device)
+            gap = self.refresh_period_ms(device) + cfg.call_budget_ms
+            if device in ("plasma", "spray"):
+                gap += monitor_ms
+            if gap >= cfg.watchdog_ms:
+                raise ValueError(
+                    f"{device}: a healthy device can be silent for {gap:g} ms (its poll or heartbeat period plus one"
+                    f" call{', plus the monitor period' if device in ('plasma', 'spray') else ''}), not below its"
+                    f" watchdog_ms {cfg.watchdog_ms:g}: the session would stop at device_watchdog"
+                )
+        plasma = self.plasma
+        if (
+            isinstance(plasma, PlasmaSim)
+            and plasma.poll_ms + monitor_ms + plasma.call_budget_ms >= plasma.own_watchdog_ms
+        ):
+            raise ValueError(
+                f"plasma.own_watchdog_ms ({plasma.own_watchdog_ms:g}) must be above the longest gap between the"
+                f" controller's requests to the generator ({plasma.poll_ms + monitor_ms + plasma.call_budget_ms:g} ms:"
+                " its poll_ms, the monitor period (thermometer.poll_ms) and one call)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _ages_reachable(self) -> Rig:
         for device in DEVICES:
             cfg = self.timing(device)
@@ -331,6 +351,10 @@ class Rig(_Strict):
         return PulseLatencies(
             fire_ms / 1000.0, command_ms / 1000.0, status_ms / 1000.0, typical_ms / 1000.0, command_ms / 1000.0
         )
+
+    def valve_latency_s(self) -> float:
+        """The spray valve's opening latency as the rig knows it (a simulator's setting; 0 when unknown)."""
+        return self.spray.valve_latency_ms / 1000.0 if isinstance(self.spray, SpraySim) else 0.0
 
     @property
     def virtual_time_ok(self) -> bool:

@@ -316,19 +316,18 @@ class ModbusSafety(_ModbusDevice):
     def __init__(self, link: ModbusLink, cfg: ModbusCfg, clock: Clock, *, name: str | None = None) -> None:
         super().__init__(link, cfg, clock, name=name)
         self._last: SafetyState | None = None  # the last state handed out: what a change is a change from
-        self._polled: SafetyState | None = None  # the last state read off the bus
 
     async def read(self) -> SafetyState:
-        """The inputs now: the state ``wait_change`` polled less than one poll period ago (the freshest the
-        bus knows, and no extra traffic on it before a pulse), else a read."""
-        polled = self._polled
-        if polled is None or self.clock.now() - polled.t >= self.cfg.poll_ms / 1000.0:
-            polled = await self._poll()
-        self._last = polled
-        return polled
+        """The inputs now: always a read on the bus (the controller decides emission on it)."""
+        st = await self._poll()
+        self._last = st
+        return st
 
     async def _poll(self) -> SafetyState:
-        start, w, t = await self._read_block("SAFETY", "TIP_DISTANCE")
+        # stamped when the request goes, not when the reply comes: the device may have read its inputs at any
+        # moment in between, so the state is as old as the request (emission is judged on that age)
+        t = self.clock.now()
+        start, w, _ = await self._read_block("SAFETY", "TIP_DISTANCE")
         bits = join(_field(w, start, PLASMA["SAFETY"]))
         st = SafetyState(
             t=t,
@@ -336,7 +335,6 @@ class ModbusSafety(_ModbusDevice):
             footswitch=_bit(bits, SafetyBit.FOOTSWITCH),
             tip_distance_mm=PLASMA["TIP_DISTANCE"].decode(_field(w, start, PLASMA["TIP_DISTANCE"])),
         )
-        self._polled = st
         return st
 
     async def wait_change(self, timeout_s: float) -> SafetyState:

@@ -181,7 +181,11 @@ class SimPlasma:
 
 
 class SimSpray:
-    """Cold-spray unit: valve latency, valve feedback, reservoir consumption."""
+    """Cold-spray unit: valve latency, valve feedback, reservoir consumption, a flow sensor.
+
+    Water comes out while the valve is open and the reservoir has water: a reservoir that runs dry during a
+    spray (used up, or a ``reservoir_empty`` fault starting) ends the cooling of skin and tissue there, the
+    flow sensor reads 0 from then on, and the record says when (``wet_until``)."""
 
     def __init__(self, world: SimWorld, cfg: SpraySim) -> None:
         self.w = world
@@ -189,22 +193,52 @@ class SimSpray:
         self._linked = world.faults.affects_link("spray")
         self._faulted = world.faults.affects("spray")  # else no fault lookups at all
         self.count = 0
-        self._used_ml = 0.0  # by sprays already finished
+        self._used_s = 0.0  # seconds of flow by sprays already finished
         self._open = math.inf
         self._close = math.inf
+        self._dry = math.inf  # when water stops coming out of the current spray (<= _close)
         self._cool: int | None = None
         self._record: SprayRecord | None = None
+        if self._faulted:
+            world.on_schedule_change(self._replan)
+
+    def _level(self, now: float) -> float:
+        """Water left by consumption alone (a reservoir_empty fault aside)."""
+        running = max(0.0, min(now, self._dry) - self._open) if self._open < now else 0.0
+        return max(0.0, self.cfg.reservoir_ml - (self._used_s + running) * self.cfg.flow_ml_s)
 
     def _reservoir(self, now: float) -> float:
         if self._faulted and self.w.faults.find("spray", "reservoir_empty", now):
             return 0.0
-        running = max(0.0, min(now, self._close) - self._open) if self._open < now else 0.0
-        return max(0.0, self.cfg.reservoir_ml - (self._used_ml + running) * self.cfg.flow_ml_s)
+        return self._level(now)
+
+    def _dry_time(self) -> float:
+        """When the open spray stops giving water: its reservoir used up, or a reservoir fault starting."""
+        t_open, t_close = self._open, self._close
+        used_up = t_open + self._level(t_open) / self.cfg.flow_ml_s
+        emptied = self.w.faults.first_start("spray", "reservoir_empty", t_open, t_close) if self._faulted else math.inf
+        return min(t_close, used_up, emptied)
+
+    def _replan(self) -> None:
+        """A fault window became known (at a pulse's end): it may end the running spray's water earlier."""
+        if self._cool is not None and self._open < self._close:
+            self._run_dry_at(self._dry_time())
+
+    def _run_dry_at(self, t: float) -> None:
+        if t >= self._dry:
+            return
+        self._dry = t
+        if self._record is not None:
+            self._record.wet_until = t
+        if self._cool is not None:
+            self.w.skin.end_cool(self._cool, t)
+            if self.w.tissue is not None:
+                self.w.tissue.stop_spray(t)
 
     def _settle(self, now: float) -> None:
         if self._close <= now and not math.isinf(self._open):
-            self._used_ml += max(0.0, self._close - self._open)
-            self._open = self._close = math.inf
+            self._used_s += max(0.0, min(self._close, self._dry) - self._open)
+            self._open = self._close = self._dry = math.inf
             self._cool = None
             self._record = None
 
@@ -227,12 +261,13 @@ class SimSpray:
             return  # the command is acknowledged; the valve never moves
         self._open, self._close = t_open, t_open + duration_s
         wet = self._reservoir(t_open) > 0.0
-        self._record = SprayRecord(now, t_open, self._close, wet)
+        self._dry = self._dry_time() if wet else t_open
+        self._record = SprayRecord(now, t_open, self._close, wet, self._dry if wet else None)
         self.w.record.sprays.append(self._record)
         if wet:
-            self._cool = self.w.skin.cool(t_open, self._close)
+            self._cool = self.w.skin.cool(t_open, self._dry)
             if self.w.tissue is not None:
-                self.w.tissue.spray(t_open, self._close)
+                self.w.tissue.spray(t_open, self._dry)
 
     async def stop(self) -> None:
         if self._linked:
@@ -247,10 +282,7 @@ class SimSpray:
         self._close = max(now, self._open)
         if self._record is not None:
             self._record.t_close = self._close
-        if self._cool is not None:
-            self.w.skin.end_cool(self._cool, self._close)
-            if self.w.tissue is not None:
-                self.w.tissue.stop_spray(self._close)
+        self._run_dry_at(self._close)
 
     async def status(self) -> SprayStatus:
         if self._linked:
@@ -260,7 +292,7 @@ class SimSpray:
         is_open = self._open <= now < self._close
         reservoir = self._reservoir(now)
         # the flow sensor sees water only when the valve is open and water is coming out
-        flowing = is_open and self._cool is not None and reservoir > 0.0
+        flowing = is_open and self._cool is not None and now < self._dry and reservoir > 0.0
         return SprayStatus(
             t=now,
             valve_open=is_open,

@@ -42,12 +42,14 @@ class PulseRecord:
 @dataclass
 class SprayRecord:
     """A spray as the unit delivered it: commanded at ``t_cmd``, valve open over [t_open, t_close) (None:
-    it never opened), ``wet``: water came out (the reservoir was not dry when the valve opened)."""
+    it never opened), ``wet``: water came out (the reservoir was not dry when the valve opened), and until
+    ``wet_until`` (before ``t_close`` when the reservoir ran dry during the spray; None: never wet)."""
 
     t_cmd: float
     t_open: float | None
     t_close: float | None
     wet: bool
+    wet_until: float | None = None
 
 
 @dataclass
@@ -66,7 +68,10 @@ class SimRecord:
             "pulses": [
                 {"number": p.number, "t_on": p.t_on, "t_off": p.t_off, "energy_j": p.delivered_j()} for p in self.pulses
             ],
-            "sprays": [{"t_cmd": s.t_cmd, "t_open": s.t_open, "t_close": s.t_close, "wet": s.wet} for s in self.sprays],
+            "sprays": [
+                {"t_cmd": s.t_cmd, "t_open": s.t_open, "t_close": s.t_close, "wet": s.wet, "wet_until": s.wet_until}
+                for s in self.sprays
+            ],
             "faults": [
                 {
                     "device": a.fault.device,
@@ -142,6 +147,11 @@ class FaultSchedule:
             if item.fault.device == device and item.fault.kind == kind and item.active(t):
                 found = item
         return found
+
+    def first_start(self, device: str, kind: str, t0: float, t1: float) -> float:
+        """The earliest start in [t0, t1) of a fault of this device and kind (inf: none known)."""
+        starts = [i.start for i in self.items if i.fault.device == device and i.fault.kind == kind]
+        return min((t for t in starts if t0 <= t < t1), default=math.inf)
 
     def link_down(self, target: str, t: float) -> ActiveFault | None:
         for item in self.items:

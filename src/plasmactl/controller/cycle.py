@@ -14,10 +14,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from plasmactl.controller import interlocks as il
-from plasmactl.controller import watchers
+from plasmactl.controller import machine, watchers
 from plasmactl.controller.machine import TransitionRefused
 from plasmactl.controller.messages import Deadline, Finish, SprayDue, Tick
 from plasmactl.controller.trips import CoolingFacts, PulseFacts
+from plasmactl.limits import Caps
 from plasmactl.ports import DeviceError, PlasmaStatus, SprayStatus
 from plasmactl.rig import DEVICES
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from plasmactl.controller.owner import Controller
 
 SPRAY_ATTEMPTS = 3  # a spray command that fails is sent again while its cooling window lasts
+DEADLINE_AFTER_S = 1e-7  # the deadline's timer goes just after the window's last instant (which is in time)
+FIRE_SAFETY_READS = 3  # reads of the safety inputs before a pulse until one is recent enough to fire on
 
 
 class PulseCycle:
@@ -77,11 +80,16 @@ class PulseCycle:
         by_age = ("plasma", "thermometer", "spray") if self.pulse_in_spot > 0 else ("plasma", "thermometer")
         with c.calls.within(self.window_end()):
             safety_answered = await c.calls.refresh(DEVICES, by_age)
-        if not safety_answered:
-            await c.on_trip(il.safety_unanswered())
+            for _ in range(FIRE_SAFETY_READS - 1):  # a read that came back late (a busy bus or host): read again
+                if not safety_answered or self.safety_age() <= Caps.FIRE_SAFETY_AGE_S:
+                    break
+                safety_answered = await c.calls.poll("safety")
+        if not safety_answered or self.safety_age() > Caps.FIRE_SAFETY_AGE_S:
+            await c.on_trip(il.safety_unanswered(None if not safety_answered else self.safety_age()))
             return
         spot = self.spot_idx + 1
         c.know.spot = c.ledger.facts(spot)
+        c.know.cooling_lead_s = self.cooling_lead_s()
         try:
             c.go("fire", c.snapshot())
         except TransitionRefused as refused:
@@ -123,6 +131,24 @@ class PulseCycle:
         # the first look goes when a pulse that started without waiting on the link would be over
         c.spawn("pulse", watchers.watch_pulse(c, facts, c.latencies.usual_fire_s))
 
+    def safety_age(self) -> float:
+        """How old the safety inputs are now, from the moment their latest read was sent."""
+        st = self.c.know.safety
+        return math.inf if st is None else self.c.clock.now() - st.t
+
+    def cooling_lead_s(self) -> float:
+        """From firing now to the earliest water on the skin after the pulse: the pulse seen over (the usual
+        fire latency, its length, one status read), the plan's deliberate delay from the window's start, and
+        the spray's way to water (as last seen, else as the rig says)."""
+        c = self.c
+        lat = c.latencies
+        seen_over_s = lat.usual_fire_s + c.pulse_s + lat.detect_s
+        pend = c.know.pending
+        delay_s = c.plan.cooling.delay_ms / 1000.0
+        if pend is not None and delay_s > 0:
+            seen_over_s = max(seen_over_s, pend.window_start + delay_s - c.clock.now())
+        return seen_over_s + c.spray_lead_s()
+
     def window_end(self) -> float:
         """The end of the cooling window pulses are waiting in (inf when none is): no call runs past it."""
         pend = self.c.know.pending
@@ -146,7 +172,7 @@ class PulseCycle:
         if pend is None:
             know.pending = CoolingFacts((p.number,), t_end)
             # the window's end is a deadline on the clock, whatever the spray watch is waiting for
-            c.schedule(t_end + c.limits.max_cooling_delay_ms / 1000.0, Deadline())
+            c.schedule(t_end + c.limits.max_cooling_delay_ms / 1000.0 + DEADLINE_AFTER_S, Deadline())
         elif p.number not in pend.pulses:
             know.pending = replace(pend, pulses=(*pend.pulses, p.number))
         c.log.emit("pulse_end", pulse=p.number, energy_j=energy_j, t_end=t_end, t_off=t_off, interrupted=interrupted)
@@ -175,7 +201,7 @@ class PulseCycle:
         spray: tuple[int, float] | None = None
         if cools and delay_s == 0:
             spray = await self.send_spray()  # first: every moment between pulse end and valve open counts
-        trip = il.first_trip(il.PULSE_END, c.snapshot())
+        trip = il.first_trip(machine.PULSE_END, c.snapshot())
         if trip is not None:
             await c.on_trip(trip)  # the safe state confirms the spray just sent, or sends one
             return
@@ -211,7 +237,7 @@ class PulseCycle:
                 if attempt == SPRAY_ATTEMPTS or c.clock.now() + c.calls.budget_s["spray"] > deadline:
                     raise
         self.sprays += 1
-        c.know.pending = replace(pend, spray=self.sprays)
+        c.know.pending = replace(pend, spray=self.sprays, t_spray_cmd=t_cmd)
         c.log.emit(
             "spray_command",
             spray=self.sprays,
@@ -252,7 +278,7 @@ class PulseCycle:
         )
         c.ledger.cooled(pend.pulses, delay_ms)
         self.sprays_confirmed += 1
-        c.know.pending = replace(pend, confirmed=True, t_spray_end=st.t + c.spray_s)
+        c.know.pending = replace(pend, confirmed=True, t_spray_end=st.t + c.spray_s, t_wet=st.t)
 
     def on_spray_confirmed(self, spray: int, st: SprayStatus) -> None:
         c = self.c

@@ -3,9 +3,9 @@
 A rule holds no state and does no I/O: it reads the :class:`~plasmactl.controller.trips.Snapshot` (what the
 controller knows, each input with the time it was taken, and the sequencing facts the timed rules need)
 and passes (``None``) or returns a :class:`~plasmactl.controller.trips.Trip` naming its ``Rule``, the
-device and the reason. The controller only evaluates rule *sets* (the guards of arm/fire/resume/reset in
-the machine table, the watch sets at the end of this module) and acts on the first trip; what a trip
-latches (fault, E-stop, or a pause until its cause is gone) belongs to its rule.
+device and the reason. The controller only evaluates rule *sets* (the guards of arm/fire/resume/reset and
+the watch sets, in :mod:`plasmactl.controller.machine`) and acts on the first trip; what a trip latches
+(fault, E-stop, or a pause until its cause is gone) belongs to its rule.
 Fail-closed: an input that is unknown, or older than its device's bound, blocks emission.
 """
 
@@ -15,12 +15,13 @@ import math
 
 from plasmactl.controller.trips import Interlock, Rule, Snapshot, Trip, all_trips, emits, first_trip, rules_of
 from plasmactl.limits import Caps, Limits
-from plasmactl.ports import SprayStatus
+from plasmactl.ports import SafetyState, SprayStatus
 
 __all__ = ["Interlock", "all_trips", "emits", "first_trip", "rules_of"]  # the rule machinery, from trips
 
 ENERGY_EPS = 1e-6  # relative: a pulse at the generator's energy limit was ended by it
 VALVE_CLOSE_GRACE_S = 0.5  # a spray's valve must show closed this long after its planned end
+FLOW_END_MARGIN_S = 0.001  # a status this close to a spray's earliest end may already see it closing
 
 
 def _ms(seconds: float) -> str:
@@ -152,11 +153,42 @@ def reservoir(s: Snapshot) -> Trip | None:
 def cooling_deadline(s: Snapshot) -> Trip | None:
     """Pulses still waiting past their window: no spray was confirmed with water in time."""
     p = s.pending
-    if p is None or p.confirmed or s.now < p.window_start + s.limits.max_cooling_delay_ms / 1000.0:
-        return None
+    if p is None or p.confirmed or s.now <= p.window_start + s.limits.max_cooling_delay_ms / 1000.0:
+        return None  # (a spray seen with water at the window's last instant is in time)
     what = "no spray commanded" if p.spray is None else f"spray {p.spray} not confirmed open with water flowing"
     reason = f"{what} within {s.limits.max_cooling_delay_ms:g} ms of the end of pulse {p.pulses[0]}"
     return Trip(Rule.COOLING_NOT_CONFIRMED, reason, "spray")
+
+
+@emits(Rule.COOLING_WINDOW_UNREACHABLE)
+def window_reachable(s: Snapshot) -> Trip | None:
+    """A pulse may not go while earlier pulses wait for a spray that could then no longer reach the skin
+    inside their window (the spray follows this pulse)."""
+    p = s.pending
+    if p is None or p.confirmed:
+        return None
+    late_s = s.now + s.cooling_lead_s - (p.window_start + s.limits.max_cooling_delay_ms / 1000.0)
+    if late_s <= 0.0:
+        return None
+    reason = (
+        f"another pulse now would bring the spray for pulse {p.pulses[0]} {late_s * 1000:.1f} ms after its"
+        f" {s.limits.max_cooling_delay_ms:g} ms window"
+    )
+    return Trip(Rule.COOLING_WINDOW_UNREACHABLE, reason, "spray")
+
+
+@emits(Rule.SPRAY_FLOW_LOST)
+def spray_flowing(s: Snapshot) -> Trip | None:
+    """A confirmed spray keeps water on the skin until the earliest its valve may close (its command plus its
+    length): the valve shut, or the water stopped, before then cut the cooling short."""
+    p, st = s.pending, s.spray
+    if p is None or p.t_wet is None or p.t_spray_cmd is None or st is None or water_on_skin(st, s.limits):
+        return None
+    if not (p.t_wet < st.t <= p.t_spray_cmd + s.spray_s - FLOW_END_MARGIN_S):
+        return None
+    what = "valve shut" if not st.valve_open else f"flow {st.flow_ml_s:.3g} ml/s, reservoir {st.reservoir_ml:.3g} ml"
+    into = f"{(st.t - p.t_wet) * 1000:.0f} ms into its {s.spray_s * 1000:g} ms"
+    return Trip(Rule.SPRAY_FLOW_LOST, f"spray {p.spray}: {what} {into}: the skin's cooling was cut short", "spray")
 
 
 @emits(Rule.VALVE_NOT_CLOSED)
@@ -335,9 +367,13 @@ def command_failed(device: str, error: BaseException) -> Trip:
     return Trip(Rule.DEVICE_NO_REPLY, str(error) if str(error).startswith(device) else f"{device}: {error}", device)
 
 
-def safety_unanswered() -> Trip:
-    """The safety inputs did not answer the read taken just before emission: their state now is unknown."""
-    return Trip(Rule.SAFETY_INPUTS_STALE, "E-stop, footswitch and tip inputs did not answer before emission", "safety")
+def safety_unanswered(age_s: float | None = None) -> Trip:
+    """The safety inputs did not answer the read taken just before emission (or answered only with a state
+    older than ``Caps.FIRE_SAFETY_AGE_S`` at the decision): their state now is unknown."""
+    what = "E-stop, footswitch and tip inputs"
+    reason = f"{what} did not answer before emission" if age_s is None else f"{what} read {_ms(age_s)} before"
+    reason += "" if age_s is None else f" the pulse (bound {_ms(Caps.FIRE_SAFETY_AGE_S)})"
+    return Trip(Rule.SAFETY_INPUTS_STALE, reason, "safety")
 
 
 def valve_not_seen_closed(spray: int) -> Trip:
@@ -350,6 +386,11 @@ def cooling_missed(pulses: tuple[int, ...], reason: str) -> Trip:
     return Trip(Rule.COOLING_NOT_CONFIRMED, f"pulses {list(pulses)} not cooled: {reason}", "spray")
 
 
+def estop_pressed(seen: SafetyState) -> Trip:
+    """The E-stop was seen pressed (at ``seen.t``) while the controller was busy: it latches all the same."""
+    return Trip(Rule.ESTOP, f"E-stop input was active at {seen.t:.4f} s", "safety")
+
+
 def controller_error(where: str, detail: str) -> Trip:
     return Trip(Rule.CONTROLLER_ERROR, f"{where}: {detail}")
 
@@ -357,40 +398,3 @@ def controller_error(where: str, detail: str) -> Trip:
 def session_refused(reason: str, device: str | None = None) -> Trip:
     """The rig could not be opened (an unreachable device, a wrong identity) or failed its self-test."""
     return Trip(Rule.SELF_TEST_FAILED, reason, device)
-
-
-EVENT_RULES: tuple[Rule, ...] = (
-    Rule.DEVICE_NO_REPLY,
-    Rule.CONTROLLER_ERROR,
-    Rule.SELF_TEST_FAILED,
-    Rule.SAFETY_INPUTS_STALE,
-    Rule.VALVE_NOT_CLOSED,
-)
-
-# ----------------------------------------------------------------------------- watch sets
-# (the guard sets of arm / fire / resume / reset are the machine table's column, in machine.py)
-
-SELF_TEST: tuple[Interlock, ...] = (
-    estop,
-    device_fault_codes,
-    thermometer_plausible,
-    setpoints_read_back,
-    valve_closed_at_start,
-)
-# Re-checked by the monitor while a session runs; near emission also what only matters then.
-CONTINUOUS: tuple[Interlock, ...] = (
-    estop,
-    thermometer_stale,
-    thermometer_plausible,
-    skin_temp_hard,
-    thermometer_stuck,
-    device_fault_codes,
-    watchdog,
-    session_time,
-    pause_timeout,
-    valve_closed,
-)
-CONTINUOUS_ACTIVE: tuple[Interlock, ...] = (*CONTINUOUS, footswitch, tip_window, unexpected_output)
-PULSE_WATCH: tuple[Interlock, ...] = (pulse_bound,)
-PULSE_END: tuple[Interlock, ...] = (pulse_energy,)
-COOLING_WATCH: tuple[Interlock, ...] = (cooling_deadline, valve_closed)

@@ -37,7 +37,8 @@ DEVICE_NAMES = ("plasma", "spray", "thermometer", "safety")
 REFRESH_ORDER = ("thermometer", "plasma", "spray", "safety")
 # Knowledge.snapshot fills a Snapshot by position: it must be told if the fields ever change.
 _SNAPSHOT_FIELDS = """now limits energy_j pulse_s spray_s safety reading plasma spray max_age_s last_heard watchdog_s
-    reading_moved_t pulses_since_moved session_start flow_seen_ml_s pulse pending spot paused_since output_off_since"""
+    reading_moved_t pulses_since_moved session_start flow_seen_ml_s pulse pending spot paused_since output_off_since
+    cooling_lead_s"""
 if Snapshot._fields != tuple(_SNAPSHOT_FIELDS.split()):
     raise TypeError("Snapshot's fields changed: update Knowledge.snapshot, which fills them by position")
 
@@ -73,6 +74,8 @@ class Knowledge:
         self.paused_since: float | None = None
         self.output_off_since = -math.inf
         self.off_sent_t: float | None = None  # the last output-off command was sent then
+        self.estop_seen: SafetyState | None = None  # the first state that showed the E-stop pressed
+        self.cooling_lead_s = 0.0  # see Snapshot.cooling_lead_s; kept by the controller
         self.pulses_started = 0
         self._moved: tuple[float, float] | None = None  # (value, t) of the last reading that moved
         self._pulses_at_move = 0
@@ -87,6 +90,15 @@ class Knowledge:
             self._moved = (reading.value_c, reading.t)
             self._pulses_at_move = self.pulses_started
         return True
+
+    def take_safety(self, st: SafetyState) -> SafetyState:
+        """Record the safety inputs; an E-stop seen pressed, however briefly, is remembered until a reset. A
+        read sent before the one already recorded (two reads in flight) does not replace the newer state."""
+        if self.safety is None or st.t >= self.safety.t:
+            self.safety = st
+        if st.estop and self.estop_seen is None:
+            self.estop_seen = st
+        return st
 
     def snapshot(self, now: float) -> Snapshot:
         # Positional, every field in Snapshot's order (tens of thousands per session; keywords cost 3x).
@@ -114,6 +126,7 @@ class Knowledge:
                 self.spot,
                 self.paused_since,
                 self.output_off_since,
+                self.cooling_lead_s,
             )
         )
 
@@ -176,14 +189,11 @@ class DeviceCalls:
         return r, self.know.take_reading(r)
 
     async def safety(self) -> SafetyState:
-        st = await self.call("safety", self.d.safety.read())
-        self.know.safety = st
-        return st
+        return self.know.take_safety(await self.call("safety", self.d.safety.read()))
 
     async def safety_change(self, heartbeat_s: float) -> SafetyState:
-        st = await self.call("safety", self.d.safety.wait_change(heartbeat_s), heartbeat_s + self.budget_s["safety"])
-        self.know.safety = st
-        return st
+        budget = heartbeat_s + self.budget_s["safety"]
+        return self.know.take_safety(await self.call("safety", self.d.safety.wait_change(heartbeat_s), budget))
 
     async def command(self, device: str, fn: Callable[[], Awaitable[None]], timeout_s: float | None = None) -> None:
         """A command (arm, fire, off, spray, ...): a failure raises, for the caller to turn into a trip."""

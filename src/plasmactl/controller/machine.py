@@ -19,7 +19,7 @@ from transitions.core import MachineError
 
 from plasmactl.controller import interlocks as il
 from plasmactl.controller.interlocks import Interlock
-from plasmactl.controller.trips import Snapshot, Trip
+from plasmactl.controller.trips import Rule, Snapshot, Trip
 
 STATES: tuple[str, ...] = (
     "disconnected",
@@ -49,16 +49,64 @@ _EMISSION: tuple[Interlock, ...] = (
     il.skin_temp_before_pulse,
     il.reservoir,
     il.plasma_status_fresh,
+    il.unexpected_output,
     il.device_fault_codes,
     il.watchdog,
     il.session_time,
 )
 GUARDS: Mapping[str, tuple[Interlock, ...]] = {
     "ARM": _EMISSION,
-    "FIRE": (il.estop, il.footswitch, *_EMISSION[1:], il.thermometer_stuck, il.unexpected_output, il.spot_dose),
+    "FIRE": (
+        il.estop,
+        il.footswitch,
+        *_EMISSION[1:],
+        il.thermometer_stuck,
+        il.spot_dose,
+        il.window_reachable,
+    ),
     "RESUME": (il.estop, il.footswitch, *_EMISSION[1:]),
     "RESET": _EMISSION,
 }
+
+# ----------------------------------------------------------------------------- watch sets
+# What the watches re-check while a session runs (the first trip found is posted to the owner), and the rules
+# only events raise (a failed command, a read that did not answer, the safe state's own findings).
+EVENT_RULES: tuple[Rule, ...] = (
+    Rule.DEVICE_NO_REPLY,
+    Rule.CONTROLLER_ERROR,
+    Rule.SELF_TEST_FAILED,
+    Rule.SAFETY_INPUTS_STALE,
+    Rule.VALVE_NOT_CLOSED,
+)
+
+SELF_TEST: tuple[Interlock, ...] = (
+    il.estop,
+    il.device_fault_codes,
+    il.thermometer_plausible,
+    il.setpoints_read_back,
+    il.valve_closed_at_start,
+)
+# Re-checked by the monitor while a session runs; near emission also what only matters then.
+CONTINUOUS: tuple[Interlock, ...] = (
+    il.estop,
+    il.thermometer_stale,
+    il.thermometer_plausible,
+    il.skin_temp_hard,
+    il.thermometer_stuck,
+    il.device_fault_codes,
+    il.watchdog,
+    il.session_time,
+    il.pause_timeout,
+    il.unexpected_output,
+    il.spray_flowing,
+    il.valve_closed,
+)
+CONTINUOUS_ACTIVE: tuple[Interlock, ...] = (*CONTINUOUS, il.footswitch, il.tip_window)
+PULSE_WATCH: tuple[Interlock, ...] = (il.pulse_bound,)
+PULSE_END: tuple[Interlock, ...] = (il.pulse_energy,)
+COOLING_WATCH: tuple[Interlock, ...] = (il.cooling_deadline, il.valve_closed)
+FLOW_WATCH: tuple[Interlock, ...] = (il.spray_flowing,)
+DEADLINES: tuple[Interlock, ...] = (il.cooling_deadline, il.pause_timeout)  # judged when a timer says so
 
 #  trigger                  source(s)                                        dest                guard
 TRANSITIONS: tuple[tuple[str, str | tuple[str, ...], str, str | None], ...] = (

@@ -2,7 +2,8 @@
 
 Nothing but the owner changes the machine or commands a device's emission; watchers, the monitor, the
 safety listener, signal handlers and timers only post these. Trips, safety input changes (an E-stop),
-abort and crashes jump the queue (priority 0); the pulse cycle comes after (1), in order of posting.
+abort, crashes, a cooling window's deadline and a spray confirmed inside it jump the queue (priority 0); the
+pulse cycle comes after (1), in order of posting.
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ Message = (
 )
 
 
-_URGENT = (TripCmd, Abort, Crash, SafetyChanged, Deadline)  # (a tuple: no union object made per message)
+# A spray confirmed inside its window is as urgent as the window's deadline: whichever was posted first is
+# taken first (a tuple: no union object made per message).
+_URGENT = (TripCmd, Abort, Crash, SafetyChanged, Deadline, SprayConfirmed)
 
 
 def priority(msg: Message) -> int:

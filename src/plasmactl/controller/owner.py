@@ -18,7 +18,7 @@ from typing import Any
 
 from plasmactl.clock import Clock
 from plasmactl.controller import interlocks as il
-from plasmactl.controller import safe_state, self_test, watchers
+from plasmactl.controller import machine, safe_state, self_test, watchers
 from plasmactl.controller.cycle import PulseCycle
 from plasmactl.controller.knowledge import DeviceCalls, Knowledge
 from plasmactl.controller.ledger import DoseLedger
@@ -43,7 +43,7 @@ from plasmactl.controller.messages import (
 from plasmactl.controller.trips import Rule, Snapshot, Trip
 from plasmactl.events import AuditLog
 from plasmactl.plan import Plan
-from plasmactl.ports import DeviceError, Devices, Outcome, SessionResult, SkinReading
+from plasmactl.ports import DeviceError, Devices, Outcome, SafetyState, SessionResult, SkinReading
 from plasmactl.rig import DEVICES, Rig
 
 READING_LOG_S = 0.5  # 'reading' events are sampled at this period (plus any reading near the limit)
@@ -80,6 +80,7 @@ class Controller:
         self.tripped: set[Rule] = set()  # rules already recorded while latched
         self._last_reading_log = -1e9
         self._valve_s: float | None = None  # the valve's opening time seen last (the first poll goes then)
+        self._rig_valve_s = rig.valve_latency_s()
 
     # ------------------------------------------------------------------ public API
 
@@ -123,6 +124,7 @@ class Controller:
         self.log.emit("reset", ok=True, blocked_by=[])
         self.log.emit("state", src=src, dest=dest, trigger="reset")
         self.tripped.clear()
+        self.know.estop_seen = None  # released, as the guard just saw: a later fault is not an E-stop
         return True
 
     # ------------------------------------------------------------------ shared with the other modules
@@ -166,6 +168,10 @@ class Controller:
     def valve_seen_open(self, t_cmd: float, t_open: float) -> None:
         self._valve_s = max(0.0, t_open - t_cmd)
 
+    def spray_lead_s(self) -> float:
+        """From a spray command to water seen: as last seen, else the rig's valve latency (0 if unknown)."""
+        return self._valve_s if self._valve_s is not None else self._rig_valve_s
+
     # ------------------------------------------------------------------ plumbing
 
     async def _guarded(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
@@ -201,9 +207,9 @@ class Controller:
             elif isinstance(msg, Crash):
                 await self._crash(msg.where, msg.error)
             elif isinstance(msg, SafetyChanged):
-                await self._on_safety()
+                await self._on_safety(msg.state)
             elif isinstance(msg, Deadline):
-                trip = il.first_trip(il.COOLING_WATCH, self.snapshot())
+                trip = il.first_trip(machine.DEADLINES, self.snapshot())
                 if trip is not None and self.state not in LATCHED:
                     await self.on_trip(trip)
             elif isinstance(msg, Recheck):
@@ -324,18 +330,23 @@ class Controller:
         self.log.emit("plasma_arm", ok=True)
         self.cycle.schedule_next()
 
-    async def _on_safety(self) -> None:
-        """Judge the inputs as they are now (the change may already be superseded by a later one)."""
+    async def _on_safety(self, seen: SafetyState) -> None:
+        """Judge the change that was seen and the inputs as they are now: a momentary E-stop press latches
+        even if it is released by the time this message is taken (the owner may have been busy)."""
         state = self.state
-        snap = self.snapshot()
-        trip = il.estop(snap)
-        if trip is not None and trip.rule == Rule.SAFETY_INPUTS_STALE:
-            trip = None  # the monitor judges silence; a change just arrived
-        if trip is None and state in ACTIVE:
-            trip = il.footswitch(snap) or il.tip_window(snap)
-        if trip is None and state in ("idle", "paused"):
-            trip = il.tip_window(snap)
-            trip = trip if trip is not None and trip.latch != "pause" else None
+        trip: Trip | None = None
+        for safety in (seen, self.know.safety):
+            snap = self.snapshot()._replace(safety=safety)
+            trip = il.estop(snap)
+            if trip is not None and trip.rule == Rule.SAFETY_INPUTS_STALE:
+                trip = None  # the monitor judges silence; a change just arrived
+            if trip is None and state in ACTIVE:
+                trip = il.footswitch(snap) or il.tip_window(snap)
+            if trip is None and state in ("idle", "paused"):
+                trip = il.tip_window(snap)
+                trip = trip if trip is not None and trip.latch != "pause" else None
+            if trip is not None:
+                break
         if trip is not None:
             await self.on_trip(trip)
         elif state == "paused":

@@ -16,8 +16,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from plasmactl.controller import interlocks as il
-from plasmactl.controller import watchers
+from plasmactl.controller import machine, watchers
+from plasmactl.controller.cycle import DEADLINE_AFTER_S
 from plasmactl.controller.machine import LATCHED
+from plasmactl.controller.messages import Deadline
 from plasmactl.controller.trips import Rule, Trip
 from plasmactl.ports import DeviceError
 
@@ -32,6 +34,7 @@ LATCH_TRIGGER = {"fault": "trip", "estop": "estop_pressed", "pause": "pause"}
 
 
 async def enter(c: Controller, trip: Trip) -> None:
+    t_trip = c.clock.now()
     c.record_trip(trip)
     c.tripped.add(trip.rule)  # the same cause seen again while latched is no news
     off_ok = await emission_off(c, trip.rule, silent=_generator_silent(c, trip))
@@ -49,7 +52,8 @@ async def enter(c: Controller, trip: Trip) -> None:
     follow = follow or missed
     if trip.latch == "pause":
         if follow is None:
-            c.know.paused_since = c.clock.now()
+            c.know.paused_since = t_trip  # the pause runs from its trip (its timeout is a timer, not a poll)
+            c.schedule(t_trip + c.limits.max_pause_s + DEADLINE_AFTER_S, Deadline())
             return
         # a cut pulse out of tolerance, or cooling missed: the pause becomes a latched fault
         c.record_trip(follow, latched=True, latch="fault")
@@ -59,6 +63,14 @@ async def enter(c: Controller, trip: Trip) -> None:
         return
     if follow is not None and follow.rule != trip.rule:
         c.record_trip(follow, latched=True, latch="fault")
+    if trip.latch == "fault" and c.know.estop_seen is not None:
+        # the E-stop was pressed while the safe state ran (its message waits behind this one): it latches
+        estop = il.estop_pressed(c.know.estop_seen)
+        c.record_trip(estop, latched=True)
+        c.go("estop_pressed")
+        c.log.emit("estop", reason=estop.reason)
+        c.end("estop", estop.rule)
+        return
     c.end("estop" if trip.latch == "estop" else "fault", trip.rule)
 
 
@@ -73,7 +85,9 @@ async def abort(c: Controller, reason: str, signal: str | None) -> None:
     await settle_pulse(c, off_ok)
     if c.state not in (*LATCHED, "disconnected", "complete"):
         c.go("abort")
-    await cool_pending(c, None)
+    lost = await cool_pending(c, None)
+    if lost is not None:  # recorded; the session ends aborted all the same (emission is already off)
+        c.record_trip(lost, latched=True)
     if not off_ok:
         await confirm_off(c, "abort")
     c.end("aborted", "operator interrupt", signal)
@@ -160,7 +174,7 @@ async def settle_pulse(c: Controller, off_ok: bool) -> Trip | None:
     # a pulse that had run its full length and dose before the cut is a complete pulse
     t_end = c.cycle.earliest_end(p.t_cmd, energy, None if whole else cut_at)
     c.cycle.end_pulse(t_end, t_off, energy, not whole)
-    return il.first_trip(il.PULSE_END, c.snapshot())
+    return il.first_trip(machine.PULSE_END, c.snapshot())
 
 
 async def cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
@@ -171,10 +185,9 @@ async def cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
         return None
     c.cancel("spray")
     if pend.confirmed:
-        await _finish_spray(c)
-        return None
+        return await _finish_spray(c)
     deadline = pend.window_start + c.limits.max_cooling_delay_ms / 1000.0
-    if missed_reason is None and c.clock.now() < deadline:
+    if missed_reason is None and c.clock.now() <= deadline:
         try:
             spray, t_cmd = (pend.spray, c.clock.now()) if pend.spray is not None else await cycle.send_spray()
             st = await watchers.valve_wet(c, deadline, t_cmd + c.expected_valve_s())
@@ -183,26 +196,50 @@ async def cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
         else:
             if st is not None:
                 cycle.confirm_spray(spray, st)
-                await _finish_spray(c)
-                return None
+                return await _finish_spray(c)
             missed_reason = "valve not seen open with water flowing within the window"
     reason = missed_reason or "cooling window already over"
     c.log.emit("cooling_missed", pulses=list(pend.pulses), reason=reason)
     know.pending = None
-    await _stop_spray(c)
+    await _late_spray(c, pend.spray)
     return il.cooling_missed(pend.pulses, reason)
 
 
-async def _finish_spray(c: Controller) -> None:
-    """Let a confirmed spray run to its end and see the valve close (else stop it)."""
+async def _late_spray(c: Controller, spray: int | None) -> None:
+    """A spray that came too late for the window still cools the skin: one that flows now runs its length
+    and is seen closed (else stopped); any other is stopped."""
+    st = None if spray is None else await watchers.spray_status_or_none(c)
+    if st is None or not il.water_on_skin(st, c.limits):
+        await _stop_spray(c)
+        return
+    end = st.t + c.spray_s
+    await c.clock.sleep_until(end)
+    closed = await watchers.valve_shut(c, end + il.VALVE_CLOSE_GRACE_S)
+    if closed is None:
+        await _stop_spray(c)
+    c.log.emit(
+        "spray_end", spray=spray, t_closed=None if closed is None else closed.t, stopped=closed is None, late=True
+    )
+
+
+async def _finish_spray(c: Controller) -> Trip | None:
+    """Let a confirmed spray run to its end, water flowing, and see the valve close (else stop it); the
+    flow lost on the way is the returned trip."""
     pend = c.know.pending
     assert pend is not None and pend.t_spray_end is not None
+    lost = None if pend.t_spray_cmd is None else await watchers.flow_lost(c, pend.t_spray_cmd)
+    if lost is not None:
+        c.know.pending = None
+        await _stop_spray(c)
+        c.log.emit("spray_end", spray=pend.spray, t_closed=None, stopped=True)
+        return lost
     await c.clock.sleep_until(max(c.clock.now(), pend.t_spray_end))
     closed = await watchers.valve_shut(c, pend.t_spray_end + il.VALVE_CLOSE_GRACE_S)
     c.know.pending = None
     if closed is None:
         await _stop_spray(c)
     c.log.emit("spray_end", spray=pend.spray, t_closed=None if closed is None else closed.t, stopped=closed is None)
+    return None
 
 
 async def _stop_spray(c: Controller) -> None:

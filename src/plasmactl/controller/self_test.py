@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from plasmactl.controller import interlocks as il
+from plasmactl.controller import machine
 from plasmactl.controller.trips import Rule, Trip
 from plasmactl.ports import DeviceError
 
@@ -34,7 +35,7 @@ async def run(c: Controller) -> Trip | None:
         return il.session_refused(str(exc), exc.device)
     c.cycle.count_base = st.pulse_count
     snap = c.snapshot()
-    trips = il.all_trips(il.SELF_TEST, snap)
+    trips = il.all_trips(machine.SELF_TEST, snap)
     spray_st = snap.spray
     sprays = plan.spots.count if plan.cooling.when == "spot" else plan.pulse_count
     need_ml = sprays * il.spray_need_ml(snap)
@@ -51,7 +52,7 @@ async def run(c: Controller) -> Trip | None:
     if spray_st is not None and spray_st.reservoir_ml < need_ml:
         c.log.emit(
             "warning",
-            message=f"reservoir {spray_st.reservoir_ml:.1f} ml is less than the {need_ml:.1f} ml the plan needs at"
+            message=f"reservoir {spray_st.reservoir_ml:.3g} ml is less than the {need_ml:.3g} ml the plan needs at"
             " the minimum flow: the session will stop at reservoir_low",
         )
     estop = next((t for t in trips if t.rule == Rule.ESTOP), None)

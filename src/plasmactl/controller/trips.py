@@ -45,6 +45,8 @@ class Rule(StrEnum):
     PULSE_NOT_DELIVERED = "pulse_not_delivered"
     ENERGY_OUT_OF_TOLERANCE = "energy_out_of_tolerance"
     COOLING_NOT_CONFIRMED = "cooling_not_confirmed"
+    COOLING_WINDOW_UNREACHABLE = "cooling_window_unreachable"
+    SPRAY_FLOW_LOST = "spray_flow_lost"
     VALVE_NOT_CLOSED = "valve_not_closed"
     PAUSE_TIMEOUT = "pause_timeout"
     SELF_TEST_FAILED = "self_test_failed"
@@ -97,6 +99,8 @@ class CoolingFacts:
     spray: int | None = None  # the spray commanded for them
     confirmed: bool = False  # the spray was seen open with water flowing inside the window
     t_spray_end: float | None = None  # a confirmed spray's planned end (the valve must close after it)
+    t_spray_cmd: float | None = None  # when its command was sent (its valve cannot close before + spray_s)
+    t_wet: float | None = None  # when it was seen open with water flowing
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,9 @@ class Snapshot(NamedTuple):
     spot: SpotFacts | None = None
     paused_since: float | None = None
     output_off_since: float = -math.inf  # emission last confirmed off (an older status may show it on)
+    # from a pulse's fire decision to the earliest water on the skin after it: the fire latency, the pulse,
+    # seeing its end, the spray's way to water (as last seen, or as the rig says before any spray)
+    cooling_lead_s: float = 0.0
 
     def age(self, t: float | None) -> float:
         return math.inf if t is None else self.now - t

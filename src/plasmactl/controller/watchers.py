@@ -15,9 +15,10 @@ import math
 from typing import TYPE_CHECKING
 
 from plasmactl.controller import interlocks as il
+from plasmactl.controller import machine
 from plasmactl.controller.machine import ACTIVE
 from plasmactl.controller.messages import PulseOver, Recheck, SafetyChanged, SprayConfirmed, SprayDone, TripCmd
-from plasmactl.controller.trips import PulseFacts
+from plasmactl.controller.trips import PulseFacts, Trip
 from plasmactl.ports import DeviceError, SafetyState, SprayStatus
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 PULSE_POLL_S = 0.0005  # poll period once a pulse is due to end (its end decides when the spray goes)
 VALVE_POLL_S = 0.002  # poll period for valve feedback inside the cooling window
 CLOSE_POLL_S = 0.01  # poll period for the valve closing after a spray
+FLOW_POLL_S = 0.02  # poll period for the flow while a confirmed spray runs
 
 
 async def watch_pulse(c: Controller, facts: PulseFacts, fire_latency_s: float) -> None:
@@ -37,7 +39,7 @@ async def watch_pulse(c: Controller, facts: PulseFacts, fire_latency_s: float) -
         if not st.output_on and st.pulse_count >= facts.expected_count:
             c.post(PulseOver(facts.number, st))
             return
-        trip = il.first_trip(il.PULSE_WATCH, c.snapshot())
+        trip = il.first_trip(machine.PULSE_WATCH, c.snapshot())
         if trip is not None:
             c.post(TripCmd(trip))
             return
@@ -52,7 +54,7 @@ async def valve_wet(c: Controller, deadline: float, first_poll: float) -> SprayS
     if first_poll > clock.now():
         await clock.sleep_until(min(first_poll, deadline))
     while True:
-        st = await _spray_status(c)
+        st = await spray_status_or_none(c)
         if st is not None and il.water_on_skin(st, c.limits) and st.t <= deadline:
             return st
         now = clock.now()
@@ -65,7 +67,7 @@ async def valve_shut(c: Controller, give_up: float) -> SprayStatus | None:
     """Poll until the valve shows closed (None: still open, or no answer, at ``give_up``)."""
     clock = c.clock
     while True:
-        st = await _spray_status(c)
+        st = await spray_status_or_none(c)
         if st is not None and not st.valve_open:
             return st
         if clock.now() > give_up:
@@ -73,7 +75,23 @@ async def valve_shut(c: Controller, give_up: float) -> SprayStatus | None:
         await clock.sleep(CLOSE_POLL_S)
 
 
-async def _spray_status(c: Controller) -> SprayStatus | None:
+async def flow_lost(c: Controller, t_cmd: float) -> Trip | None:
+    """Read the flow of a confirmed spray until the earliest its valve may close (``t_cmd`` + its length):
+    the first status without water on the skin is the trip (None: it kept flowing)."""
+    clock = c.clock
+    stop = t_cmd + c.spray_s - il.FLOW_END_MARGIN_S
+    while True:
+        at = clock.now() + FLOW_POLL_S
+        if at > stop:
+            return None
+        await clock.sleep_until(at)
+        if await spray_status_or_none(c) is not None:
+            trip = il.first_trip(machine.FLOW_WATCH, c.snapshot())
+            if trip is not None:
+                return trip
+
+
+async def spray_status_or_none(c: Controller) -> SprayStatus | None:
     """A spray unit poll whose failure is recorded and answered with None (the caller's deadline decides)."""
     try:
         return await c.calls.spray_status()
@@ -92,11 +110,15 @@ async def watch_spray(c: Controller, spray: int, t_cmd: float, deadline: float) 
         return
     c.valve_seen_open(t_cmd, st.t)
     c.post(SprayConfirmed(spray, st))
+    lost = await flow_lost(c, t_cmd)
+    if lost is not None:
+        c.post(TripCmd(lost))
+        return
     end = st.t + c.spray_s
     await c.clock.sleep_until(end)
     closed = await valve_shut(c, end + il.VALVE_CLOSE_GRACE_S)
     if closed is None:  # still open, or no answer: either way not seen closed (fail closed)
-        c.post(TripCmd(il.first_trip(il.COOLING_WATCH, c.snapshot()) or il.valve_not_seen_closed(spray)))
+        c.post(TripCmd(il.first_trip(machine.COOLING_WATCH, c.snapshot()) or il.valve_not_seen_closed(spray)))
         return
     c.post(SprayDone(spray, closed.t))
 
@@ -123,7 +145,7 @@ async def monitor(c: Controller) -> None:
                 await calls.poll(device)
         state = c.state
         if state not in ("disconnected", "self_test") and not c.ended:
-            rules = il.CONTINUOUS_ACTIVE if state in ACTIVE else il.CONTINUOUS
+            rules = machine.CONTINUOUS_ACTIVE if state in ACTIVE else machine.CONTINUOUS
             # while paused, a cause that only pauses is no news: look past it for one that latches
             skip = ("pause",) if state == "paused" else ()
             trip = il.first_trip(rules, c.snapshot(), skip_latch=skip)
