@@ -17,7 +17,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from _served import served, stats_ms
 from plasmactl.clock import LoopClock
 from plasmactl.drivers.devices import ModbusPlasma
-from plasmactl.drivers.modbus import LinkRegistry
+from plasmactl.drivers.link_registry import LinkRegistry
 from plasmactl.rig import ModbusTcp
 
 PORT = 15120

@@ -16,7 +16,7 @@ import time
 from _served import served, stats_ms
 from plasmactl.clock import LoopClock
 from plasmactl.drivers.devices import ModbusPlasma
-from plasmactl.drivers.modbus import LinkRegistry
+from plasmactl.drivers.link_registry import LinkRegistry
 from plasmactl.rig import ModbusRtu
 
 

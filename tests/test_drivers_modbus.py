@@ -30,8 +30,9 @@ from plasmactl.drivers.errors import (
     IdentityMismatch,
     LinkDown,
 )
-from plasmactl.drivers.modbus import LinkRegistry, ModbusLink, RequestPolicy, RtuEndpoint, TcpEndpoint
-from plasmactl.drivers.registers import PLASMA, SPRAY, DeviceMap, split
+from plasmactl.drivers.link_registry import LinkRegistry
+from plasmactl.drivers.modbus import ModbusLink, RequestPolicy, RtuEndpoint, TcpEndpoint
+from plasmactl.drivers.registers import PLASMA, SPRAY, DeviceMap, PlasmaCommand, SprayCommand, split
 from plasmactl.drivers.rig import open_devices
 from plasmactl.rig import Identity, ModbusRtu, ModbusTcp, Rig
 
@@ -212,8 +213,10 @@ async def test_commands_land_in_the_registers(plain: int) -> None:
         await spray.close()
         await plasma.close()
         await links.close()
-    # Closing leaves the generator off and disarmed (the last command written is DISARM).
-    assert await raw_read(plain, 1, 10, 1) == [2]
+    # Closing leaves the generator off, disarmed and released (the commands written: OUTPUT_OFF, DISARM, RELEASE),
+    # and the spray unit released.
+    assert await raw_read(plain, 1, 10, 1) == [int(PlasmaCommand.RELEASE)]
+    assert await raw_read(plain, 2, 10, 1) == [int(SprayCommand.RELEASE)]
 
 
 async def test_identity_mismatch_refuses() -> None:
@@ -334,9 +337,9 @@ async def test_exact_tcp_frames(plain: int) -> None:
     assert st_req == mbap(tid(st_req), 1, "03 000A 0010")
     beats = sum(1 for r, _ in heartbeat if tid(r) < tid(st_req))
     assert beats >= 1 and st_rep == mbap(tid(st_req), 1, status_after_setpoint(beats))
-    # close(): OUTPUT_OFF then DISARM, single-register writes, not retried.
+    # close(): OUTPUT_OFF, DISARM, then RELEASE, single-register writes, not retried.
     assert [r for r, _ in main[5:]] == [
-        mbap(tid(r), 1, f"06 000A 000{c}") for (r, _), c in zip(main[5:], (4, 2), strict=True)
+        mbap(tid(r), 1, f"06 000A 000{c}") for (r, _), c in zip(main[5:], (4, 2, 6), strict=True)
     ]
 
 
@@ -662,3 +665,60 @@ def test_registry_rejects_conflicting_bus_settings() -> None:
     with pytest.raises(ValueError, match="placeholder"):
         links.acquire(ModbusRtu(kind="modbus-rtu", port="@rtu", unit_id=1))
     assert links.acquire(a, port=None) is links.links[0]
+
+
+@dataclass
+class Hostile:
+    """A TCP server that answers every request with the frame ``reply(pdu_of_request)`` makes (MBAP header
+    fixed up to the transaction id and the length of what it returns)."""
+
+    reply: Callable[[bytes], bytes]
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readexactly(7)
+                request = await reader.readexactly(int.from_bytes(head[4:6], "big") - 1)
+                pdu = self.reply(request)
+                writer.write(head[0:4] + (len(pdu) + 1).to_bytes(2, "big") + head[6:7] + pdu)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "pdu"),
+    [
+        ("unknown function code", bytes([0x55, 1, 2, 3])),
+        ("byte count larger than the data", bytes([0x03, 200, 0, 1, 0, 2])),
+        ("exception function code with no code", bytes([0x83])),
+    ],
+)
+async def test_an_undecodable_reply_is_a_typed_error_at_once(
+    name: str, pdu: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pymodbus raises inside data_received on these: asyncio logged "Fatal error", dropped the connection,
+    and the request only ended by its timeout. Now the request fails at once with a typed error, the
+    connection stays, and a good reply after it is read normally."""
+    good = bytes([0x03, 4, 0, 2, 0, 50])
+    replies = iter([pdu, pdu, good])
+    hostile = Hostile(lambda _request: next(replies))
+    server = await asyncio.start_server(hostile.handle, HOST, 0)
+    port = int(server.sockets[0].getsockname()[1])
+    link = ModbusLink(TcpEndpoint(HOST, port), policy=RequestPolicy(0.2, 1))
+    try:
+        await link.open("plasma")
+        t0 = time.monotonic()
+        with pytest.raises(BadChecksum, match="undecodable") as info:
+            await link.read(1, 30, 2, device="plasma")
+        assert time.monotonic() - t0 < 0.2, name  # not by the timeout
+        assert info.value.device == "plasma"
+        assert await link.read(1, 30, 2, device="plasma") == [2, 50]
+        assert link.stats.bad_replies == 2 and link.stats.disconnects == 0 and link.connected
+    finally:
+        await link.close()
+        server.close()
+        await server.wait_closed()
+    assert not [r for r in caplog.records if r.name == "asyncio" and r.levelname == "ERROR"], caplog.text

@@ -14,10 +14,11 @@ import pytest
 
 from plasmactl.clock import LoopClock
 from plasmactl.drivers import lineproto
-from plasmactl.drivers.devices import ModbusPlasma, ModbusSafety, ModbusSpray, SerialThermometer
+from plasmactl.drivers.devices import ModbusPlasma, ModbusSafety, ModbusSpray
 from plasmactl.drivers.errors import BadChecksum, DeviceError, DeviceTimeout, ErrorReply, IdentityMismatch, LinkDown
 from plasmactl.drivers.registers import PLASMA, SPRAY
 from plasmactl.drivers.rig import open_devices
+from plasmactl.drivers.thermometer import SerialThermometer
 from plasmactl.rig import Rig, SerialLine, ServeSim
 from test_drivers_modbus import serve, sim_device, stop, tcp
 

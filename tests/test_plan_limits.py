@@ -628,3 +628,40 @@ def test_sim_rig_example_equals_default() -> None:
     assert a == b
     assert set(a) == {*DEVICES, "skin"}
     assert rig.serve is None
+
+
+def test_a_tcp_port_0_follows_the_served_port() -> None:
+    """``port = 0`` on a Modbus TCP device means the port the rig's own [serve] server reports; without a
+    [serve] modbus_tcp there is nothing for it to follow, which is an error naming the device."""
+    rig, _ = load_rig(str(EXAMPLES / "rigs" / "sim-tcp.toml"))
+    assert rig.plasma.kind == "modbus-tcp" and rig.plasma.port == 0
+    served = rig.with_served_tcp({"modbus_tcp": {"host": "127.0.0.1", "port": 40123, "units": {}}})
+    for device in ("plasma", "spray", "safety"):
+        cfg = getattr(served, device)
+        assert cfg.kind == "modbus-tcp" and cfg.port == 40123
+    assert rig.with_served_tcp({}) is rig
+    tcp: dict[str, Any] = {"kind": "modbus-tcp", "host": "127.0.0.1", "port": 0, "unit_id": 1}
+    therm = {"kind": "serial", "port": "/dev/ttyUSB0"}
+    rig_data = {"plasma": tcp, "spray": {**tcp, "unit_id": 2}, "safety": tcp, "thermometer": therm}
+    with pytest.raises(InputError) as exc:
+        validate(Rig, rig_data, "r")
+    assert "plasma.port = 0 (the served port) needs [serve] modbus_tcp" in _problems(exc)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "names no device"),
+        ("# nothing yet\n", "names no device"),
+        ('name = "bench"\n', "names no device"),
+        ("[skin]\ntissue = false\n", "names no device"),
+        ("[plasm]\n", "plasm: unknown field"),  # a typo is named as such first
+    ],
+)
+def test_a_rig_file_that_names_no_device_is_refused(text: str, message: str, tmp_path: Path) -> None:
+    """An empty or mistyped rig file used to run on the in-process simulators without a word."""
+    path = tmp_path / "rig.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as exc:
+        load_rig(str(path))
+    assert message in str(exc.value) and str(path) in str(exc.value)

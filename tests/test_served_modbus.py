@@ -165,12 +165,12 @@ async def test_spray_stop(bus: tuple[ServedSim, Client]) -> None:
 @pytest.mark.parametrize(
     ("dmap", "address", "values", "code"),
     [
-        (PLASMA, PLASMA["COMMAND"].address, [6], 3),  # above the write range 0..5
+        (PLASMA, PLASMA["COMMAND"].address, [7], 3),  # above the write range 0..6
         (PLASMA, PLASMA["PULSE_SET"].address, [15_001], 3),  # above 150 ms
         (PLASMA, PLASMA["PULSE_SET"].address, [0], 3),  # below the range
         (PLASMA, PLASMA["ENERGY_SET"].address, split(10_000_001, 2), 3),
         (SPRAY, SPRAY["SPRAY_MS"].address, [0], 3),
-        (SPRAY, SPRAY["COMMAND"].address, [3], 3),
+        (SPRAY, SPRAY["COMMAND"].address, [4], 3),
         (PLASMA, PLASMA["STATUS"].address, [1], 2),  # read-only
         (PLASMA, PLASMA["VENDOR"].address, [1], 2),  # identity is read-only
         (PLASMA, PLASMA["WATCHDOG_MS"].address, [1000], 2),

@@ -94,3 +94,31 @@ def test_a_signal_at_any_moment_of_start_up_leaves_the_generator_safe(tmp_path: 
         if simulator is not None:
             assert simulator["generator"] == {"armed": False, "output_on": False}, where
     assert seen_sessions >= MOMENTS // 4, "too few signals landed inside a session to say anything"
+
+
+LATE = """
+import os, signal, sys, tempfile
+from pathlib import Path
+from plasmactl.plan import load_plan
+from plasmactl.session import SessionInputs, run_blocking
+plan = load_plan(sys.argv[1])[0]
+result = run_blocking(SessionInputs(plan=plan, plan_file=None), Path(tempfile.mkdtemp()))
+for _ in range(int(sys.argv[2])):
+    os.kill(os.getpid(), signal.SIGTERM)
+print(result.outcome, flush=True)
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(("signals", "code"), [(1, 0), (2, 143)])
+def test_a_signal_after_the_session_ended_keeps_its_outcome(signals: int, code: int) -> None:
+    """Closing the session's event loop used to put the default handlers back: a SIGTERM in the moment
+    between the end of the session and the end of the process killed it (-15) after a complete session.
+    Now the first such signal is noted and the command ends with the session's own code; a second one ends
+    the process at once (143)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LATE, str(PLAN), str(signals)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == code, done.stderr
+    assert "SIGTERM after the session had ended; its record is complete" in done.stderr
+    assert ("complete" in done.stdout) == (code == 0)

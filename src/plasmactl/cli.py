@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from plasmactl import cli_tools
 from plasmactl.budget import budget_problems, cooling_budget
 from plasmactl.faults import FaultScenario, check_against_plan, load_faults
 from plasmactl.inputs import InputError
@@ -321,73 +321,7 @@ def sweep(
     console.print(f"wrote {out / 'sweep.csv'} and {out / 'sweep.png'} ({len(rows)} rows, {faulted} ended early)")
 
 
-@app.command()
-def diagram(
-    write: Annotated[Path | None, typer.Option(help="Write the Markdown file here instead of printing.")] = None,
-) -> None:
-    """Print (or write) the state machine's Mermaid diagram, generated from its table."""
-    from plasmactl.controller.machine import diagram_markdown
-
-    text = diagram_markdown()
-    if write is None:
-        sys.stdout.write(text)
-    else:
-        write.write_text(text, encoding="utf-8")
-
-
-@app.command("serve-sim")
-def serve_sim(
-    modbus_tcp: Annotated[
-        str | None, typer.Option("--modbus-tcp", help="HOST:PORT for every Modbus device (unit ids 1, 2).")
-    ] = None,
-    modbus_rtu: Annotated[
-        str | None,
-        typer.Option(
-            "--modbus-rtu", help="Serve one RTU bus on this port; 'pty' (or no value given) creates a pty pair."
-        ),
-    ] = None,
-    serial: Annotated[
-        str | None, typer.Option("--serial", help="Serve the thermometer on this port; 'pty' creates a pty pair.")
-    ] = None,
-    baud: Annotated[
-        int, typer.Option(min=300, max=4_000_000, help="Simulated wire speed (replies are paced).")
-    ] = 115200,
-    json_output: Annotated[bool, typer.Option("--json", help="Print where each device is as one JSON line.")] = False,
-    faults: Annotated[Path | None, typer.Option(help="Fault scenario, wire faults included (TOML).")] = None,
-    rig: Annotated[Path | None, typer.Option(help="Rig file for the simulators' own settings.")] = None,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
-) -> None:
-    """Serve the simulated devices on real wires (Modbus TCP, Modbus RTU on a pty, serial) until Ctrl-C."""
-    from plasmactl.simulators.served import serve_sim_main
-
-    def flag(value: str | None) -> str | bool:
-        return False if value is None else (True if value in ("", "pty") else value)
-
-    code = serve_sim_main(
-        modbus_tcp=modbus_tcp,
-        modbus_rtu=flag(modbus_rtu),
-        serial=flag(serial),
-        baud=baud,
-        json_output=json_output,
-        faults=str(faults) if faults else None,
-        seed=seed,
-        rig=str(rig) if rig else None,
-    )
-    raise typer.Exit(code)
-
-
-@app.command()
-def contracts(
-    write: Annotated[Path | None, typer.Option(help="Write the Markdown file here instead of printing.")] = None,
-) -> None:
-    """Print (or write) the devices' register maps and line protocol, generated from their declarations."""
-    from plasmactl.drivers.contracts_doc import contracts_markdown
-
-    text = contracts_markdown()
-    if write is None:
-        sys.stdout.write(text)
-    else:
-        write.write_text(text, encoding="utf-8")
+cli_tools.register(app)
 
 
 def main() -> None:

@@ -46,8 +46,11 @@ def against_simulator(ctx: Record, v: Violations, sim: Mapping[str, Any]) -> Non
     per_spot: dict[int, float] = defaultdict(float)
     for n, s in ctx.starts.items():
         p = by_number.get(n)
-        if p is None:  # a record of fault windows only: judge the pulse's end as the log has it
-            end = ctx.ends.get(n, s)
+        if p is None:
+            if "pulses" in sim:  # the generator's own record has no such pulse: its FIRE never arrived
+                _blocking_faults(ctx, v, n, float(s["t"]), float(s["t"]), sim.get("faults", []))
+                continue
+            end = ctx.ends.get(n, s)  # a record of fault windows only: judge the pulse's end as the log has it
             _blocking_faults(ctx, v, n, float(s["t"]), float(end.get("t_off", end["t"])), sim.get("faults", []))
             continue
         per_spot[int(s["spot"])] += float(p["energy_j"])
@@ -108,6 +111,15 @@ def _estop_pressed(ctx: Record, v: Violations, faults: Any) -> None:
     t_end = float(ctx.end["t"])
     refresh = 0.0 if ctx.detection_s == 0.0 else ctx.max_age_s.get("safety", 0.0) + ctx.detection_s
     t_abort = min((float(e["t"]) for e in ctx.events if e.get("event") == "abort"), default=math.inf)
+    # the E-stop can be seen only while the safety inputs answer: on the in-process rig every link fault is
+    # silence, on wires a delayed link still answers
+    dark_kinds = DARK_LINK if ctx.detection_s > 0.0 else (*DARK_LINK, "delay")
+    dark = sorted(
+        (float(f["start"]), math.inf if f.get("end") is None else float(f["end"]))
+        for f in faults
+        if f.get("device") == "link" and f.get("target") == "safety" and f.get("kind") in dark_kinds
+        if f.get("start") is not None
+    )
     for f in faults:
         if f.get("device") != "safety" or f.get("kind") != "estop" or f.get("start") is None:
             continue
@@ -115,11 +127,26 @@ def _estop_pressed(ctx: Record, v: Violations, faults: Any) -> None:
         s1 = math.inf if f.get("end") is None else float(f["end"])
         if s1 - s0 <= refresh or not (float(ctx.start["t"]) <= s0 < t_end) or t_abort <= s0 + refresh:
             continue
+        # a link that answered during the press for less than the inputs' staleness bound may not have been read
+        if dark and _longest_answer(dark, s0, min(s1, t_end)) <= max(refresh, ctx.max_age_s.get("safety", 0.5)):
+            continue  # the safety link was silent for (nearly) all of the press the session saw
         if not any(t.get("rule") == "estop" and float(t["t"]) >= s0 - EPS_S for t in ctx.trips):
             v["estop_not_latched"].append(
                 f"E-stop pressed at {s0:.4f} for {'ever' if math.isinf(s1) else f'{1000 * (s1 - s0):.0f} ms'}:"
                 f" the session ended {ctx.end.get('outcome')} with no estop trip"
             )
+
+
+def _longest_answer(dark: list[tuple[float, float]], t0: float, t1: float) -> float:
+    """The longest stretch of [t0, t1) not covered by the (sorted) dark windows."""
+    longest, at = 0.0, t0
+    for d0, d1 in dark:
+        if d0 > at:
+            longest = max(longest, min(d0, t1) - at)
+        at = max(at, d1)
+        if at >= t1:
+            return longest
+    return max(longest, t1 - at)
 
 
 def _blocking_faults(ctx: Record, v: Violations, n: int, t_decided: float, t_off: float, faults: Any) -> None:

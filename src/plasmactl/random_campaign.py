@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import random
-import socket
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -30,7 +29,7 @@ from plasmactl.faults import FaultScenario
 from plasmactl.invariants import check
 from plasmactl.plan import Plan
 from plasmactl.random_faults import Timeline, scenario, to_toml
-from plasmactl.rig import Rig
+from plasmactl.rig import Rig, load_rig
 from plasmactl.session import SIMULATOR_RECORD, SessionInputs, run_session
 
 # Short plans that exercise every cooling schedule: after every pulse, after a spot of two pulses 50 ms
@@ -110,17 +109,8 @@ def cases(count: int, seed: int, transports: tuple[str, ...]) -> list[Case]:
 
 
 def _tcp_rig() -> Rig:
-    """The in-process served rig over Modbus TCP, on a port that is free now."""
-    import tomllib
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = tomllib.loads(TCP_RIG.read_text(encoding="utf-8"))
-    data["serve"]["modbus_tcp"] = f"127.0.0.1:{port}"
-    for device in ("plasma", "spray", "safety"):
-        data[device]["port"] = port
-    return Rig.model_validate(data)
+    """The in-process served rig over Modbus TCP (its server takes a free port: ``modbus_tcp`` port 0)."""
+    return load_rig(str(TCP_RIG))[0]
 
 
 def run_case(case: Case) -> Outcome:

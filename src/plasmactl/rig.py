@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from plasmactl.inputs import LoadedFile, load_model
+from plasmactl.inputs import InputError, LoadedFile, read_toml, validate
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -156,7 +156,8 @@ class _Wire(DeviceTiming):
 class ModbusTcp(_Wire):
     kind: Literal["modbus-tcp"]
     host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 5020
+    # 0: the port the rig's own [serve] server listens on (it picks a free one when its modbus_tcp port is 0)
+    port: Annotated[int, Field(ge=0, le=65535)] = 5020
     unit_id: Annotated[int, Field(ge=1, le=247)]
     identity: Identity = Identity()
 
@@ -261,7 +262,22 @@ class Rig(_Strict):
                 wanted = {"@rtu": "modbus_rtu", "@serial": "serial"}[port]
                 if self.serve is None or not getattr(self.serve, wanted):
                     raise ValueError(f"{device}.port = {port!r} needs [serve] {wanted} = true")
+            if isinstance(cfg, ModbusTcp) and cfg.port == 0 and (self.serve is None or not self.serve.modbus_tcp):
+                raise ValueError(f'{device}.port = 0 (the served port) needs [serve] modbus_tcp = "HOST:PORT"')
         return self
+
+    def with_served_tcp(self, report: dict[str, Any]) -> Rig:
+        """The rig with each Modbus TCP device of ``port = 0`` pointed at the port its server reported."""
+        tcp = report.get("modbus_tcp")
+        port = tcp.get("port") if isinstance(tcp, dict) else None
+        if not isinstance(port, int):
+            return self
+        update = {}
+        for device in DEVICES:
+            cfg = getattr(self, device)
+            if isinstance(cfg, ModbusTcp) and cfg.port == 0:
+                update[device] = cfg.model_copy(update={"port": port})
+        return self.model_copy(update=update) if update else self
 
     @model_validator(mode="after")
     def _heartbeats_fit(self) -> Rig:
@@ -374,7 +390,15 @@ FIRE_LATENCY_MS = 1.0  # the device contract: a generator starts emission within
 
 
 def load_rig(path: str | None) -> tuple[Rig, LoadedFile | None]:
+    """No path: the in-process simulators. A file must name at least one device: an empty or mistyped one
+    would otherwise run on the simulators without a word."""
     if path is None:
         return Rig(), None
-    rig, loaded = load_model(Rig, path)
+    loaded = read_toml(path)
+    rig = validate(Rig, loaded.data, loaded.path)  # an unknown section or field is named first
+    if not any(device in loaded.data for device in DEVICES):
+        raise InputError(
+            loaded.path,
+            [f"names no device (none of [{'], ['.join(DEVICES)}]); leave --rig out for the in-process simulators"],
+        )
     return rig, loaded

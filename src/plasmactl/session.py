@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -106,18 +107,42 @@ async def open_rig(
         return
     from plasmactl.drivers.rig import open_devices
 
+    faults_path = inputs.faults_file.path if inputs.faults_file else None
+    served = serve_rig(inputs.rig, clock, faults=inputs.faults, seed=inputs.seed, faults_path=faults_path, log=log)
+    async with served as (rig, ports, world):
+        devices, close = await open_devices(rig, clock, ports, holder=f"the session writing {log.path.parent}")
+        try:
+            yield devices, world
+        finally:
+            await close()
+
+
+@contextlib.asynccontextmanager
+async def serve_rig(
+    rig: Rig,
+    clock: clockmod.Clock,
+    *,
+    faults: FaultScenario | None = None,
+    seed: int = 0,
+    faults_path: str | None = None,
+    log: AuditLog | None = None,
+) -> AsyncIterator[tuple[Rig, dict[str, str], SimulatedWorld | None]]:
+    """The served simulators a rig's ``[serve]`` asks for (inside this loop, or a spawned ``serve-sim``),
+    for as long as the block runs: the rig pointed at where they are, the ``@rtu``/``@serial`` ports, and the
+    served world's record (in-process only). A rig without ``[serve]`` yields itself unchanged."""
     async with contextlib.AsyncExitStack() as stack:
         ports: dict[str, str] = {}
-        serve = inputs.rig.serve
+        scenario = faults if faults is not None else FaultScenario()
+        serve = rig.serve
         world: SimulatedWorld | None = None
         if serve is not None and serve.spawn and serve.in_process:
             from plasmactl.rig import parse_host_port
             from plasmactl.simulators.served import serve as serve_here
 
             sim = await serve_here(
-                inputs.rig,
-                inputs.faults,
-                inputs.seed,
+                rig,
+                scenario,
+                seed,
                 modbus_tcp=parse_host_port(serve.modbus_tcp) if serve.modbus_tcp else None,
                 modbus_rtu=serve.modbus_rtu,
                 serial=serve.serial,
@@ -126,24 +151,24 @@ async def open_rig(
             )
             stack.push_async_callback(sim.stop)
             ports = _served(log, sim.as_json(), in_process=True)
+            rig = rig.with_served_tcp(sim.as_json())
             served = sim.world
             world = SimulatedWorld(lambda: None, lambda: served.record.as_json(served.faults))
         elif serve is not None and serve.spawn:
             from plasmactl.spawn import spawned_server
 
-            faults_path = inputs.faults_file.path if inputs.faults_file else None
-            report = await stack.enter_async_context(spawned_server(serve, inputs.seed, inputs.faults, faults_path))
+            report = await stack.enter_async_context(spawned_server(serve, seed, scenario, faults_path))
             ports = _served(log, report, in_process=False)
-        devices, close = await open_devices(inputs.rig, clock, ports)
-        stack.push_async_callback(close)
-        yield devices, world
+            rig = rig.with_served_tcp(report)
+        yield rig, ports, world
 
 
-def _served(log: AuditLog, report: dict[str, Any], *, in_process: bool) -> dict[str, str]:
+def _served(log: AuditLog | None, report: dict[str, Any], *, in_process: bool) -> dict[str, str]:
     """Record where serve-sim put the devices; the ``@rtu``/``@serial`` ports the rig refers to."""
     from plasmactl.spawn import served_ports
 
-    log.emit("serve_sim", report=report, in_process=in_process)
+    if log is not None:
+        log.emit("serve_sim", report=report, in_process=in_process)
     return served_ports(report)
 
 
@@ -290,7 +315,11 @@ def run_blocking(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.request, sig.name)
-        return await run_session(inputs, out_dir, listeners=listeners, stop=stop)
+        try:
+            return await run_session(inputs, out_dir, listeners=listeners, stop=stop)
+        finally:
+            if handle_sigint:  # closing the loop restores the default handlers: hold signals until ours is back
+                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
     # What exists before the session (the imported modules, most of what a full collection scans) lives on
     # anyway: it is left out of the collector's scans while the session runs (a full collection otherwise
@@ -303,3 +332,22 @@ def run_blocking(
     finally:
         if freeze:
             gc.unfreeze()
+        if handle_sigint:
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, _after_the_session)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LATE_SIGNALS: list[str] = []  # signals that came after the session had ended (its record is complete)
+
+
+def _after_the_session(signum: int, frame: object) -> None:
+    """A signal once the session has ended and its record is written: the command finishes printing and exits
+    with the session's own code; a second one ends the process at once."""
+    del frame
+    name = signal.Signals(signum).name
+    if LATE_SIGNALS:
+        os._exit(128 + signum)
+    LATE_SIGNALS.append(name)
+    os.write(2, f"plasmactl: {name} after the session had ended; its record is complete\n".encode())

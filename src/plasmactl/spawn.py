@@ -1,8 +1,11 @@
 """Start ``plasmactl serve-sim`` for a rig that asks for it, and learn where it put the devices.
 
 The server prints one JSON line saying where each device is; the run waits for that line (bounded),
-then fills the rig's ``@rtu``/``@serial`` placeholders from it. The server is stopped with SIGTERM (then
-SIGKILL) when the session ends, whatever way it ends.
+then fills the rig's ``@rtu``/``@serial`` placeholders (and TCP ``port = 0``) from it. The server is stopped
+with SIGTERM (then SIGKILL) when the session ends, whatever way it ends. It runs in a session of its own, so
+a Ctrl-C in the terminal reaches only the controller (which shuts down against live devices), and it holds
+the read end of a pipe from the run (``--lifeline``): when the run dies, even by SIGKILL, the pipe closes and
+the server stops at once.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def served_ports(report: dict[str, Any]) -> dict[str, str]:
 async def spawned_server(
     serve: ServeSim, seed: int, faults: FaultScenario, faults_path: str | None
 ) -> AsyncIterator[dict[str, Any]]:
-    args = serve_args(serve, seed)
+    args = [*serve_args(serve, seed), "--lifeline"]
     if faults.fault and faults_path:
         args += ["--faults", faults_path]
     proc = await asyncio.create_subprocess_exec(
@@ -59,8 +62,10 @@ async def spawned_server(
         "-m",
         "plasmactl.cli",
         *args,
+        stdin=asyncio.subprocess.PIPE,  # the lifeline: only this process holds its write end
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         assert proc.stdout is not None and proc.stderr is not None

@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from plasmactl.clock import Clock
-from plasmactl.ports import DeviceError, PlasmaStatus, SafetyState, SkinReading, SprayStatus
-from plasmactl.rig import ModbusRtu, ModbusTcp, SerialLine
+from plasmactl.ports import DeviceError, PlasmaStatus, SafetyState, SprayStatus
+from plasmactl.rig import ModbusRtu, ModbusTcp
 
-from . import lineproto
-from .errors import BadChecksum, IdentityMismatch
+from .errors import IdentityMismatch
 from .modbus import ModbusLink, RequestPolicy
 from .registers import (
     NO_ENERGY,
@@ -36,14 +35,12 @@ from .registers import (
     SprayStatusBit,
     join,
 )
-from .serialline import LineLink
 
 __all__ = [
     "DeviceIdentity",
     "ModbusPlasma",
     "ModbusSafety",
     "ModbusSpray",
-    "SerialThermometer",
 ]
 
 _log = logging.getLogger(__name__)
@@ -124,6 +121,11 @@ class _ModbusDevice:
 
     async def connect(self) -> DeviceIdentity:
         """Open the link (shared) and check the identity block; :class:`IdentityMismatch` refuses."""
+        return await self.check_identity()
+
+    async def check_identity(self) -> DeviceIdentity:
+        """Open the link (shared) and read and check the identity block, and nothing else: no write, no
+        heartbeat (what ``plasmactl probe`` does); :class:`IdentityMismatch` when it is not the expected one."""
         await self.link.open(self.name)
         start, count = self.MAP.block("VENDOR", "RESERVED")
         found = DeviceIdentity.decode(self.MAP, await self._read(start, count))
@@ -262,10 +264,11 @@ class ModbusPlasma(_ModbusDevice):
         )
 
     async def close(self) -> None:
-        """Stop the heartbeat, and leave the generator off and disarmed (best effort, bounded)."""
+        """Stop the heartbeat, leave the generator off and disarmed, and release it (its watchdog stands
+        down, so the end of a session is not a lost heartbeat); best effort, bounded."""
         await super().close()
         if self.link.connected:
-            for command in (PlasmaCommand.OUTPUT_OFF, PlasmaCommand.DISARM):
+            for command in (PlasmaCommand.OUTPUT_OFF, PlasmaCommand.DISARM, PlasmaCommand.RELEASE):
                 with contextlib.suppress(DeviceError):
                     await self._command(command, retry=False)
 
@@ -291,6 +294,13 @@ class ModbusSpray(_ModbusDevice):
 
     async def stop(self) -> None:
         await self._write(SPRAY["COMMAND"].address, [int(SprayCommand.STOP)])
+
+    async def close(self) -> None:
+        """Stop the heartbeat and release the unit (valve closed, its watchdog stands down); best effort."""
+        await super().close()
+        if self.link.connected:
+            with contextlib.suppress(DeviceError):
+                await self._write(SPRAY["COMMAND"].address, [int(SprayCommand.RELEASE)], retry=False)
 
     async def status(self) -> SprayStatus:
         start, w, t = await self._read_block("STATUS", "FAULT_CODE")
@@ -355,52 +365,3 @@ class ModbusSafety(_ModbusDevice):
 
 def _inputs(st: SafetyState) -> tuple[bool, bool, float]:
     return st.estop, st.footswitch, st.tip_distance_mm
-
-
-class SerialThermometer:
-    """:class:`plasmactl.ports.SkinThermometer` over the ``$T`` line protocol; the reading's ``t`` is the
-    reply's arrival time minus the sample's reported age."""
-
-    def __init__(self, cfg: SerialLine, clock: Clock, *, port: str | None = None, name: str = "thermometer") -> None:
-        path = port if port is not None else cfg.port
-        if path.startswith("@"):
-            raise ValueError(f"serial port {path!r} is a placeholder: give the served port's real path")
-        self.cfg = cfg
-        self.clock = clock
-        self.name = name
-        self.link = LineLink(
-            path,
-            cfg.baud,
-            clock.now,
-            policy=RequestPolicy(cfg.timeout_ms / 1000.0, cfg.retries),
-            reconnect_max_s=cfg.reconnect_max_ms / 1000.0,
-            name=name,
-        )
-        self.identity: tuple[str, str, str, str] | None = None
-
-    async def connect(self) -> tuple[str, str, str, str]:
-        """Open the port and check ``$ID`` against the line protocol's vendor, model and map version."""
-        await self.link.open()
-        fields, _ = await self.link.request(("ID",), "ID")
-        if len(fields) != 5:
-            raise BadChecksum(self.name, f"malformed $ID reply: {fields!r}")
-        _, vendor, model, firmware, map_version = fields
-        expected = {"vendor": lineproto.VENDOR, "model": lineproto.MODEL, "map_version": lineproto.MAP_VERSION}
-        found = {"vendor": vendor, "model": model, "map_version": map_version}
-        if found != expected:
-            raise IdentityMismatch(self.name, expected, found)
-        self.identity = (vendor, model, firmware, map_version)
-        return self.identity
-
-    async def read(self) -> SkinReading:
-        fields, t_reply = await self.link.request(("T",), "T")
-        try:
-            sample = lineproto.decode_sample(fields)
-        except lineproto.FrameError as exc:
-            raise BadChecksum(self.name, str(exc)) from None
-        if sample.age_ms < 0 or not math.isfinite(sample.celsius):
-            raise BadChecksum(self.name, f"implausible sample: {fields!r}")
-        return SkinReading(t_reply - sample.age_ms / 1000.0, sample.celsius)
-
-    async def close(self) -> None:
-        await self.link.close()

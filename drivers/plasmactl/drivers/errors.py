@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 from plasmactl.ports import DeviceError
 
+from .diagnosis import exception_hint, identity_hint
+
 __all__ = [
     "BadChecksum",
     "DeviceError",
@@ -46,7 +48,7 @@ class ExceptionResponse(DeviceError):
     """The Modbus device answered with an exception response; ``code`` is the exception code."""
 
     def __init__(self, device: str, function_code: int, exception_code: int, what: str = "request") -> None:
-        name = MODBUS_EXCEPTIONS.get(exception_code, "unknown exception")
+        name = MODBUS_EXCEPTIONS.get(exception_code, "unknown exception") + exception_hint(exception_code, device)
         super().__init__(device, f"{what}: exception response to FC{function_code}: {name}", exception_code)
         self.function_code = function_code
         self.exception_code = exception_code
@@ -71,7 +73,8 @@ class IdentityMismatch(DeviceError):
         diff = [k for k in expected if expected[k] != found.get(k)]
         exp = ", ".join(f"{k}={_fmt(expected[k])}" for k in diff)
         got = ", ".join(f"{k}={_fmt(found.get(k))}" for k in diff)
-        super().__init__(device, f"identity mismatch: expected {exp}, found {got}")
+        hint = identity_hint(expected.get("model"), found.get("model"), device)
+        super().__init__(device, f"identity mismatch: expected {exp}, found {got}{hint}")
         self.expected = dict(expected)
         self.found = dict(found)
 

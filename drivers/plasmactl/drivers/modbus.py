@@ -16,20 +16,19 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from plasmactl.clock import io_hold
 from plasmactl.rig import ModbusRtu, ModbusTcp
 
+from .diagnosis import serial_reason, tcp_reason
 from .errors import BadChecksum, DeviceError, DeviceTimeout, ExceptionResponse, LinkDown
+from .modbus_client import Client, UndecodableReply, rtu_client, set_reply_timeout, tcp_client
 
 __all__ = [
     "DEFAULT_POLICY",
     "Endpoint",
-    "LinkRegistry",
     "LinkStats",
     "ModbusLink",
     "RequestPolicy",
@@ -42,7 +41,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 TracePacket = Callable[[bool, bytes], bytes]
-_Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 FC_READ_HOLDING = 3
 FC_WRITE_SINGLE = 6
@@ -116,6 +114,10 @@ class _Lost(Exception):
     pass
 
 
+class _Undecodable(Exception):
+    pass
+
+
 class ModbusLink:
     """A pymodbus async client for one endpoint, with typed errors, bounded retries and reconnection."""
 
@@ -140,7 +142,7 @@ class ModbusLink:
         self.name = name if name is not None else str(endpoint)
         self.stats = LinkStats()
         self._trace_packet = trace_packet
-        self._client: _Client | None = None
+        self._client: Client | None = None
         self._up = False
         self._closing = False
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -153,35 +155,14 @@ class ModbusLink:
     def connected(self) -> bool:
         return self._up
 
-    def _make_client(self) -> _Client:
+    def _make_client(self) -> Client:
         # pymodbus' own timeout only bounds connecting (each request attempt is bounded here, shorter);
         # its retries and its automatic reconnection are off: both are done here.
         timeout = max(self.connect_timeout_s, 2 * self.policy.timeout_s)
-        ep = self.endpoint
+        ep, trace = self.endpoint, {"trace_packet": self._trace_packet, "trace_connect": self._on_trace_connect}
         if isinstance(ep, TcpEndpoint):
-            return AsyncModbusTcpClient(
-                ep.host,
-                port=ep.port,
-                name=self.name,
-                reconnect_delay=0,
-                timeout=timeout,
-                retries=0,
-                trace_packet=self._trace_packet,
-                trace_connect=self._on_trace_connect,
-            )
-        return AsyncModbusSerialClient(
-            ep.path,
-            framer=FramerType.RTU,
-            baudrate=ep.baud,
-            parity=ep.parity,
-            stopbits=ep.stopbits,
-            name=self.name,
-            reconnect_delay=0,
-            timeout=timeout,
-            retries=0,
-            trace_packet=self._trace_packet,
-            trace_connect=self._on_trace_connect,
-        )
+            return tcp_client(ep.host, ep.port, timeout, name=self.name, **trace)
+        return rtu_client(ep.path, ep.baud, ep.parity, ep.stopbits, timeout, name=self.name, **trace)
 
     async def open(self, device: str | None = None) -> None:
         """Connect now (idempotent); :class:`LinkDown` if the endpoint cannot be reached."""
@@ -195,12 +176,18 @@ class ModbusLink:
             if self._client is None:
                 self._client = self._make_client()
             if not await self._connect_once():
-                raise LinkDown(device or self.name, f"cannot connect to {self.endpoint}")
+                who = device or self.name
+                ep = self.endpoint
+                if isinstance(ep, TcpEndpoint):
+                    why = await tcp_reason(ep.host, ep.port, who)
+                else:
+                    why = serial_reason(ep.path, who)
+                raise LinkDown(who, f"cannot connect to {ep}: {why}")
 
     async def _connect_once(self) -> bool:
         client = self._client
         assert client is not None
-        _set_reply_timeout(client, max(self.connect_timeout_s, 2 * self.policy.timeout_s))
+        set_reply_timeout(client, max(self.connect_timeout_s, 2 * self.policy.timeout_s))
         try:
             with io_hold():
                 ok = await client.connect()
@@ -213,7 +200,7 @@ class ModbusLink:
         if not ok or not client.connected:
             return False
         # Connected: pymodbus' own reply wait ends with ours (no orphaned wait_for left behind).
-        _set_reply_timeout(client, self.policy.timeout_s)
+        set_reply_timeout(client, self.policy.timeout_s)
         self._up = True
         self._silent = 0
         return True
@@ -278,7 +265,7 @@ class ModbusLink:
                 return f"FC{rr.function_code} with {len(rr.registers)} registers"
             return None
 
-        def send(client: _Client) -> Awaitable[ModbusPDU]:
+        def send(client: Client) -> Awaitable[ModbusPDU]:
             return client.read_holding_registers(address, count=count, device_id=unit)
 
         rr = await self._request(send, check, FC_READ_HOLDING, f"read {address}+{count} @{unit}", policy, device)
@@ -307,7 +294,7 @@ class ModbusLink:
                     return f"FC{rr.function_code} at {rr.address}"
                 return None
 
-            def send(client: _Client) -> Awaitable[ModbusPDU]:
+            def send(client: Client) -> Awaitable[ModbusPDU]:
                 return client.write_register(address, words[0], device_id=unit)
 
         else:
@@ -318,14 +305,14 @@ class ModbusLink:
                     return f"FC{rr.function_code} at {rr.address} count {rr.count}"
                 return None
 
-            def send(client: _Client) -> Awaitable[ModbusPDU]:
+            def send(client: Client) -> Awaitable[ModbusPDU]:
                 return client.write_registers(address, words, device_id=unit)
 
         await self._request(send, check, fc, f"write {address}={words} @{unit}", policy, device)
 
     async def _request(
         self,
-        send: Callable[[_Client], Awaitable[ModbusPDU]],
+        send: Callable[[Client], Awaitable[ModbusPDU]],
         check: Callable[[ModbusPDU], str | None],
         fc: int,
         what: str,
@@ -351,6 +338,11 @@ class ModbusLink:
                 continue
             except _Lost:
                 raise LinkDown(who, f"{self.endpoint} lost during {what}") from None
+            except _Undecodable as exc:
+                self._silent = 0
+                self.stats.bad_replies += 1
+                bad = f"undecodable: {exc}"
+                continue
             self._silent = 0
             if rr.isError():
                 if rr.function_code == fc | 0x80:
@@ -371,7 +363,7 @@ class ModbusLink:
         raise DeviceTimeout(who, attempts, pol.timeout_s, what)
 
     async def _attempt(
-        self, send: Callable[[_Client], Awaitable[ModbusPDU]], client: _Client, timeout_s: float
+        self, send: Callable[[Client], Awaitable[ModbusPDU]], client: Client, timeout_s: float
     ) -> ModbusPDU:
         # The request is awaited directly (no extra task: ~50 us less per request). A connection lost while
         # it is in flight ends it by its timeout; the next attempt then fails fast with LinkDown.
@@ -384,51 +376,9 @@ class ModbusLink:
         except ConnectionException:
             self._mark_down("not connected")
             raise _Lost from None
+        except UndecodableReply as exc:
+            raise _Undecodable(str(exc)) from None
         except ModbusIOException:
             raise _AttemptTimeout from None
         except ModbusException as exc:
             raise DeviceError(self.name, f"modbus error: {exc}") from None
-
-
-def _set_reply_timeout(client: _Client, seconds: float) -> None:
-    """pymodbus 3.16 bounds connecting and each reply by ``comm_params.timeout_connect``; the transaction
-    manager holds its own copy of the parameters, so both are set."""
-    client.comm_params.timeout_connect = seconds
-    client.ctx.comm_params.timeout_connect = seconds
-
-
-class LinkRegistry:
-    """One :class:`ModbusLink` per endpoint, shared by every device driver behind it (plasma + safety on
-    unit 1 and spray on unit 2 of one TCP server or RTU bus share one client, whose calls are serialised)."""
-
-    def __init__(self, *, trace_packet: TracePacket | None = None) -> None:
-        self._links: dict[str, ModbusLink] = {}
-        self._trace_packet = trace_packet
-
-    def acquire(self, cfg: ModbusTcp | ModbusRtu, port: str | None = None) -> ModbusLink:
-        ep = endpoint_for(cfg, port)
-        key = str(ep) if isinstance(ep, TcpEndpoint) else f"rtu:{ep.path}"
-        link = self._links.get(key)
-        if link is None:
-            link = ModbusLink(
-                ep,
-                policy=RequestPolicy.of(cfg),
-                reconnect_max_s=cfg.reconnect_max_ms / 1000.0,
-                trace_packet=self._trace_packet,
-            )
-            self._links[key] = link
-            return link
-        if link.endpoint != ep:
-            raise ValueError(f"{ep.path if isinstance(ep, RtuEndpoint) else ep}: conflicting settings on one bus")
-        link.reconnect_max_s = min(link.reconnect_max_s, cfg.reconnect_max_ms / 1000.0)
-        link.reconnect_min_s = min(link.reconnect_min_s, link.reconnect_max_s)
-        return link
-
-    @property
-    def links(self) -> list[ModbusLink]:
-        return list(self._links.values())
-
-    async def close(self) -> None:
-        for link in self._links.values():
-            await link.close()
-        self._links.clear()

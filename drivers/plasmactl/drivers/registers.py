@@ -128,6 +128,7 @@ class PlasmaCommand(IntEnum):
     FIRE = 3
     OUTPUT_OFF = 4
     RESET_FAULT = 5
+    RELEASE = 6  # the controller is done: output off, disarmed, the heartbeat watchdog stands down
 
 
 class PlasmaStatusBit(IntEnum):
@@ -146,6 +147,7 @@ class SprayCommand(IntEnum):
     NONE = 0
     SPRAY = 1  # open the valve for SPRAY_MS (write [SPRAY, ms] to COMMAND..SPRAY_MS in one request)
     STOP = 2
+    RELEASE = 3  # the controller is done: valve closed, the heartbeat watchdog stands down
 
 
 class SprayStatusBit(IntEnum):
@@ -170,7 +172,9 @@ PLASMA = DeviceMap(
     model=0x0101,
     registers=(
         *_identity(0x0101),
-        Register("COMMAND", 10, 1, "RW", "", 1, 0, 5, 0, "1 arm, 2 disarm, 3 fire, 4 output off, 5 reset fault"),
+        Register(
+            "COMMAND", 10, 1, "RW", "", 1, 0, 6, 0, "1 arm, 2 disarm, 3 fire, 4 output off, 5 reset fault, 6 release"
+        ),
         Register("ENERGY_SET", 11, 2, "RW", "J", 1e6, 1, 10_000_000, 0, "energy per pulse setpoint (uJ)"),
         Register("PULSE_SET", 13, 1, "RW", "ms", 100, 1, 15_000, 0, "pulse length setpoint (10 us units)"),
         Register("HEARTBEAT", 14, 1, "RW", "", 1, 0, 0xFFFF, 0, "write a changing value at least every WATCHDOG_MS"),
@@ -205,7 +209,7 @@ SPRAY = DeviceMap(
     model=0x0201,
     registers=(
         *_identity(0x0201),
-        Register("COMMAND", 10, 1, "RW", "", 1, 0, 2, 0, "1 spray for SPRAY_MS, 2 stop"),
+        Register("COMMAND", 10, 1, "RW", "", 1, 0, 3, 0, "1 spray for SPRAY_MS, 2 stop, 3 release"),
         Register("SPRAY_MS", 11, 1, "RW", "ms", 1, 1, 10_000, 150, "spray length for the next SPRAY command"),
         Register("HEARTBEAT", 12, 1, "RW", "", 1, 0, 0xFFFF, 0, "write a changing value at least every WATCHDOG_MS"),
         Register("WATCHDOG_MS", 13, 1, "R", "ms", 1, 0, 0xFFFF, 1000, "heartbeat window (the unit stops spraying)"),

@@ -10,15 +10,18 @@ from plasmactl.clock import Clock
 from plasmactl.ports import Devices
 from plasmactl.rig import DEVICES, SERVED_PORTS, ModbusRtu, ModbusTcp, Rig, SerialLine
 
-from .devices import ModbusPlasma, ModbusSafety, ModbusSpray, SerialThermometer
-from .modbus import LinkRegistry, ModbusLink, TracePacket
+from .devices import ModbusPlasma, ModbusSafety, ModbusSpray
+from .host_locks import HostLocks, serial_key, tcp_key
+from .link_registry import LinkRegistry
+from .modbus import ModbusLink, TcpEndpoint, TracePacket
+from .thermometer import SerialThermometer
 
-__all__ = ["open_devices"]
+__all__ = ["open_devices", "resolve_port"]
 
 _log = logging.getLogger(__name__)
 
 
-def _resolve(device: str, port: str, served_ports: dict[str, str] | None) -> str:
+def resolve_port(device: str, port: str, served_ports: dict[str, str] | None) -> str:
     if not port.startswith("@"):
         return port
     if port not in SERVED_PORTS:
@@ -41,20 +44,24 @@ async def open_devices(
     served_ports: dict[str, str] | None = None,
     *,
     trace_packet: TracePacket | None = None,
+    holder: str = "a plasmactl session",
 ) -> tuple[Devices, Callable[[], Awaitable[None]]]:
     """The four port implementations for a rig of real (or served) devices, connected and identity-checked,
     and the coroutine function that closes them. Any failure closes what was opened and raises: a
     :class:`~plasmactl.drivers.errors.IdentityMismatch` or :class:`~plasmactl.drivers.errors.LinkDown` means
-    the session must not start. A ``sim`` device raises ValueError (it is not a driver's business)."""
+    the session must not start, as does :class:`~plasmactl.drivers.host_locks.EndpointBusy` (another session
+    on this host holds an endpoint; raised before anything is sent). A ``sim`` device raises ValueError (it
+    is not a driver's business)."""
     sims = [d for d in DEVICES if getattr(rig, d).kind == "sim"]
     if sims:
         raise ValueError(f"open_devices builds drivers for real devices; {', '.join(sims)} is 'sim'")
     links = LinkRegistry(trace_packet=trace_packet)
+    locks = HostLocks(holder)
     opened: list[ModbusPlasma | ModbusSpray | ModbusSafety | SerialThermometer] = []
 
     def link_for(device: str) -> tuple[ModbusTcp | ModbusRtu, ModbusLink]:
         cfg = _modbus(rig, device)
-        port = _resolve(device, cfg.port, served_ports) if isinstance(cfg, ModbusRtu) else None
+        port = resolve_port(device, cfg.port, served_ports) if isinstance(cfg, ModbusRtu) else None
         return cfg, links.acquire(cfg, port)
 
     plasma_cfg, plasma_link = link_for("plasma")
@@ -66,7 +73,7 @@ async def open_devices(
     plasma = ModbusPlasma(plasma_link, plasma_cfg, clock)
     spray = ModbusSpray(spray_link, spray_cfg, clock)
     safety = ModbusSafety(safety_link, safety_cfg, clock)
-    thermometer = SerialThermometer(therm_cfg, clock, port=_resolve("thermometer", therm_cfg.port, served_ports))
+    thermometer = SerialThermometer(therm_cfg, clock, port=resolve_port("thermometer", therm_cfg.port, served_ports))
 
     async def close() -> None:
         for device in reversed(opened):
@@ -75,9 +82,16 @@ async def open_devices(
             except Exception as exc:  # noqa: BLE001 - closing goes on for the others
                 _log.warning("closing %s: %s", type(device).__name__, exc)
         opened.clear()
-        await links.close()
+        try:
+            await links.close()
+        finally:
+            locks.release()
 
     try:
+        for name, link in (("plasma", plasma_link), ("spray", spray_link), ("safety", safety_link)):
+            ep = link.endpoint
+            locks.acquire(name, tcp_key(ep.host, ep.port) if isinstance(ep, TcpEndpoint) else serial_key(ep.path))
+        locks.acquire("thermometer", serial_key(thermometer.path))
         for device in (plasma, safety, spray, thermometer):
             opened.append(device)
             await device.connect()

@@ -22,6 +22,7 @@ import serial_asyncio_fast
 from plasmactl.clock import io_hold
 
 from . import lineproto
+from .diagnosis import serial_reason
 from .errors import BadChecksum, DeviceTimeout, ErrorReply, LinkDown
 from .modbus import DEFAULT_POLICY, RequestPolicy
 
@@ -85,7 +86,7 @@ class LineLink:
         if self._up:
             return
         if not await self._open_once():
-            raise LinkDown(self.name, f"cannot open {self.url}")
+            raise LinkDown(self.name, f"cannot open {self.url}: {serial_reason(self.url, self.name)}")
 
     async def _open_once(self) -> bool:
         try:

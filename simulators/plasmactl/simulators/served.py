@@ -242,6 +242,20 @@ async def serve(
 # ---------------------------------------------------------------------------------------------- entry
 
 
+async def _until_stdin_closes(stop: asyncio.Event) -> None:
+    """Set ``stop`` when standard input reaches its end (the spawning process closed it or died)."""
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except (OSError, ValueError) as exc:  # a regular file or a closed stdin: no lifeline to watch
+        print(f"serve-sim: --lifeline needs a pipe on standard input ({exc}); stopping", file=sys.stderr)
+    else:
+        while await reader.read(4096):
+            pass
+    stop.set()
+
+
 def serve_sim_main(
     *,
     modbus_tcp: str | None = None,
@@ -252,12 +266,14 @@ def serve_sim_main(
     faults: str | None = None,
     seed: int = 0,
     rig: str | None = None,
+    lifeline: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
     """``plasmactl serve-sim``: serve until SIGINT/SIGTERM; prints where each device is (one JSON line with
     ``json_output``). With no transport chosen, serves Modbus TCP on 127.0.0.1:5020 and the thermometer on a
-    pty. Returns the exit code: 0 after a signal, 2 for bad input (nothing served)."""
+    pty. With ``lifeline``, it also stops when its standard input closes (the process that spawned it is
+    gone, however it died). Returns the exit code: 0 after a signal or the lifeline, 2 for bad input."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     if modbus_tcp is None and not modbus_rtu and not serial:
@@ -282,10 +298,13 @@ def serve_sim_main(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        watch = loop.create_task(_until_stdin_closes(stop)) if lifeline else None
         try:
             print(json.dumps(sim.as_json()) if json_output else sim.describe(), file=out, flush=True)
             await stop.wait()
         finally:
+            if watch is not None:
+                watch.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await sim.stop()
@@ -305,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--faults", metavar="FILE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rig", metavar="FILE")
+    p.add_argument("--lifeline", action="store_true", help="also stop when standard input closes")
     a = p.parse_args(argv)
     return serve_sim_main(
         modbus_tcp=a.modbus_tcp,
@@ -313,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         baud=a.baud,
         json_output=a.json,
         faults=a.faults,
+        lifeline=a.lifeline,
         seed=a.seed,
         rig=a.rig,
     )

@@ -18,6 +18,9 @@ Device-side protection, as the real boxes have it:
   (no fault: the controller judges the energy, which then sits at the limit).
 - The spray unit's own heartbeat watchdog closes the valve when its window passes (FAULT_CODE 1 until the
   next heartbeat; the unit has no reset command).
+- COMMAND = RELEASE (generator 6, spray unit 3) is a controller's clean goodbye: the output off and disarmed
+  (the valve closed), and the watchdog stands down until the next HEARTBEAT write, so the end of a session is
+  not a lost heartbeat and the next session finds the device without a latched fault.
 
 A write that carries a command together with other registers (the spray's ``[SPRAY, ms]`` at 10-11, or the
 generator's COMMAND..PULSE_SET) applies the other registers first, then executes the command.
@@ -286,6 +289,10 @@ class ServedPlasma(ServedUnit):
         elif command == PlasmaCommand.RESET_FAULT:
             self.fault = FaultCode.NONE
             self.watchdog_tripped = False
+        elif command == PlasmaCommand.RELEASE:  # a clean end of a session is no lost heartbeat
+            await p.disarm()
+            self._cut(now)
+            await self.watchdog.stop()
 
     async def _watchdog_trip(self) -> None:
         now = self.clock.now()
@@ -347,6 +354,9 @@ class ServedSpray(ServedUnit):
                 await self.spray.spray(self.spray_ms / 1000.0)
             elif command == SprayCommand.STOP:
                 await self.spray.stop()
+            elif command == SprayCommand.RELEASE:
+                await self.spray.stop()
+                await self.watchdog.stop()
             self.command = writes["COMMAND"]
 
     async def _watchdog_trip(self) -> None:

@@ -1,0 +1,146 @@
+"""The commands around a session: probing a rig, serving the simulators, and the generated documents."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from plasmactl.inputs import InputError
+from plasmactl.rig import load_rig
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_UNHEALTHY = 0, 2, 3
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(probe)
+    app.command()(diagram)
+    app.command("serve-sim")(serve_sim)
+    app.command()(contracts)
+
+
+def probe(
+    rig: Annotated[Path, typer.Argument(help="Rig file (TOML); a [serve] section is served for the probe.")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object on stdout, the table on stderr.")
+    ] = False,
+    reads: Annotated[int, typer.Option(min=1, max=1000, help="Identity reads per device for the round trip.")] = 5,
+) -> None:
+    """Read every device of a rig (identity, state, fault code, round trip) without writing anything.
+
+    Exit 0 when every device answers and is the one the rig expects, 3 otherwise, 2 for a bad rig file."""
+    err = Console(stderr=True, highlight=False)
+    try:
+        the_rig, _ = load_rig(str(rig))
+    except InputError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    from plasmactl import clock as clockmod
+    from plasmactl.probe_rig import probe_with_serving
+
+    reports = clockmod.run(probe_with_serving(the_rig, reads), virtual=False)
+    healthy = all(r["ok"] for r in reports)
+    out = Console(stderr=json_output, highlight=False)
+    out.print(_table(str(rig), reports))
+    out.print("every device answers and matches" if healthy else "[red]not every device answers and matches[/red]")
+    if json_output:
+        sys.stdout.write(json.dumps({"rig": str(rig), "ok": healthy, "devices": reports}) + "\n")
+    raise typer.Exit(EXIT_OK if healthy else EXIT_UNHEALTHY)
+
+
+def _table(title: str, reports: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("device", "where", "identity", "state", "round trip ms", "result"):
+        table.add_column(column)
+    for r in reports:
+        ident = r["identity"] or {}
+        identity = (
+            f"{ident.get('vendor')}/{ident.get('model')} fw {ident.get('firmware')} map v{ident.get('map_version')}"
+            + (f" sn {ident['serial']}" if "serial" in ident else "")
+            if ident
+            else ""
+        )
+        state = " ".join(f"{k}={v}" for k, v in r["status"].items())
+        rt = r["round_trip_ms"]
+        trip = f"{rt['median']:.1f} (max {rt['max']:.1f}, n {rt['n']})" if rt else ""
+        result = "[green]ok[/green]" if r["ok"] else f"[red]{escape(r['problem'] or 'failed')}[/red]"
+        table.add_row(
+            r["device"], escape(f"{r['kind']} {r['endpoint']}"), escape(identity), escape(state), trip, result
+        )
+    return table
+
+
+def diagram(
+    write: Annotated[Path | None, typer.Option(help="Write the Markdown file here instead of printing.")] = None,
+) -> None:
+    """Print (or write) the state machine's Mermaid diagram, generated from its table."""
+    from plasmactl.controller.machine import diagram_markdown
+
+    text = diagram_markdown()
+    if write is None:
+        sys.stdout.write(text)
+    else:
+        write.write_text(text, encoding="utf-8")
+
+
+def serve_sim(
+    modbus_tcp: Annotated[
+        str | None, typer.Option("--modbus-tcp", help="HOST:PORT for every Modbus device (unit ids 1, 2).")
+    ] = None,
+    modbus_rtu: Annotated[
+        str | None,
+        typer.Option(
+            "--modbus-rtu", help="Serve one RTU bus on this port; 'pty' (or no value given) creates a pty pair."
+        ),
+    ] = None,
+    serial: Annotated[
+        str | None, typer.Option("--serial", help="Serve the thermometer on this port; 'pty' creates a pty pair.")
+    ] = None,
+    baud: Annotated[
+        int, typer.Option(min=300, max=4_000_000, help="Simulated wire speed (replies are paced).")
+    ] = 115200,
+    json_output: Annotated[bool, typer.Option("--json", help="Print where each device is as one JSON line.")] = False,
+    faults: Annotated[Path | None, typer.Option(help="Fault scenario, wire faults included (TOML).")] = None,
+    rig: Annotated[Path | None, typer.Option(help="Rig file for the simulators' own settings.")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
+    lifeline: Annotated[
+        bool, typer.Option("--lifeline", help="Also stop when standard input closes (the spawning process is gone).")
+    ] = False,
+) -> None:
+    """Serve the simulated devices on real wires (Modbus TCP, Modbus RTU on a pty, serial) until Ctrl-C."""
+    from plasmactl.simulators.served import serve_sim_main
+
+    def flag(value: str | None) -> str | bool:
+        return False if value is None else (True if value in ("", "pty") else value)
+
+    code = serve_sim_main(
+        modbus_tcp=modbus_tcp,
+        modbus_rtu=flag(modbus_rtu),
+        serial=flag(serial),
+        baud=baud,
+        json_output=json_output,
+        faults=str(faults) if faults else None,
+        seed=seed,
+        rig=str(rig) if rig else None,
+        lifeline=lifeline,
+    )
+    raise typer.Exit(code)
+
+
+def contracts(
+    write: Annotated[Path | None, typer.Option(help="Write the Markdown file here instead of printing.")] = None,
+) -> None:
+    """Print (or write) the devices' register maps and line protocol, generated from their declarations."""
+    from plasmactl.drivers.contracts_doc import contracts_markdown
+
+    text = contracts_markdown()
+    if write is None:
+        sys.stdout.write(text)
+    else:
+        write.write_text(text, encoding="utf-8")
