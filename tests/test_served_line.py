@@ -70,3 +70,32 @@ async def test_a_pulse_over_modbus_heats_the_skin_the_thermometer_reports() -> N
         after = lineproto.decode_sample(lineproto.decode(await line.ask("T")))
         assert after.seq > before.seq
         assert after.celsius > before.celsius + 1.0, (before, after)
+
+
+async def test_pipelined_requests_are_answered_one_by_one_in_order() -> None:
+    """A client that writes ten requests before it reads gets ten replies, in order, paced: a wire does not
+    drop what its reader has not read yet (the served line used to flush unread bytes: one reply of ten)."""
+    import serial
+
+    async with served(tcp=False, serial=True) as sim:
+        assert sim.serial is not None
+        port = serial.Serial(sim.serial.thermometer, sim.serial.baud, timeout=0)
+        try:
+            requests = b"".join(lineproto.encode("ID") if i % 2 == 0 else lineproto.encode("P") for i in range(10))
+            port.write(requests)
+            t0 = loop_time = asyncio.get_running_loop().time()
+            data = b""
+            for _ in range(200):
+                await asyncio.sleep(0.002)
+                data += port.read(4096)
+                loop_time = asyncio.get_running_loop().time()
+                if data.count(b"\n") >= 10:
+                    break
+        finally:
+            port.close()
+    replies = [lineproto.decode(line + b"\n")[0] for line in data.split(b"\n") if line]
+    assert replies == ["ID", "P"] * 5
+    # paced: the replies took their time on the 8N1 wire one after another (full duplex: the first request,
+    # then ten replies back to back), not all at once
+    wire_s = (len(requests) / 10 + len(data)) * 10 / sim.serial.baud
+    assert loop_time - t0 >= 0.9 * wire_s, (loop_time - t0, wire_s)

@@ -1,4 +1,5 @@
-"""In-process simulated devices implementing the core's ports.
+"""In-process simulated devices implementing the core's ports: the generator and the spray unit (the sensors
+are in :mod:`plasmactl.simulators.sensors`).
 
 Each device answers from its command history and the shared world; behaviour under a fault comes
 from the world's fault schedule, so the same scenario file drives every fault kind. Every request
@@ -7,22 +8,20 @@ first passes the device's link, which a ``link/timeout`` fault silences.
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import Callable
 
-from plasmactl.ports import DeviceError, PlasmaStatus, SafetyState, SkinReading, SprayStatus
-from plasmactl.rig import PlasmaSim, SafetySim, SpraySim, ThermometerSim
+from plasmactl.ports import DeviceError, PlasmaStatus, SprayStatus
+from plasmactl.rig import PlasmaSim, SpraySim
 from plasmactl.simulators.world import PulseRecord, SimWorld, SprayRecord
 
 MAX_ENERGY_J = 10.0  # the generator's own setpoint range
 
-# A virtual-time jump can land one float ulp short of the timer it wakes for.
-_TIME_EPS = 1e-9
-
 
 class SimPlasma:
-    """Plasma generator: command latency, noisy delivered energy, its own hardware pulse limit."""
+    """Plasma generator: command latency, noisy delivered energy, its own hardware pulse limit, and its own
+    E-stop input (the rig wires the E-stop to the generator too): pressed, the output is off at that instant
+    and the generator disarmed, whatever the controller does or whether it is there at all; arm and fire are
+    refused while it is pressed. The controller's interlock is the first layer, this is the second."""
 
     def __init__(self, world: SimWorld, cfg: PlasmaSim, *, own_watchdog: bool = True) -> None:
         self.w = world
@@ -41,6 +40,7 @@ class SimPlasma:
         self.count = 0
         self._pulse: PulseRecord | None = None
         self._last_done: PulseRecord | None = None
+        self._estop_wired = world.faults.affects("safety")  # else no E-stop can come: no lookups
         world.record.generator_state = self.state_now
 
     async def _request(self) -> None:
@@ -58,10 +58,18 @@ class SimPlasma:
             self.armed = False
             self.fault_code = 1
 
+    def _estop_pressed(self, now: float) -> bool:
+        """The generator's own E-stop input: pressed now, it is disarmed (a pulse was already cut at the press)."""
+        if self._estop_wired and self.w.faults.find("safety", "estop", now) is not None:
+            self.armed = False
+            return True
+        return False
+
     def state_now(self) -> dict[str, bool]:
         """Armed, and emitting, right now (the simulation's ground truth, for the session's record)."""
         now = self.w.clock.now()
         self._own_watchdog(now)
+        self._estop_pressed(now)
         p = self._pulse
         return {"armed": self.armed, "output_on": p is not None and p.t_on <= now < p.t_off}
 
@@ -85,6 +93,8 @@ class SimPlasma:
 
     async def arm(self) -> None:
         await self._request()
+        if self._estop_pressed(self.w.clock.now()):
+            raise DeviceError("plasma", "arm refused: the generator's E-stop input is pressed", code=4)
         if self.fault_code:
             raise DeviceError("plasma", f"arm refused: fault {self.fault_code} latched", code=4)
         self.armed = True
@@ -102,6 +112,8 @@ class SimPlasma:
         await self._request()
         now = self.w.clock.now()
         self._retire(now)
+        if self._estop_pressed(now):
+            raise DeviceError("plasma", "fire refused: the generator's E-stop input is pressed", code=4)
         if not self.armed:
             raise DeviceError("plasma", "fire refused: not armed", code=4)
         if self.fault_code:
@@ -115,6 +127,8 @@ class SimPlasma:
         length = min(self.pulse_ms / 1000.0, hw_max_s)
         stuck = self.w.faults.find("plasma", "stuck_on", t_on)
         t_off = t_on + (hw_max_s if stuck else length)
+        if self._estop_wired:  # an E-stop pressed before the output would end ends it there, in the device
+            t_off = max(t_on, min(t_off, self.w.faults.first_start("safety", "estop", now, t_off)))
         energy = self.energy_j * max(0.0, 1.0 + self._rng.normal(0.0, self.cfg.energy_noise_pct / 100.0))
         drift = self.w.faults.find("plasma", "energy_drift", t_on)
         if drift is not None and drift.fault.value is not None:
@@ -129,7 +143,7 @@ class SimPlasma:
         if power * (t_off - t_on) > self.energy_limit_j:
             t_off = t_on + self.energy_limit_j / power
         full_energy = min(power * (t_off - t_on), self.energy_limit_j)
-        heat = None if no_output else self.w.skin.heat(t_on, t_off, power)
+        heat = None if no_output or t_off <= t_on else self.w.skin.heat(t_on, t_off, power)
         self._pulse = PulseRecord(self.count, t_on, t_off, full_energy, t_off - t_on, heat)
         self.w.record.pulses.append(self._pulse)
         self.w.pulse_ends(self.count, t_off)
@@ -140,6 +154,7 @@ class SimPlasma:
         await self._request()
         now = self.w.clock.now()
         self._retire(now)
+        self._estop_pressed(now)
         p = self._pulse
         on = p is not None and p.t_on <= now < p.t_off
         done = self._last_done
@@ -301,131 +316,3 @@ class SimSpray:
             flow_ml_s=self.cfg.flow_ml_s if flowing else 0.0,
             spray_count=self.count,
         )
-
-
-class SimThermometer:
-    """IR skin thermometer: fixed sample period, first-order lag, noise, reporting latency."""
-
-    BACKFILL = 16  # samples recomputed after a long gap (the lag has forgotten anything older)
-
-    def __init__(self, world: SimWorld, cfg: ThermometerSim) -> None:
-        self.w = world
-        self.cfg = cfg
-        self._linked = world.faults.affects_link("thermometer")
-        self._faulted = world.faults.affects("thermometer")
-        self._rng = world.rng["thermometer"]
-        self._normal = self._rng.standard_normal
-        self._latency_s = cfg.latency_ms / 1000.0
-        self._period = cfg.sample_ms / 1000.0
-        tau = cfg.time_constant_ms / 1000.0
-        self._lag = 1.0 if tau <= 0 else 1.0 - math.exp(-self._period / tau)  # first-order lag per sample
-        self._k = -1  # index of the last computed sample
-        self._filtered = self._rest()
-        self._last = SkinReading(-self._period, self._filtered)
-
-    def _rest(self) -> float:
-        """The sensor has been running before the session: its past samples read the skin at rest."""
-        return self.w.skin.surface_c(self.w.skin.time)
-
-    def _sample(self, k: int) -> SkinReading:
-        t = k * self._period
-        true_c = self.w.skin.surface_c(max(t, self.w.skin.time))
-        self._filtered += self._lag * (true_c - self._filtered)
-        # = rng.normal(0.0, noise_c), the same draw and the same float, without its argument handling
-        value = self._filtered + (0.0 + self.cfg.noise_c * self._normal())
-        return SkinReading(t, value)
-
-    async def read(self) -> SkinReading:
-        if self._linked:
-            await self.w.link("thermometer")
-        now = self.w.clock.now()
-        k_now = math.floor((now - self._latency_s) / self._period + 1e-9)
-        if k_now > self._k:
-            start = max(self._k + 1, k_now - self.BACKFILL)
-            for k in range(start, k_now + 1):
-                fresh = self._sample(k)
-                self._last = self._apply_faults(fresh) if self._faulted else fresh
-            self._k = k_now
-        return self._last
-
-    def _apply_faults(self, fresh: SkinReading) -> SkinReading:
-        if not self._faulted:
-            return fresh
-        if self.w.faults.find("thermometer", "dropout", fresh.t):
-            return self._last  # no new samples: the last one ages
-        stuck = self.w.faults.find("thermometer", "stuck", fresh.t)
-        if stuck is not None:
-            value = stuck.fault.value if stuck.fault.value is not None else self._last.value_c
-            return SkinReading(fresh.t, value)
-        offset = self.w.faults.find("thermometer", "offset", fresh.t)
-        if offset is not None and offset.fault.value is not None:
-            return SkinReading(fresh.t, fresh.value_c + offset.fault.value)
-        return fresh
-
-
-class SimSafety:
-    """E-stop, footswitch and tip distance; changes only when a fault starts or ends."""
-
-    LIFTED_MM = 5.0
-
-    def __init__(self, world: SimWorld, cfg: SafetySim) -> None:
-        self.w = world
-        self.cfg = cfg
-        self._linked = world.faults.affects_link("safety")
-        self._faulted = world.faults.affects("safety")
-        self._waiter: asyncio.Future[None] | None = None
-        world.on_schedule_change(self.poke)
-
-    def _state(self, now: float) -> SafetyState:
-        if not self._faulted:
-            return SafetyState(t=now, estop=False, footswitch=True, tip_distance_mm=self.cfg.tip_distance_mm)
-        f = self.w.faults
-        tip = f.find("safety", "tip_lift", now)
-        tip_mm = self.cfg.tip_distance_mm
-        if tip is not None:
-            tip_mm = tip.fault.value if tip.fault.value is not None else self.LIFTED_MM
-        return SafetyState(
-            t=now,
-            estop=f.find("safety", "estop", now) is not None,
-            footswitch=f.find("safety", "footswitch_release", now) is None,
-            tip_distance_mm=tip_mm,
-        )
-
-    async def read(self) -> SafetyState:
-        if self._linked:
-            await self.w.link("safety")
-        return self._state(self.w.clock.now())
-
-    async def wait_change(self, timeout_s: float) -> SafetyState:
-        if self._linked:
-            await self.w.link("safety")
-        clock = self.w.clock
-        deadline = clock.now() + timeout_s
-        while True:
-            wake = min(deadline, self.w.faults.boundaries_after(clock.now(), ("safety",)))
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiter = fut
-            handle = clock.call_at(wake, _resolver(fut))
-            try:
-                await fut
-            finally:
-                handle.cancel()
-                self._waiter = None
-            if clock.now() >= wake - _TIME_EPS:
-                break  # otherwise the fault schedule changed: plan the wake-up again
-        if self._linked:
-            await self.w.link("safety")
-        return self._state(clock.now())
-
-    def poke(self) -> None:
-        """The fault schedule changed (a fault tied to a pulse got its start time)."""
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-
-def _resolver(fut: asyncio.Future[None]) -> Callable[[], None]:
-    def resolve() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    return resolve

@@ -9,7 +9,8 @@ from plasmactl.clock import Clock
 from plasmactl.faults import FaultScenario
 from plasmactl.ports import Devices
 from plasmactl.rig import PlasmaSim, Rig, SafetySim, Skin, SpraySim, ThermometerSim
-from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
+from plasmactl.simulators.devices import SimPlasma, SimSpray
+from plasmactl.simulators.sensors import SimSafety, SimThermometer
 from plasmactl.simulators.skin.from_rig import tissue_fields
 from plasmactl.simulators.skin.layered1d import Layered1DSkin, SkinParams
 from plasmactl.simulators.world import SimWorld

@@ -37,7 +37,8 @@ from plasmactl.drivers.registers import PLASMA, SPRAY
 from plasmactl.faults import FaultScenario, load_faults
 from plasmactl.inputs import InputError
 from plasmactl.rig import PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim, load_rig, parse_host_port
-from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray, SimThermometer
+from plasmactl.simulators.devices import SimPlasma, SimSpray
+from plasmactl.simulators.sensors import SimSafety, SimThermometer
 from plasmactl.simulators.served_modbus import ModbusEngine
 from plasmactl.simulators.served_transports import LineServer, ModbusRtuServer, ModbusTcpServer
 from plasmactl.simulators.served_units import ServedPlasma, ServedSpray

@@ -49,7 +49,15 @@ MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
 
 
 class ModbusTcpServer:
-    """Modbus TCP: every unit on one port; each connection's requests are answered in order."""
+    """Modbus TCP: every unit on one port; each connection's requests are answered in order.
+
+    As a device's TCP stack is, it is bounded: at most ``max_connections`` at once (a further one is closed
+    at once), a frame whose first byte came must be complete within ``partial_frame_s``, and a connection
+    with no request for ``idle_s`` is closed."""
+
+    max_connections = 8
+    partial_frame_s = 1.0
+    idle_s = 60.0
 
     def __init__(self, engine: ModbusEngine, world: SimWorld, rng: random.Random) -> None:
         self.engine = engine
@@ -78,16 +86,26 @@ class ModbusTcpServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._handlers) >= self.max_connections:
+            log.warning("modbus tcp: %d connections open already: refusing another", len(self._handlers))
+            writer.close()
+            return
         self._handlers.add(task)
         try:
             while True:
-                tid, pid, length, unit = MBAP.unpack(await reader.readexactly(MBAP.size))
-                if pid != 0 or not 2 <= length <= 254:
-                    log.info("modbus tcp: not a Modbus frame (protocol id %d, length %d): closing", pid, length)
-                    return
-                pdu = await reader.readexactly(length - 1)
+                async with asyncio.timeout(self.idle_s):
+                    first = await reader.readexactly(1)
+                async with asyncio.timeout(self.partial_frame_s):
+                    tid, pid, length, unit = MBAP.unpack(first + await reader.readexactly(MBAP.size - 1))
+                    if pid != 0 or not 2 <= length <= 254:
+                        log.info("modbus tcp: not a Modbus frame (protocol id %d, length %d): closing", pid, length)
+                        return
+                    pdu = await reader.readexactly(length - 1)
                 if not await self._request(writer, tid, unit, pdu):
                     return
+        except TimeoutError:
+            log.info("modbus tcp: a connection idle or a frame incomplete for too long: closing")
+            return
         except (asyncio.IncompleteReadError, ConnectionError):
             return
         except asyncio.CancelledError:
@@ -137,6 +155,7 @@ class _SerialServer(ABC):
         self._loop = asyncio.get_running_loop()
         self._buf = bytearray()
         self._t_first = 0.0  # loop time the first byte of the pending request arrived
+        self._line_free = 0.0  # loop time the previous reply was all on the wire (one reply at a time)
         self._queue: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._reading = False
@@ -198,8 +217,13 @@ class _SerialServer(ABC):
     async def _handle(self, request: bytes, t_first: float) -> None:
         """Answer one request (paced, with the wire faults applied)."""
 
-    async def _send(self, reply: bytes, due: float, effect: WireEffect) -> None:
-        """Write ``reply`` at loop time ``due`` (the paced wire time) plus the link delay."""
+    async def _send(self, reply: bytes, due: float, effect: WireEffect, reply_s: float = 0.0) -> None:
+        """Write ``reply`` at loop time ``due`` (the paced wire time) plus the link delay, and never sooner
+        than ``reply_s`` (its own time on the wire) after the previous reply: pipelined requests get their
+        replies one after another, as a wire carries them."""
+        if self.port.pace:
+            due = max(due, self._line_free + reply_s)
+            self._line_free = due
         wait = due + effect.delay_s - self._loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -271,6 +295,7 @@ class LineServer(_SerialServer):
         super().__init__(port, world, baud, rng)
         self.answer = answer
         self.target = target
+        port.flush_unread = False  # pipelined requests each get their reply, in order
 
     def _received(self) -> None:
         while (end := self._buf.find(b"\n")) >= 0:
@@ -295,4 +320,4 @@ class LineServer(_SerialServer):
         elif effect.corrupt:
             reply = corrupt_line(reply)
         due = t_first + line_wire_time(len(line), len(reply), self.baud) if self.port.pace else 0.0
-        await self._send(reply, due, effect)
+        await self._send(reply, due, effect, line_wire_time(0, len(reply), self.baud))

@@ -55,7 +55,8 @@ from plasmactl.drivers.registers import (
     split,
 )
 from plasmactl.ports import DeviceError
-from plasmactl.simulators.devices import SimPlasma, SimSafety, SimSpray
+from plasmactl.simulators.devices import SimPlasma, SimSpray
+from plasmactl.simulators.sensors import SimSafety
 
 log = logging.getLogger("plasmactl.served")
 

@@ -138,6 +138,9 @@ class SerialPort:
         self._slave_fd = slave_fd
         self._owner = owner  # a pyserial Serial keeping a given port open
         self.closed = False
+        # Drop what the client has not read before each reply (the RTU bus: a late reply never waits in the
+        # client's buffer to be taken for the next one). A line protocol keeps them: a wire does not drop.
+        self.flush_unread = True
 
     @classmethod
     def open(cls, spec: str | bool, baud: int) -> SerialPort:
@@ -165,8 +168,9 @@ class SerialPort:
             return b""
 
     def write(self, data: bytes) -> None:
-        """Write a reply; stale bytes the client never read are flushed first (they belong to an old reply)."""
-        if self._slave_fd is not None:
+        """Write a reply; with ``flush_unread``, stale bytes the client never read are flushed first (they
+        belong to an old reply)."""
+        if self._slave_fd is not None and self.flush_unread:
             termios.tcflush(self._slave_fd, termios.TCIFLUSH)
         view = memoryview(data)
         while view:

@@ -1,0 +1,143 @@
+"""In-process simulated sensors implementing the core's ports: the skin thermometer and the operator-side
+safety inputs (E-stop, footswitch, tip distance), both answering from the shared world and its faults."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+
+from plasmactl.ports import SafetyState, SkinReading
+from plasmactl.rig import SafetySim, ThermometerSim
+from plasmactl.simulators.world import SimWorld
+
+# A virtual-time jump can land one float ulp short of the timer it wakes for.
+_TIME_EPS = 1e-9
+
+
+class SimThermometer:
+    """IR skin thermometer: fixed sample period, first-order lag, noise, reporting latency."""
+
+    BACKFILL = 16  # samples recomputed after a long gap (the lag has forgotten anything older)
+
+    def __init__(self, world: SimWorld, cfg: ThermometerSim) -> None:
+        self.w = world
+        self.cfg = cfg
+        self._linked = world.faults.affects_link("thermometer")
+        self._faulted = world.faults.affects("thermometer")
+        self._rng = world.rng["thermometer"]
+        self._normal = self._rng.standard_normal
+        self._latency_s = cfg.latency_ms / 1000.0
+        self._period = cfg.sample_ms / 1000.0
+        tau = cfg.time_constant_ms / 1000.0
+        self._lag = 1.0 if tau <= 0 else 1.0 - math.exp(-self._period / tau)  # first-order lag per sample
+        self._k = -1  # index of the last computed sample
+        self._filtered = self._rest()
+        self._last = SkinReading(-self._period, self._filtered)
+
+    def _rest(self) -> float:
+        """The sensor has been running before the session: its past samples read the skin at rest."""
+        return self.w.skin.surface_c(self.w.skin.time)
+
+    def _sample(self, k: int) -> SkinReading:
+        t = k * self._period
+        true_c = self.w.skin.surface_c(max(t, self.w.skin.time))
+        self._filtered += self._lag * (true_c - self._filtered)
+        # = rng.normal(0.0, noise_c), the same draw and the same float, without its argument handling
+        value = self._filtered + (0.0 + self.cfg.noise_c * self._normal())
+        return SkinReading(t, value)
+
+    async def read(self) -> SkinReading:
+        if self._linked:
+            await self.w.link("thermometer")
+        now = self.w.clock.now()
+        k_now = math.floor((now - self._latency_s) / self._period + 1e-9)
+        if k_now > self._k:
+            start = max(self._k + 1, k_now - self.BACKFILL)
+            for k in range(start, k_now + 1):
+                fresh = self._sample(k)
+                self._last = self._apply_faults(fresh) if self._faulted else fresh
+            self._k = k_now
+        return self._last
+
+    def _apply_faults(self, fresh: SkinReading) -> SkinReading:
+        if not self._faulted:
+            return fresh
+        if self.w.faults.find("thermometer", "dropout", fresh.t):
+            return self._last  # no new samples: the last one ages
+        stuck = self.w.faults.find("thermometer", "stuck", fresh.t)
+        if stuck is not None:
+            value = stuck.fault.value if stuck.fault.value is not None else self._last.value_c
+            return SkinReading(fresh.t, value)
+        offset = self.w.faults.find("thermometer", "offset", fresh.t)
+        if offset is not None and offset.fault.value is not None:
+            return SkinReading(fresh.t, fresh.value_c + offset.fault.value)
+        return fresh
+
+
+class SimSafety:
+    """E-stop, footswitch and tip distance; changes only when a fault starts or ends."""
+
+    LIFTED_MM = 5.0
+
+    def __init__(self, world: SimWorld, cfg: SafetySim) -> None:
+        self.w = world
+        self.cfg = cfg
+        self._linked = world.faults.affects_link("safety")
+        self._faulted = world.faults.affects("safety")
+        self._waiter: asyncio.Future[None] | None = None
+        world.on_schedule_change(self.poke)
+
+    def _state(self, now: float) -> SafetyState:
+        if not self._faulted:
+            return SafetyState(t=now, estop=False, footswitch=True, tip_distance_mm=self.cfg.tip_distance_mm)
+        f = self.w.faults
+        tip = f.find("safety", "tip_lift", now)
+        tip_mm = self.cfg.tip_distance_mm
+        if tip is not None:
+            tip_mm = tip.fault.value if tip.fault.value is not None else self.LIFTED_MM
+        return SafetyState(
+            t=now,
+            estop=f.find("safety", "estop", now) is not None,
+            footswitch=f.find("safety", "footswitch_release", now) is None,
+            tip_distance_mm=tip_mm,
+        )
+
+    async def read(self) -> SafetyState:
+        if self._linked:
+            await self.w.link("safety")
+        return self._state(self.w.clock.now())
+
+    async def wait_change(self, timeout_s: float) -> SafetyState:
+        if self._linked:
+            await self.w.link("safety")
+        clock = self.w.clock
+        deadline = clock.now() + timeout_s
+        while True:
+            wake = min(deadline, self.w.faults.boundaries_after(clock.now(), ("safety",)))
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiter = fut
+            handle = clock.call_at(wake, _resolver(fut))
+            try:
+                await fut
+            finally:
+                handle.cancel()
+                self._waiter = None
+            if clock.now() >= wake - _TIME_EPS:
+                break  # otherwise the fault schedule changed: plan the wake-up again
+        if self._linked:
+            await self.w.link("safety")
+        return self._state(clock.now())
+
+    def poke(self) -> None:
+        """The fault schedule changed (a fault tied to a pulse got its start time)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+def _resolver(fut: asyncio.Future[None]) -> Callable[[], None]:
+    def resolve() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    return resolve
