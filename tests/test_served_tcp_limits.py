@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from plasmactl.simulators.served_transports import ModbusTcpServer
 from test_served_support import served
 
@@ -19,30 +21,24 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
     return time.monotonic() - t0
 
 
-async def test_a_partial_frame_is_closed_after_its_time() -> None:
-    ModbusTcpServer.partial_frame_s, saved = 0.2, ModbusTcpServer.partial_frame_s
-    try:
-        async with served() as sim:
-            assert sim.modbus_tcp is not None
-            reader, writer = await asyncio.open_connection(HOST, sim.modbus_tcp.port)
-            writer.write(b"\x00\x01\x00")  # three bytes of a seven-byte header, then nothing
-            await writer.drain()
-            assert 0.15 < await _closed_within(reader, 2.0) < 1.0
-            writer.close()
-    finally:
-        ModbusTcpServer.partial_frame_s = saved
-
-
-async def test_an_idle_connection_is_closed_after_its_time() -> None:
-    ModbusTcpServer.idle_s, saved = 0.2, ModbusTcpServer.idle_s
-    try:
-        async with served() as sim:
-            assert sim.modbus_tcp is not None
-            reader, writer = await asyncio.open_connection(HOST, sim.modbus_tcp.port)
-            assert 0.15 < await _closed_within(reader, 2.0) < 1.0
-            writer.close()
-    finally:
-        ModbusTcpServer.idle_s = saved
+@pytest.mark.parametrize(
+    ("limit", "sent"),
+    [
+        ("partial_frame_s", b"\x00\x01\x00"),  # three bytes of a seven-byte header, then nothing
+        ("idle_s", b""),  # a connection that never asks anything
+    ],
+)
+async def test_a_stalled_connection_is_closed_after_its_time(
+    limit: str, sent: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ModbusTcpServer, limit, 0.2)
+    async with served() as sim:
+        assert sim.modbus_tcp is not None
+        reader, writer = await asyncio.open_connection(HOST, sim.modbus_tcp.port)
+        writer.write(sent)
+        await writer.drain()
+        assert 0.15 < await _closed_within(reader, 2.0) < 1.0
+        writer.close()
 
 
 async def test_connections_beyond_the_cap_are_closed_at_once() -> None:

@@ -82,11 +82,7 @@ def diagram(
     """Print (or write) the state machine's Mermaid diagram, generated from its table."""
     from plasmactl.controller.machine import diagram_markdown
 
-    text = diagram_markdown()
-    if write is None:
-        sys.stdout.write(text)
-    else:
-        write.write_text(text, encoding="utf-8")
+    _print_or_write(diagram_markdown(), write)
 
 
 def serve_sim(
@@ -139,8 +135,16 @@ def contracts(
     """Print (or write) the devices' register maps and line protocol, generated from their declarations."""
     from plasmactl.drivers.contracts_doc import contracts_markdown
 
-    text = contracts_markdown()
+    _print_or_write(contracts_markdown(), write)
+
+
+def _print_or_write(text: str, write: Path | None) -> None:
+    """A generated document to stdout, or to ``write`` (an unwritable path is bad input, exit 2)."""
     if write is None:
         sys.stdout.write(text)
-    else:
+        return
+    try:
         write.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        Console(stderr=True, highlight=False).print(f"[red]error:[/red] cannot write {escape(str(write))}: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
