@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -124,22 +123,25 @@ def test_ctrl_c_reaches_the_controller_not_the_server(
     assert not _alive(server)  # stopped by the run at its end
 
 
-def test_the_example_tcp_rig_runs_while_its_old_fixed_port_is_taken(tmp_path: Path) -> None:
-    """15020 was the example rig's fixed port: another process holding it changes nothing now."""
-    with socket.socket() as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            squatter.bind(("127.0.0.1", 15020))
-            squatter.listen()
-        except OSError:
-            pass  # held already by someone else: the same situation
-        short = REPO / "examples" / "plans" / "short.toml"
-        done = subprocess.run(
-            [str(PLASMACTL), "run", str(short), "--rig", str(SIM_TCP), "--out", str(tmp_path / "out")],
-            capture_output=True,
-            cwd=REPO,
-            timeout=120,
-        )
+def test_the_example_rigs_name_no_fixed_tcp_port(tmp_path: Path) -> None:
+    """Every served example rig lets its server pick a free port (the devices follow it), so a run never
+    fails because another process holds a port; the TCP one runs and reports the port it got."""
+    from plasmactl.rig import ModbusTcp, load_rig, parse_host_port
+
+    for path in sorted((REPO / "examples" / "rigs").glob("*.toml")):
+        rig, _ = load_rig(str(path))
+        if rig.serve is not None and rig.serve.modbus_tcp:
+            assert parse_host_port(rig.serve.modbus_tcp)[1] == 0, path
+            for device in ("plasma", "spray", "safety"):
+                cfg = getattr(rig, device)
+                assert not isinstance(cfg, ModbusTcp) or cfg.port == 0, (path, device)
+    short = REPO / "examples" / "plans" / "short.toml"
+    done = subprocess.run(
+        [str(PLASMACTL), "run", str(short), "--rig", str(SIM_TCP), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     start = next(e for e in read_events(tmp_path / "out" / "events.jsonl") if e["event"] == "serve_sim")
     assert start["report"]["modbus_tcp"]["port"] != 0

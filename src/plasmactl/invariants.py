@@ -29,9 +29,8 @@ ACTIONS = frozenset(
     {"plasma_off", "plasma_disarm", "plasma_arm", "spray_command", "spray_start", "spray_end", "pulse_start"}
 )
 EXIT_CODES = {"complete": {0}, "incomplete": {4}, "fault": {3}, "estop": {3}, "aborted": {130, 143}}
-REAL_CLOCK_DETECTION_S = (
-    0.050  # on a real clock (a loaded host, a call in flight) a missed window trips this late at most
-)
+# on a real clock (a loaded host, a call in flight) a missed window trips this late at most
+REAL_CLOCK_DETECTION_S = 0.050
 RESERVOIR_GRACE_S = 0.005  # the spray unit's status is read just before a pulse: a reservoir dry since then
 
 

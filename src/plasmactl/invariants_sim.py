@@ -43,22 +43,23 @@ def against_simulator(ctx: Record, v: Violations, sim: Mapping[str, Any]) -> Non
         if float(p["t_off"]) > t_end_session + EPS_S:
             v["sim_output_on_at_end"].append(f"pulse {p['number']} still on after the session ended")
     by_number = {int(p["number"]): p for p in pulses}
+    faults = sim.get("faults", [])
     per_spot: dict[int, float] = defaultdict(float)
     for n, s in ctx.starts.items():
         p = by_number.get(n)
         if p is None:
-            if "pulses" in sim:  # the generator's own record has no such pulse: its FIRE never arrived
-                _blocking_faults(ctx, v, n, float(s["t"]), float(s["t"]), sim.get("faults", []))
-                continue
-            end = ctx.ends.get(n, s)  # a record of fault windows only: judge the pulse's end as the log has it
-            _blocking_faults(ctx, v, n, float(s["t"]), float(end.get("t_off", end["t"])), sim.get("faults", []))
+            # not in the generator's own record: its FIRE never arrived, nothing was emitted; with a record of
+            # fault windows only, the pulse's end is judged as the log has it
+            end = ctx.ends.get(n, s)
+            t_off = float(s["t"]) if "pulses" in sim else float(end.get("t_off", end["t"]))
+            _blocking_faults(ctx, v, n, float(s["t"]), t_off, faults)
             continue
         per_spot[int(s["spot"])] += float(p["energy_j"])
         logged = ctx.ends.get(n, {}).get("energy_j")
         # the generator reports in microjoules over a wire (its register's unit)
         if isinstance(logged, int | float) and abs(logged - float(p["energy_j"])) > max(1.01e-6, 1e-6 * logged):
             v["sim_energy_mismatch"].append(f"pulse {n}: log {logged} J, generator {p['energy_j']} J")
-        _blocking_faults(ctx, v, n, float(s["t"]), float(p["t_off"]), sim.get("faults", []))
+        _blocking_faults(ctx, v, n, float(s["t"]), float(p["t_off"]), faults)
     cap = ctx.pps * ctx.energy_j * (1 + ctx.tol)
     for spot, energy in sorted(per_spot.items()):
         if energy > cap * (1 + 1e-6) + EPS_J:
@@ -84,7 +85,7 @@ def against_simulator(ctx: Record, v: Violations, sim: Mapping[str, Any]) -> Non
             v["phantom_cooling"].append(f"spray {claim.get('spray')}: water on the skin {late:.1f} ms after the pulse")
         else:
             _ran_dry(ctx, v, claim, wet[0])
-    _estop_pressed(ctx, v, sim.get("faults", []))
+    _estop_pressed(ctx, v, faults)
 
 
 def _ran_dry(ctx: Record, v: Violations, claim: Mapping[str, Any], spray: Mapping[str, Any]) -> None:
@@ -169,10 +170,12 @@ def _blocking_faults(ctx: Record, v: Violations, n: int, t_decided: float, t_off
         )
         unsafe = (device == "safety" and kind in BLOCKING_SAFETY) or tip_out
         dark = device == "link" and f.get("target") == "safety" and kind in DARK_LINK
-        # a dry reservoir: a pulse may go on a spray unit status within its bound (checked before a spot)
-        grace = ctx.max_age_s.get("spray", RESERVOIR_GRACE_S) + ctx.detection_s if kind == "reservoir_empty" else 0.0
         if unsafe or dark:  # a fault after the read was sent, on a read recent enough, was not seen in time
             grace = read_s if read_s <= FIRE_SAFETY_AGE_S + EPS_S else 0.0
+        elif kind == "reservoir_empty":  # a pulse may go on a spray unit status within its bound
+            grace = ctx.max_age_s.get("spray", RESERVOIR_GRACE_S) + ctx.detection_s
+        else:
+            grace = 0.0
         if (unsafe or dark or kind == "reservoir_empty") and s0 + grace + EPS_S < t_decided < s1 - EPS_S:
             v["pulse_during_blocking_fault"].append(
                 f"pulse {n} decided at {t_decided:.4f} during {device}/{kind} [{s0:.4f}, {s1:.4f})"

@@ -123,6 +123,11 @@ class Limits(BaseModel):
         return self.skin_temp_max_c + Caps.HARD_TRIP_MARGIN_C
 
     @property
+    def cooling_window_s(self) -> float:
+        """The longest a pulse may wait for water on the skin, from its end."""
+        return self.max_cooling_delay_ms / 1000.0
+
+    @property
     def tolerance(self) -> float:
         """The energy tolerance as a fraction."""
         return self.energy_tolerance_pct / 100.0

@@ -150,8 +150,9 @@ async def serve_rig(
                 clock=clock,
             )
             stack.push_async_callback(sim.stop)
-            ports = _served(log, sim.as_json(), in_process=True)
-            rig = rig.with_served_tcp(sim.as_json())
+            report = sim.as_json()
+            ports = _served(log, report, in_process=True)
+            rig = rig.with_served_tcp(report)
             served = sim.world
             world = SimulatedWorld(lambda: None, lambda: served.record.as_json(served.faults))
         elif serve is not None and serve.spawn:

@@ -329,11 +329,10 @@ class ModbusSafety(_ModbusDevice):
 
     async def read(self) -> SafetyState:
         """The inputs now: always a read on the bus (the controller decides emission on it)."""
-        st = await self._poll()
-        self._last = st
-        return st
+        return await self._poll()
 
     async def _poll(self) -> SafetyState:
+        """One read of the inputs, also the state a change is judged from."""
         # stamped when the request goes, not when the reply comes: the device may have read its inputs at any
         # moment in between, so the state is as old as the request (emission is judged on that age)
         t = self.clock.now()
@@ -345,6 +344,7 @@ class ModbusSafety(_ModbusDevice):
             footswitch=_bit(bits, SafetyBit.FOOTSWITCH),
             tip_distance_mm=PLASMA["TIP_DISTANCE"].decode(_field(w, start, PLASMA["TIP_DISTANCE"])),
         )
+        self._last = st
         return st
 
     async def wait_change(self, timeout_s: float) -> SafetyState:
@@ -354,7 +354,6 @@ class ModbusSafety(_ModbusDevice):
         period = self.cfg.poll_ms / 1000.0
         while True:
             st = await self._poll()
-            self._last = st
             if previous is None or _inputs(st) != _inputs(previous):
                 return st
             now = self.clock.now()

@@ -280,10 +280,9 @@ class ServedPlasma(ServedUnit):
                 raise DeviceError("plasma", "fire refused: ENERGY_SET, PULSE_SET and ENERGY_LIMIT not all set", code=4)
             await p.fire()
             window = p.pulse_window()
+            # the timer is stuck and the dose monitor did not end it: the hardware limit does
             if window is not None and window[1] - window[0] >= p.cfg.hw_max_pulse_ms / 1000.0 - 1e-9:
-                self._limit_at = window[
-                    1
-                ]  # the timer is stuck and the dose monitor did not end it: the hardware limit does
+                self._limit_at = window[1]
         elif command == PlasmaCommand.OUTPUT_OFF:
             await p.output_off()
             self._cut(now)

@@ -150,8 +150,10 @@ class FaultSchedule:
 
     def first_start(self, device: str, kind: str, t0: float, t1: float) -> float:
         """The earliest start in [t0, t1) of a fault of this device and kind (inf: none known)."""
-        starts = [i.start for i in self.items if i.fault.device == device and i.fault.kind == kind]
-        return min((t for t in starts if t0 <= t < t1), default=math.inf)
+        return min(
+            (i.start for i in self.items if i.fault.device == device and i.fault.kind == kind and t0 <= i.start < t1),
+            default=math.inf,
+        )
 
     def link_down(self, target: str, t: float) -> ActiveFault | None:
         for item in self.items:

@@ -154,7 +154,7 @@ class PulseCycle:
         pend = self.c.know.pending
         if pend is None or pend.confirmed:
             return math.inf
-        return pend.window_start + self.c.limits.max_cooling_delay_ms / 1000.0
+        return pend.window_end(self.c.limits)
 
     def cools_now(self, number: int) -> bool:
         """Whether the spray goes after pulse ``number`` (after every pulse, or after a spot's last)."""
@@ -172,7 +172,7 @@ class PulseCycle:
         if pend is None:
             know.pending = CoolingFacts((p.number,), t_end)
             # the window's end is a deadline on the clock, whatever the spray watch is waiting for
-            c.schedule(t_end + c.limits.max_cooling_delay_ms / 1000.0 + DEADLINE_AFTER_S, Deadline())
+            c.schedule(t_end + c.limits.cooling_window_s + DEADLINE_AFTER_S, Deadline())
         elif p.number not in pend.pulses:
             know.pending = replace(pend, pulses=(*pend.pulses, p.number))
         c.log.emit("pulse_end", pulse=p.number, energy_j=energy_j, t_end=t_end, t_off=t_off, interrupted=interrupted)
@@ -225,7 +225,7 @@ class PulseCycle:
         c = self.c
         pend = c.know.pending
         assert pend is not None
-        deadline = pend.window_start + c.limits.max_cooling_delay_ms / 1000.0
+        deadline = pend.window_end(c.limits)
         for attempt in range(1, SPRAY_ATTEMPTS + 1):
             t_cmd = c.clock.now()
             try:
@@ -251,7 +251,7 @@ class PulseCycle:
         c = self.c
         pend = c.know.pending
         assert pend is not None
-        deadline = pend.window_start + c.limits.max_cooling_delay_ms / 1000.0
+        deadline = pend.window_end(c.limits)
         c.spawn("spray", watchers.watch_spray(c, spray, t_cmd, deadline))
 
     async def on_spray_due(self, number: int) -> None:

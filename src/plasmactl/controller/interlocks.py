@@ -153,7 +153,7 @@ def reservoir(s: Snapshot) -> Trip | None:
 def cooling_deadline(s: Snapshot) -> Trip | None:
     """Pulses still waiting past their window: no spray was confirmed with water in time."""
     p = s.pending
-    if p is None or p.confirmed or s.now <= p.window_start + s.limits.max_cooling_delay_ms / 1000.0:
+    if p is None or p.confirmed or s.now <= p.window_end(s.limits):
         return None  # (a spray seen with water at the window's last instant is in time)
     what = "no spray commanded" if p.spray is None else f"spray {p.spray} not confirmed open with water flowing"
     reason = f"{what} within {s.limits.max_cooling_delay_ms:g} ms of the end of pulse {p.pulses[0]}"
@@ -167,7 +167,7 @@ def window_reachable(s: Snapshot) -> Trip | None:
     p = s.pending
     if p is None or p.confirmed:
         return None
-    late_s = s.now + s.cooling_lead_s - (p.window_start + s.limits.max_cooling_delay_ms / 1000.0)
+    late_s = s.now + s.cooling_lead_s - p.window_end(s.limits)
     if late_s <= 0.0:
         return None
     reason = (
@@ -370,10 +370,9 @@ def command_failed(device: str, error: BaseException) -> Trip:
 def safety_unanswered(age_s: float | None = None) -> Trip:
     """The safety inputs did not answer the read taken just before emission (or answered only with a state
     older than ``Caps.FIRE_SAFETY_AGE_S`` at the decision): their state now is unknown."""
-    what = "E-stop, footswitch and tip inputs"
-    reason = f"{what} did not answer before emission" if age_s is None else f"{what} read {_ms(age_s)} before"
-    reason += "" if age_s is None else f" the pulse (bound {_ms(Caps.FIRE_SAFETY_AGE_S)})"
-    return Trip(Rule.SAFETY_INPUTS_STALE, reason, "safety")
+    bound = _ms(Caps.FIRE_SAFETY_AGE_S)
+    how = "did not answer before emission" if age_s is None else f"read {_ms(age_s)} before the pulse (bound {bound})"
+    return Trip(Rule.SAFETY_INPUTS_STALE, f"E-stop, footswitch and tip inputs {how}", "safety")
 
 
 def valve_not_seen_closed(spray: int) -> Trip:

@@ -186,7 +186,7 @@ async def cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
     c.cancel("spray")
     if pend.confirmed:
         return await _finish_spray(c)
-    deadline = pend.window_start + c.limits.max_cooling_delay_ms / 1000.0
+    deadline = pend.window_end(c.limits)
     if missed_reason is None and c.clock.now() <= deadline:
         try:
             spray, t_cmd = (pend.spray, c.clock.now()) if pend.spray is not None else await cycle.send_spray()
@@ -212,14 +212,7 @@ async def _late_spray(c: Controller, spray: int | None) -> None:
     if st is None or not il.water_on_skin(st, c.limits):
         await _stop_spray(c)
         return
-    end = st.t + c.spray_s
-    await c.clock.sleep_until(end)
-    closed = await watchers.valve_shut(c, end + il.VALVE_CLOSE_GRACE_S)
-    if closed is None:
-        await _stop_spray(c)
-    c.log.emit(
-        "spray_end", spray=spray, t_closed=None if closed is None else closed.t, stopped=closed is None, late=True
-    )
+    await _spray_to_end(c, spray, st.t + c.spray_s, late=True)
 
 
 async def _finish_spray(c: Controller) -> Trip | None:
@@ -233,13 +226,19 @@ async def _finish_spray(c: Controller) -> Trip | None:
         await _stop_spray(c)
         c.log.emit("spray_end", spray=pend.spray, t_closed=None, stopped=True)
         return lost
-    await c.clock.sleep_until(max(c.clock.now(), pend.t_spray_end))
-    closed = await watchers.valve_shut(c, pend.t_spray_end + il.VALVE_CLOSE_GRACE_S)
+    await _spray_to_end(c, pend.spray, pend.t_spray_end)
+    return None
+
+
+async def _spray_to_end(c: Controller, spray: int | None, end: float, *, late: bool = False) -> None:
+    """Let a spray run to ``end`` and see its valve close within the grace (else stop it); then its record."""
+    await c.clock.sleep_until(max(c.clock.now(), end))
+    closed = await watchers.valve_shut(c, end + il.VALVE_CLOSE_GRACE_S)
     c.know.pending = None
     if closed is None:
         await _stop_spray(c)
-    c.log.emit("spray_end", spray=pend.spray, t_closed=None if closed is None else closed.t, stopped=closed is None)
-    return None
+    t_closed = None if closed is None else closed.t
+    c.log.emit("spray_end", spray=spray, t_closed=t_closed, stopped=closed is None, **({"late": True} if late else {}))
 
 
 async def _stop_spray(c: Controller) -> None:

@@ -102,6 +102,10 @@ class CoolingFacts:
     t_spray_cmd: float | None = None  # when its command was sent (its valve cannot close before + spray_s)
     t_wet: float | None = None  # when it was seen open with water flowing
 
+    def window_end(self, limits: Limits) -> float:
+        """The window's last instant: water on the skin then is still in time."""
+        return self.window_start + limits.cooling_window_s
+
 
 @dataclass(frozen=True, slots=True)
 class SpotFacts:
