@@ -15,6 +15,8 @@ import pytest
 
 from plasmactl.random_campaign import cases, report, run
 
+pytestmark = pytest.mark.hazard("H1")
+
 SEED = int(os.environ.get("PLASMACTL_CAMPAIGN_SEED", "20261201"))
 WORKERS = min(2, os.cpu_count() or 1)
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLASMACTL = Path(sys.executable).parent / "plasmactl"
 SHORT = REPO / "examples" / "plans" / "short.toml"
 
-pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+pytestmark = [pytest.mark.hazard("H11"), pytest.mark.subprocess, pytest.mark.slow]
 
 SIM_TCP = REPO / "examples" / "rigs" / "sim-tcp.toml"
 

@@ -538,6 +538,7 @@ def _assert_rejected(case: Bad, args: list[str], root: Path) -> None:
         assert not (root / case.out / "events.jsonl").exists()
 
 
+@pytest.mark.hazard("H12")
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in BAD_INPUTS] + KNOWN_BUGS)
 def test_bad_input_exits_2_and_names_the_problem(case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # relative names keep the reports short (rich wraps at the console width)

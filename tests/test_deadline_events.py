@@ -315,8 +315,10 @@ def test_audit_log_lines(tmp_path: Path) -> None:
         assert list(e)[:2] == ["t", "event"]
     assert [e["t"] for e in events] == [0.0, 1.5, 1.75, 1236.25, 1236.25]
     assert [e["event"] for e in events] == ["session_start", "reading", "pulse_start", "pulse_end", "session_end"]
-    assert events[1] == {"t": 1.5, "event": "reading", "skin_c": 33.123456789, "sample_t": 1.5}
-    assert list(events[1]) == ["t", "event", "skin_c", "sample_t"]
+    # the chain's prev_sha256 comes last (tests/test_audit_chain.py checks its value)
+    assert list(events[1]) == ["t", "event", "skin_c", "sample_t", "prev_sha256"]
+    unchained = {k: v for k, v in events[1].items() if k != "prev_sha256"}
+    assert unchained == {"t": 1.5, "event": "reading", "skin_c": 33.123456789, "sample_t": 1.5}
     assert events[2]["pos"] == [1.0, 2.5]
     assert events[2]["meta"] == {"x": 0.333333333}
     assert events[3]["energy_j"] == "nan"

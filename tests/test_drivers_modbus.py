@@ -383,6 +383,7 @@ async def test_exact_rtu_frames() -> None:
     assert rtu(1, "10 000B 0003") in received
 
 
+@pytest.mark.hazard("H13")
 async def test_late_rtu_reply_is_never_taken_for_the_next_request() -> None:
     """RTU has no transaction id: a reply to a timed-out request that arrives during the next request must be
     recognised (function code, length, address) and skipped, never decoded as the next request's answer."""

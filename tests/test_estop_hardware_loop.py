@@ -20,6 +20,8 @@ from plasmactl.simulators.devices import SimPlasma
 from plasmactl.simulators.inprocess import build_devices
 from test_served_support import bit, command, configure, modbus_client, read, scenario, served
 
+pytestmark = pytest.mark.hazard("H2")
+
 ESTOP_AT = 0.5
 STUCK_ESTOP = scenario(
     {"device": "plasma", "kind": "stuck_on", "at_s": 0.0},

@@ -173,6 +173,7 @@ def test_an_impossible_tip_reading_is_a_sensor_fault(distance: float) -> None:
 # ------------------------------------------------------------------------------------------ thermometer
 
 
+@pytest.mark.hazard("H4")
 def test_thermometer_stale_without_reading() -> None:
     assert tripped(il.thermometer_stale, healthy(reading=None)).reason == "no skin temperature reading yet"
 
@@ -191,12 +192,14 @@ def test_thermometer_plausible_edges_pass(value: float) -> None:
     assert il.thermometer_plausible(healthy(reading=reading(value))) is None
 
 
+@pytest.mark.hazard("H4")
 @pytest.mark.parametrize("value", [2.0, math.nextafter(5.0, 0.0), math.nextafter(50.0, 100.0), 80.0, math.nan])
 def test_thermometer_implausible_trips(value: float) -> None:
     trip = tripped(il.thermometer_plausible, healthy(reading=reading(value)))
     assert trip.rule == Rule.THERMOMETER_IMPLAUSIBLE and "[5, 50] C" in trip.reason
 
 
+@pytest.mark.hazard("H4")
 def test_thermometer_stuck_needs_pulses_since_the_last_movement() -> None:
     assert il.thermometer_stuck(healthy(reading_moved_t=NOW - 60.0, pulses_since_moved=0)) is None
     trip = tripped(il.thermometer_stuck, healthy(reading_moved_t=NOW - 60.0, pulses_since_moved=5))
@@ -208,6 +211,7 @@ def test_thermometer_stuck_needs_pulses_since_the_last_movement() -> None:
     )
 
 
+@pytest.mark.hazard("H4")
 def test_skin_temperature_rules() -> None:
     limit, hard = LIMITS.skin_temp_max_c, LIMITS.hard_trip_c
     assert hard == limit + Caps.HARD_TRIP_MARGIN_C
@@ -255,6 +259,7 @@ def test_an_unknown_or_stale_spray_unit_blocks_emission(cooling_status: str) -> 
         ({"valve_open": False, "flow_ml_s": 0.5}, False),
     ],
 )
+@pytest.mark.hazard("H1")
 def test_water_on_skin_needs_feedback_and_flow(changes: dict[str, Any], wet: bool) -> None:
     assert il.water_on_skin(spray_status(**changes), LIMITS) is wet
 
@@ -270,6 +275,7 @@ def test_cooling_deadline() -> None:
     assert "no spray commanded" in tripped(il.cooling_deadline, healthy(pending=CoolingFacts((7,), NOW - 1.0))).reason
 
 
+@pytest.mark.hazard("H10")
 def test_valve_must_close_after_its_spray() -> None:
     pend = CoolingFacts((1,), NOW - 1.0, spray=2, confirmed=True, t_spray_end=NOW - il.VALVE_CLOSE_GRACE_S)
     assert il.valve_closed(healthy(pending=pend, spray=spray_status(valve_open=True))) is None
@@ -289,6 +295,7 @@ def test_plasma_status_must_be_fresh() -> None:
     assert tripped(il.plasma_status_fresh, healthy(plasma=plasma(t=NOW - 0.31))).latch == "pause"
 
 
+@pytest.mark.hazard("H5")
 def test_unexpected_output_is_judged_on_a_status_after_the_last_off() -> None:
     on = plasma(output_on=True, t=NOW)
     assert tripped(il.unexpected_output, healthy(plasma=on)).rule == Rule.UNEXPECTED_OUTPUT
@@ -317,6 +324,7 @@ def test_a_spray_must_keep_flowing_until_its_earliest_end() -> None:
     assert il.spray_flowing(healthy(spray=dry, pending=unconfirmed)) is None
 
 
+@pytest.mark.hazard("H8")
 def test_pulse_bound() -> None:
     p = PulseFacts(4, 4, t_cmd=NOW - 0.01, bound=NOW - 0.001, expected_count=4)
     assert tripped(il.pulse_bound, healthy(pulse=p, plasma=plasma(output_on=True))).rule == Rule.PULSE_OVERRUN
@@ -354,6 +362,7 @@ def test_a_cut_pulse_is_judged_on_its_share() -> None:
     assert "2.00 ms" in trip.reason
 
 
+@pytest.mark.hazard("H6")
 def test_spot_dose() -> None:
     planned = 2 * ENERGY_J
     assert il.spot_dose(healthy(spot=SpotFacts(3, 1, 2, ENERGY_J, 0, planned))) is None
@@ -375,6 +384,7 @@ def test_device_fault_codes_name_the_device() -> None:
     )
 
 
+@pytest.mark.hazard("H7")
 def test_watchdog() -> None:
     heard = {"plasma": NOW - 1.0, "spray": NOW, "thermometer": NOW, "safety": NOW}
     trip = tripped(il.watchdog, healthy(last_heard=heard))
@@ -382,6 +392,7 @@ def test_watchdog() -> None:
     assert il.watchdog(healthy(last_heard={"plasma": NOW - 0.5}, watchdog_s={"plasma": 0.5})) is None
 
 
+@pytest.mark.hazard("H9")
 def test_session_time_and_pause_timeout() -> None:
     assert il.session_time(healthy(now=LIMITS.max_session_s)) is None
     assert tripped(il.session_time, healthy(now=LIMITS.max_session_s + 1.0)).rule == Rule.SESSION_TIME_EXCEEDED

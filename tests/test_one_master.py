@@ -26,7 +26,7 @@ PLASMACTL = Path(sys.executable).parent / "plasmactl"
 RIGS = REPO / "examples" / "rigs"
 TRIALS = int(os.environ.get("PLASMACTL_TWO_MASTER_TRIALS", "5"))
 
-pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+pytestmark = [pytest.mark.hazard("H13"), pytest.mark.subprocess, pytest.mark.slow]
 
 PLAN = """
 name = "two spots"

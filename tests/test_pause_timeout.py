@@ -10,6 +10,8 @@ import pytest
 from plasmactl.invariants import check
 from safety_run import example_plan, run
 
+pytestmark = pytest.mark.hazard("H9")
+
 
 @pytest.mark.parametrize("released_at", [1.5, 1.003, 1.05])  # between pulses, inside pulse 2, in its spray
 def test_a_pause_times_out_at_its_limit(tmp_path: Path, released_at: float) -> None:

@@ -11,11 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from safety_run import ROOT, example_plan, run
 
 SHORT = "short"  # six spots, a 5 ms pulse each second at t = 0, 1, ..., 5 s, a 150 ms spray after each
 
 
+@pytest.mark.hazard("H1")
 def test_class1_cooling_missed_during_a_pause_latches_a_fault(tmp_path: Path) -> None:
     """A pause during which a pulse's cooling failed must not resume: the missed cooling is a latched fault
     (before: the pause resumed with stale cooling bookkeeping and the next pulse had no spray at all)."""
@@ -30,6 +33,7 @@ def test_class1_cooling_missed_during_a_pause_latches_a_fault(tmp_path: Path) ->
     assert not [e for e in r.named("pulse_start") if e["pulse"] > 2]
 
 
+@pytest.mark.hazard("H2")
 def test_class2_unknown_safety_inputs_block_emission(tmp_path: Path) -> None:
     """The safety link goes silent, the E-stop is pressed meanwhile: no pulse on the last known state, and
     when the link answers again with the E-stop pressed the session ends as an E-stop."""
@@ -43,6 +47,7 @@ def test_class2_unknown_safety_inputs_block_emission(tmp_path: Path) -> None:
     assert r.outcome == "estop"
 
 
+@pytest.mark.hazard("H1")
 def test_class3_a_dry_reservoir_is_not_cooling(tmp_path: Path) -> None:
     """The reservoir runs dry just after a pulse: the valve opens but no water comes; that is no cooling (a
     trip inside the window), and no later pulse fires."""
@@ -54,6 +59,7 @@ def test_class3_a_dry_reservoir_is_not_cooling(tmp_path: Path) -> None:
     assert len(r.named("pulse_start")) == 3
 
 
+@pytest.mark.hazard("H1")
 def test_class3_a_reservoir_dry_before_a_pulse_stops_it(tmp_path: Path) -> None:
     faults = [{"device": "spray", "kind": "reservoir_empty", "at_s": 2.95}]
     r = run(example_plan(SHORT), faults, tmp_path)
@@ -62,6 +68,7 @@ def test_class3_a_reservoir_dry_before_a_pulse_stops_it(tmp_path: Path) -> None:
     assert r.rules()[0] == "reservoir_low"
 
 
+@pytest.mark.hazard("H6")
 def test_class4_a_cut_pulse_is_never_fired_again(tmp_path: Path) -> None:
     """A footswitch released inside a pulse: the spot keeps what it got, is reported under-dosed, and the
     session does not claim to be complete (before: the pulse was fired again in full)."""
@@ -75,6 +82,7 @@ def test_class4_a_cut_pulse_is_never_fired_again(tmp_path: Path) -> None:
     assert r.summary["ledger"]["spots_over_dosed"] == 0
 
 
+@pytest.mark.hazard("H5")
 def test_class5_a_cut_pulse_is_energy_checked(tmp_path: Path) -> None:
     """Triple the power, then a cut: the cut pulse is judged on the share it could deliver, and no spot gets
     more than its plan (before: 383 % on one spot)."""
@@ -87,6 +95,7 @@ def test_class5_a_cut_pulse_is_energy_checked(tmp_path: Path) -> None:
     assert "energy_out_of_tolerance" in r.rules()
 
 
+@pytest.mark.hazard("H5")
 def test_class6_a_stuck_output_is_held_to_the_energy_tolerance(tmp_path: Path) -> None:
     """A generator whose pulse timer sticks: the pulse ends within the energy tolerance and is reported as
     an energy (or overrun) fault (before: 164-185 % of the energy, reported as an overrun only)."""
@@ -99,6 +108,7 @@ def test_class6_a_stuck_output_is_held_to_the_energy_tolerance(tmp_path: Path) -
     assert "energy" in r.named("interlock_trip")[0]["reason"]
 
 
+@pytest.mark.hazard("H1")
 def test_class7_the_spray_command_is_sent_again_after_a_comm_error(tmp_path: Path) -> None:
     """The spray unit misses the command at a pulse's end (30 ms of silence): the command is sent again
     inside the window and the session goes on (before: a fault at once)."""
@@ -109,6 +119,7 @@ def test_class7_the_spray_command_is_sent_again_after_a_comm_error(tmp_path: Pat
     assert [e["attempt"] for e in r.named("spray_command") if 2 in e["pulses"]] == [2]
 
 
+@pytest.mark.hazard("H14")
 def test_class8_one_record_per_pulse_on_an_energy_trip(tmp_path: Path) -> None:
     """An energy trip on the second pulse of a spot cooled per spot: one pulse_end per pulse, no pulse
     listed twice in a spray, summary.json counting what the log holds."""
@@ -118,6 +129,7 @@ def test_class8_one_record_per_pulse_on_an_energy_trip(tmp_path: Path) -> None:
     assert r.summary["pulses"] == len(r.named("pulse_start")) == len(r.named("pulse_end"))
 
 
+@pytest.mark.hazard("H5")
 def test_class9_a_pause_at_the_end_of_a_pulse_is_no_unexpected_output(tmp_path: Path) -> None:
     """The footswitch released in the last moment of a pulse: a pause, not a false unexpected_output
     judged on a status from before the pulse ended."""
@@ -129,6 +141,7 @@ def test_class9_a_pause_at_the_end_of_a_pulse_is_no_unexpected_output(tmp_path: 
     assert r.named("resume")
 
 
+@pytest.mark.hazard("H3")
 def test_class11_moving_the_handpiece_between_spots_pauses(tmp_path: Path) -> None:
     """The tip lifted out of the arc window between pulses: emission waits (a pause), then goes on."""
     faults = [{"device": "safety", "kind": "tip_lift", "at_s": 1.5, "duration_s": 1.0, "value": 4.0}]
@@ -139,6 +152,7 @@ def test_class11_moving_the_handpiece_between_spots_pauses(tmp_path: Path) -> No
     assert r.named("resume")
 
 
+@pytest.mark.hazard("H3")
 def test_class11_an_implausible_tip_reading_is_a_sensor_fault(tmp_path: Path) -> None:
     faults = [{"device": "safety", "kind": "tip_lift", "at_s": 1.5, "value": -1.0}]
     r = run(example_plan(SHORT), faults, tmp_path)
@@ -147,6 +161,7 @@ def test_class11_an_implausible_tip_reading_is_a_sensor_fault(tmp_path: Path) ->
     assert r.rules()[0] == "tip_implausible"
 
 
+@pytest.mark.hazard("H12")
 def test_class12_millijoules_in_a_joule_field_are_refused(tmp_path: Path) -> None:
     plan = (
         (ROOT / "examples" / "plans" / "short.toml")

@@ -49,7 +49,7 @@ def test_session_start_records_inputs_and_limits(tmp_path: Path) -> None:
 
 
 def _strip_wall(events: list[dict[str, object]]) -> list[dict[str, object]]:
-    return [{k: v for k, v in e.items() if k != "wall_time"} for e in events]
+    return [{k: v for k, v in e.items() if k not in ("wall_time", "prev_sha256")} for e in events]  # chain: wall_time
 
 
 def test_same_inputs_same_log(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ from plasmactl.invariants import check
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAN = ROOT / "examples" / "plans" / "short.toml"
+pytestmark = pytest.mark.hazard("H11")
+
 MOMENTS = 50
 # Before the entry point has installed its handler (the interpreter's own start-up, tens of milliseconds, longer
 # on a loaded machine) a signal is Python's to handle: the process ends by it, or Python reports a

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from audit import ACTIONS, EXAMPLES, cooling_violations, first, names, skin_violations
+from plasmactl.budget import cooling_budget
 from plasmactl.events import read_events
 from plasmactl.faults import load_faults
 from plasmactl.plan import load_plan
@@ -50,7 +51,7 @@ def _run(inputs: SessionInputs, out: Path) -> list[dict[str, Any]]:
         ("sim-tcp", "short"),  # serve-sim in another process, real time
         ("sim-rtu", "short"),
         ("sim-rtu-inprocess", "short"),  # served inside the run: real ptys, virtual time
-        ("sim-rtu-inprocess", "periorbital"),  # 378 pulses on the paced 115200-baud bus (~45 s of wire time)
+        ("sim-rtu-inprocess", "periorbital"),  # 378 pulses on the paced 460800-baud bus
         ("sim-tcp-inprocess", "periorbital"),
         ("sim-tcp-inprocess", "full-face"),  # 1517 pulses, 25 session minutes over real sockets
     ],
@@ -65,6 +66,11 @@ def test_example_plan_completes_over_the_wire(rig: str, plan: str, tmp_path: Pat
     assert sum(e["event"] == "pulse_end" for e in events) == p.pulse_count
     assert cooling_violations(events) == []
     assert skin_violations(events) == []
+    # what `plasmactl check` computes as this combination's worst case bounds every measured cooling delay
+    worst = cooling_budget(p, inputs.rig).worst_water_ms
+    delays = [e["delay_ms"] for e in events if e["event"] == "spray_start"]
+    assert len(delays) == p.pulse_count // (p.pulse.pulses_per_spot if p.cooling.when == "spot" else 1)
+    assert max(delays) <= worst, (max(delays), worst)
     served = next(e for e in events if e["event"] == "serve_sim")
     assert "serial" in served["report"]
 
@@ -73,6 +79,7 @@ def test_example_plan_completes_over_the_wire(rig: str, plan: str, tmp_path: Pat
     ("rig", "fault"),
     [*(("sim-tcp", f) for f in WIRE_FAULTS), ("sim-rtu", "link-corrupt-plasma"), ("sim-rtu", "safety-estop")],
 )
+@pytest.mark.hazard("H7")
 def test_wire_fault_ends_in_safe_state(rig: str, fault: str, tmp_path: Path) -> None:
     events = _run(_inputs(rig, fault), tmp_path)
     end = events[-1]

@@ -1,11 +1,23 @@
-"""What a plan on a rig can meet: the earliest a spray can put water on the skin after the pulses it cools.
+"""What a plan on a rig can meet: when a spray's water reaches the skin after the pulses it cools.
 
-A spray covers the pulses since the last one; its window runs from the end of the first of them. The water
-cannot come earlier than the last of those pulses' end (a spot's pulses go ``interval_s`` apart), plus the
-time to see that pulse over (one status read on the rig's link), plus the plan's deliberate delay, plus the
-valve's latency (known for a simulated spray unit; a real one's is learned at the first spray, so here it
-counts as 0 and the controller's own rule guards the rest). A plan whose earliest water is already outside
-the window is refused: every spray would miss it, with pulses fired into it.
+A spray covers the pulses since the last one; its window runs from the end of the first of them. Two
+figures are computed from the plan and the rig's links, before anything runs:
+
+- the **earliest** water: the last covered pulse's end (a spot's pulses go ``interval_s`` apart), plus the
+  deliberate ``delay_ms``, one status read to see the pulse over, and the valve's latency. A plan whose
+  earliest water is outside the window is refused: every spray would miss it, with pulses fired into it.
+- the **worst case** with no fault: every exchange the controller needs on the way waits for the one already
+  on the wire and for a waiting request of a more urgent class (see plasmactl.bus_priority: a safety read),
+  and the read that shows a change may have been sent just before it. The steps: the last pulse's own
+  late start (its checks and its fire command on the link), seeing it over, the spray command, the valve,
+  and the valve feedback read that confirms water. A plan whose worst case is outside the window is refused
+  too (it would fault on a healthy rig at random); under 20 % of margin is a warning.
+
+An exchange's length comes from the link: on RTU its two frames at the baud rate (11 bits a character, the
+3.5-character gap) plus the device's reply time; on TCP a round trip; in-process simulators answer at once
+(their own latencies count). A real valve's latency is learned at the first spray, so for a rig of real
+devices it counts as 0 here and the controller's own rule guards the rest. ``plasmactl probe`` measures
+the real round trips to compare with the figures ``check`` prints.
 """
 
 from __future__ import annotations
@@ -13,7 +25,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from plasmactl.plan import Plan
-from plasmactl.rig import Rig
+from plasmactl.rig import DEVICES, TCP_ONE_WAY_MS, ModbusRtu, ModbusTcp, Rig, SerialLine, SpraySim
+
+# (request, reply) characters of each exchange on RTU (address, function, data, CRC)
+RTU_CHARS = {
+    "plasma_status": (8, 5 + 2 * 16),  # COMMAND..FAULT_CODE
+    "spray_status": (8, 5 + 2 * 5),  # STATUS..FAULT_CODE
+    "safety_read": (8, 5 + 2 * 2),  # SAFETY..TIP_DISTANCE
+    "write_one": (8, 8),  # FC6: fire, heartbeat
+    "spray_command": (13, 8),  # FC16 of [SPRAY, ms]
+}
+REPLY_MS = 1.0  # an RTU device's reply time plus the host's scheduling (the served simulators: ~1 ms, by probe)
+SERIAL_READ_MS = 4.0  # the thermometer's line exchange at 115200 (by probe: 3.8 ms)
+HOST_MS = 1.0  # the controller's own step between a reply and the next request
+PULSE_POLL_MS = 0.5  # the pulse watch's poll period (controller/watchers.py)
+VALVE_POLL_MS = 2.0  # the spray watch's poll period for valve feedback
+MARGIN_WARN = 0.2
 
 
 @dataclass(frozen=True)
@@ -21,31 +48,130 @@ class CoolingBudget:
     earliest_water_ms: float  # after the end of the first pulse a spray covers
     window_ms: float
     valve_known: bool
+    worst_water_ms: float = 0.0
+    parts_ms: tuple[tuple[str, float], ...] = ()  # the worst case, step by step
 
     @property
     def margin_ms(self) -> float:
-        return self.window_ms - self.earliest_water_ms
+        return self.window_ms - self.worst_water_ms
+
+    def explain(self) -> str:
+        return " + ".join(f"{name} {ms:.1f}" for name, ms in self.parts_ms if ms > 0)
+
+
+class _Links:
+    """Which devices share a wire, and how long each exchange takes on it."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+
+    def key(self, device: str) -> str | None:
+        cfg = self.rig.timing(device)
+        if isinstance(cfg, ModbusRtu):
+            return f"rtu:{cfg.port}"
+        if isinstance(cfg, ModbusTcp):
+            return f"tcp:{cfg.host}:{cfg.port}"
+        if isinstance(cfg, SerialLine):
+            return f"serial:{cfg.port}"
+        return None  # in-process: no link
+
+    def exchange_ms(self, device: str, what: str) -> float:
+        cfg = self.rig.timing(device)
+        if isinstance(cfg, ModbusRtu):
+            request, reply = RTU_CHARS[what]
+            return cfg.frame_ms(request) + cfg.frame_ms(reply) + REPLY_MS
+        if isinstance(cfg, ModbusTcp):
+            return 2 * TCP_ONE_WAY_MS
+        if isinstance(cfg, SerialLine):
+            return SERIAL_READ_MS * 115200 / cfg.baud
+        return 0.0
+
+    def _exchanges(self, device: str) -> list[float]:
+        """Every exchange any device on ``device``'s link may have on the wire (heartbeats included)."""
+        kinds = {
+            "plasma": ("plasma_status", "write_one"),
+            "spray": ("spray_status", "spray_command", "write_one"),
+            "safety": ("safety_read",),
+            "thermometer": (),
+        }
+        key = self.key(device)
+        return [self.exchange_ms(d, k) for d in DEVICES if self.key(d) == key for k in kinds[d]] or [0.0]
+
+    def queue_ms(self, device: str, *, behind_safety: bool = True) -> float:
+        """The worst wait before a request to ``device`` reaches the wire: the exchange in flight, and a
+        safety read waiting ahead of it when the safety inputs share its link."""
+        if self.key(device) is None:
+            return 0.0
+        wait = max(self._exchanges(device))
+        if behind_safety and device != "safety" and self.key("safety") == self.key(device):
+            wait += self.exchange_ms("safety", "safety_read")
+        return wait
 
 
 def cooling_budget(plan: Plan, rig: Rig) -> CoolingBudget:
-    p, c = plan.pulse, plan.cooling
-    group_ms = (p.pulses_per_spot - 1) * p.interval_s * 1000.0 if c.when == "spot" else 0.0
-    detect_ms = rig.pulse_latencies_s().detect_s * 1000.0
-    after_ms = max(group_ms + detect_ms, c.delay_ms)  # the deliberate delay counts from the window's start
+    p, c, lim = plan.pulse, plan.cooling, plan.limits
+    links = _Links(rig)
+    grouped = c.when == "spot" and p.pulses_per_spot > 1
+    group_ms = (p.pulses_per_spot - 1) * p.interval_s * 1000.0 if grouped else 0.0
+    lat = rig.pulse_latencies_s()
     valve_ms = rig.valve_latency_s() * 1000.0
-    return CoolingBudget(after_ms + valve_ms, plan.limits.max_cooling_delay_ms, valve_ms > 0)
+    if valve_ms == 0.0 and rig.serve is not None and rig.serve.spawn:
+        valve_ms = SpraySim().valve_latency_ms  # the served simulators' spray unit
+
+    # the last pulse of a spot starts late by its checks (a fresh safety read; a status only when it is
+    # older than its bound by then) and its fire command, each behind the link's queue
+    late_ms = 0.0
+    if grouped:
+        late_ms += links.queue_ms("safety") + links.exchange_ms("safety", "safety_read") + HOST_MS
+        # a status is read again when older than half its bound (knowledge.refresh): the generator's and the
+        # spray unit's were read at the spot's first pulse, the thermometer's by the monitor
+        ages_ms = {"plasma": p.interval_s * 1000.0 + 10.0, "spray": p.interval_s * 1000.0 + 10.0}
+        ages_ms["thermometer"] = rig.thermometer.poll_ms + rig.thermometer.call_budget_ms
+        for device, what in (("plasma", "plasma_status"), ("spray", "spray_status"), ("thermometer", "serial")):
+            if 0.5 * rig.max_age_s(device, lim.reading_max_age_ms) * 1000.0 < ages_ms[device]:
+                late_ms += links.queue_ms(device) + links.exchange_ms(device, what)
+        late_ms += links.queue_ms("plasma") + links.exchange_ms("plasma", "write_one")
+    status = links.exchange_ms("plasma", "plasma_status")
+    # the read that straddles the end shows it still on; the next one, behind the queue, shows it over
+    detect = PULSE_POLL_MS + status + links.queue_ms("plasma") + status
+    command = HOST_MS + links.queue_ms("spray") + links.exchange_ms("spray", "spray_command")
+    spray_read = links.exchange_ms("spray", "spray_status")
+    confirm = HOST_MS + VALVE_POLL_MS + spray_read + links.queue_ms("spray") + spray_read
+    after_pulses = max(group_ms + late_ms + detect, c.delay_ms)
+    parts = (
+        ("spot's pulses", group_ms),
+        ("late last pulse", late_ms),
+        ("pulse end seen", detect),
+        ("deliberate delay beyond", max(0.0, c.delay_ms - (group_ms + late_ms + detect))),
+        ("spray command", command),
+        ("valve", valve_ms),
+        ("valve feedback", confirm),
+    )
+    worst = after_pulses + command + valve_ms + confirm
+    earliest = max(group_ms + lat.detect_s * 1000.0, c.delay_ms) + valve_ms
+    return CoolingBudget(earliest, lim.max_cooling_delay_ms, valve_ms > 0, worst, parts)
 
 
 def budget_problems(plan: Plan, rig: Rig) -> list[str]:
     """What makes this plan on this rig fail by itself, with no fault: named with the numbers."""
     problems: list[str] = []
     b = cooling_budget(plan, rig)
-    if b.margin_ms <= 0:
-        what = "valve latency included" if b.valve_known else "the valve's latency not yet included"
+    what = "valve latency included" if b.valve_known else "the valve's latency not yet included"
+    change = (
+        "cool after every pulse, shorten pulse.interval_s or cooling.delay_ms, or use a faster link (baud) or one"
+        " link per device"
+    )
+    if b.earliest_water_ms >= b.window_ms:
         problems.append(
             f"the earliest a spray can put water on the skin is {b.earliest_water_ms:.1f} ms after the end of the"
             f" first pulse it cools ({what}), not inside limits.max_cooling_delay_ms = {b.window_ms:g}: every"
-            " spray would miss its window; cool after every pulse, shorten pulse.interval_s or cooling.delay_ms"
+            f" spray would miss its window; {change}"
+        )
+    elif b.worst_water_ms >= b.window_ms:
+        problems.append(
+            f"on this rig's links a spray's water can reach the skin {b.worst_water_ms:.1f} ms after the end of"
+            f" the first pulse it cools ({b.explain()} ms; {what}), not inside limits.max_cooling_delay_ms ="
+            f" {b.window_ms:g}: a healthy session would fault at random; {change}"
         )
     oldest_ms = reading_age_ms(rig)
     bound_ms = rig.max_age_s("thermometer", plan.limits.reading_max_age_ms) * 1000.0
@@ -56,6 +182,19 @@ def budget_problems(plan: Plan, rig: Rig) -> list[str]:
             " thermometer.max_age_ms): the session would stop at thermometer_stale with a healthy sensor"
         )
     return problems
+
+
+def budget_line(b: CoolingBudget) -> str:
+    """``check``'s cooling line: both figures, the steps of the worst case, the margin warning."""
+    valve = "" if b.valve_known else " (the valve's latency is learned at the first spray: not included)"
+    line = (
+        f"cooling: water on the skin {b.earliest_water_ms:.1f} ms at the earliest, {b.worst_water_ms:.1f} ms at"
+        f" worst ({b.explain()} ms) after the first pulse a spray covers, inside a {b.window_ms:g} ms"
+        f" window{valve}"
+    )
+    if b.margin_ms < MARGIN_WARN * b.window_ms:
+        line += f"; warning: {b.margin_ms:.1f} ms of margin is under {MARGIN_WARN:.0%} of the window"
+    return line
 
 
 def reading_age_ms(rig: Rig) -> float:

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from plasmactl import cli_tools
-from plasmactl.budget import budget_problems, cooling_budget
+from plasmactl.budget import budget_line, budget_problems, cooling_budget
 from plasmactl.faults import FaultScenario, check_against_plan, load_faults
 from plasmactl.inputs import InputError
 from plasmactl.plan import load_plan
@@ -83,7 +83,8 @@ def _bad_input(exc: InputError) -> typer.Exit:
 
 
 def _describe(e: Mapping[str, Any]) -> str:
-    fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "event", "plan", "rig", "faults"))
+    hidden = ("t", "event", "plan", "rig", "faults", "prev_sha256")  # the chain's hash stays in the log
+    fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in hidden)
     return f"{e['t']:10.3f}s  {e['event']:<15} {fields}"
 
 
@@ -229,15 +230,7 @@ def check(
         f" rig {inputs.rig.name!r}; {len(inputs.faults.fault)} fault(s)"
     )
     console.print(pulse_bound_line(inputs))
-    b = cooling_budget(p, inputs.rig)
-    valve = "" if b.valve_known else " (the valve's latency is learned at the first spray: not included)"
-    line = (
-        f"cooling: water on the skin {b.earliest_water_ms:.1f} ms at the earliest after the first pulse a spray"
-        f" covers, inside a {b.window_ms:g} ms window{valve}"
-    )
-    if b.margin_ms < 0.2 * b.window_ms:
-        line += f"; warning: {b.margin_ms:.1f} ms of margin is under 20 % of the window"
-    console.print(line)
+    console.print(budget_line(cooling_budget(p, inputs.rig)))
 
 
 def pulse_bound_line(inputs: SessionInputs) -> str:

@@ -5,10 +5,16 @@ Each event is one line ``{"t": <session s>, "event": <name>, ...fields}``, writt
 torn line behind in the page cache) and fsynced at every safety-relevant event (so a power cut does
 not either). ``t`` comes from the session clock (virtual in simulation): structlog's TimeStamper would
 stamp wall time, so a processor of our own stamps it.
+
+The lines are hash-chained (``log_chain``): each ends with ``"prev_sha256"``, the SHA-256 of the previous
+line's bytes as written (the first line: the genesis of the plan, rig and fault files it names). The sink
+hashes each line right after writing it, so what is hashed is exactly what is on disk; ``AuditLog.anchor``
+(records written, hash of the last) goes into summary.json, where ``plasmactl verify-log`` finds it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Callable, Mapping, MutableMapping
@@ -20,6 +26,7 @@ import orjson
 import structlog
 
 from plasmactl.clock import Clock
+from plasmactl.log_chain import PREV_FIELD, genesis_sha256
 
 EventDict = MutableMapping[str, Any]
 Listener = Callable[[Mapping[str, Any]], None]
@@ -78,10 +85,12 @@ def _jsonable(value: Any) -> Any:
 
 
 class _FileSink:
-    """structlog's final 'logger': writes one rendered line, fsyncs when asked."""
+    """structlog's final 'logger': writes one rendered line and hashes it (the chain), fsyncs when asked."""
 
     def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        self.lines = 0
+        self.last_sha256: str | None = None  # of the last line written whole: the next line's prev_sha256
 
     def msg(self, line: bytes) -> None:
         written = os.write(self._fd, line)
@@ -89,6 +98,8 @@ class _FileSink:
             view = memoryview(line)[written:]
             while view:
                 view = view[os.write(self._fd, view) :]
+        self.last_sha256 = hashlib.sha256(line).hexdigest()  # after the write: a line that failed is no link
+        self.lines += 1
 
     def fsync(self) -> None:
         os.fsync(self._fd)
@@ -121,7 +132,7 @@ class AuditLog:
         self._last: dict[str, Any] = {}
         self.count = 0
 
-        now, floor = clock.now, math.floor
+        now, floor, sink = clock.now, math.floor, self._sink
 
         def stamp_and_render(_: Any, __: str, event_dict: EventDict) -> bytes:
             # One processor, not a stamper and a renderer: the chain runs ~20k times per session.
@@ -132,6 +143,8 @@ class AuditLog:
                     ordered[k] = floor(v * 1e9 + 0.5) / 1e9  # _round's common case, inline
                 else:
                     ordered[k] = v if kind in _PLAIN else _round(v) if kind is float else _jsonable(v)
+            prev = sink.last_sha256
+            ordered[PREV_FIELD] = prev if prev is not None else genesis_sha256(ordered)  # the last field
             self._last = ordered
             return orjson.dumps(ordered, option=_NEWLINE)  # TypeError on what JSON cannot hold
 
@@ -145,8 +158,8 @@ class AuditLog:
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         if self._closed:
             raise RuntimeError(f"audit log closed; cannot record {event!r}")
-        if "t" in fields or "event" in fields:
-            raise ValueError(f"{event!r}: 't' and 'event' are set by the log itself")
+        if "t" in fields or "event" in fields or PREV_FIELD in fields:
+            raise ValueError(f"{event!r}: 't', 'event' and {PREV_FIELD!r} are set by the log itself")
         self._msg(event, fields)
         written = self._last  # a new dict per event: what was written is what listeners and callers get
         self.count += 1
@@ -155,6 +168,12 @@ class AuditLog:
         for listener in self._listeners:
             listener(written)
         return written
+
+    @property
+    def anchor(self) -> dict[str, Any]:
+        """What the log holds as its writer knows it: the lines written whole and the hash of the last one
+        (summary.json keeps it, so that lines removed at the end show)."""
+        return {"records": self._sink.lines, "last_sha256": self._sink.last_sha256}
 
     def close(self) -> None:
         if not self._closed:

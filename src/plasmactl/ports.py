@@ -63,6 +63,14 @@ class PlasmaStatus:
     # The generator's own dose monitor ends any pulse whose delivered energy reaches this (0 = not set:
     # the generator refuses to fire). The controller sets it to the plan's energy x (1 + tolerance).
     energy_limit_j: float = 0.0
+    # On a wire, ``t`` is when the reply came and ``t_sent`` when the request went: the device read its state
+    # somewhere in between. None: no wire (the state is as of ``t``).
+    t_sent: float | None = None
+
+    @property
+    def sampled_after(self) -> float:
+        """The earliest moment the reported state can be from: what "still on at time x" is judged on."""
+        return self.t if self.t_sent is None else self.t_sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from plasmactl.controller.owner import Controller
 from plasmactl.events import AuditLog, Listener, read_events
 from plasmactl.faults import FaultScenario
 from plasmactl.inputs import LoadedFile
+from plasmactl.log_chain import ANCHOR_KEY, SUMMARY_NAME, anchor_of
 from plasmactl.plan import Plan
 from plasmactl.ports import DeviceError, Devices, SessionResult
 from plasmactl.rig import DEVICES, Rig
@@ -206,6 +207,8 @@ async def run_session(
     stop: StopRequest | None = None,
 ) -> SessionResult:
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any device is touched
+    # an earlier session's summary (--overwrite) must not stand beside this log as its anchor if this one is cut
+    (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
     clock = clockmod.LoopClock()
     log = AuditLog(out_dir / "events.jsonl", clock)
     for listener in listeners:
@@ -268,7 +271,7 @@ async def run_session(
                 wall_time=clock.wall_time(),
             )
         log.close()
-        write_summary(out_dir)
+        write_summary(out_dir, anchor=log.anchor)
         if record is not None:
             (out_dir / SIMULATOR_RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
     return result
@@ -294,9 +297,15 @@ def _record(world: SimulatedWorld | None) -> dict[str, Any] | None:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def write_summary(out_dir: Path) -> dict[str, Any]:
-    summary = summarize(read_events(out_dir / "events.jsonl"))
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+def write_summary(out_dir: Path, anchor: dict[str, Any] | None = None) -> dict[str, Any]:
+    """summary.json from the log, with the log's anchor (``log``: records and the last line's hash) as the
+    writer gives it (else as the file holds it); replaced whole, so a crash never leaves half an anchor."""
+    log = out_dir / "events.jsonl"
+    summary = summarize(read_events(log))
+    summary[ANCHOR_KEY] = anchor if anchor is not None else anchor_of(log)
+    tmp = out_dir / (SUMMARY_NAME + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out_dir / SUMMARY_NAME)
     return summary
 
 

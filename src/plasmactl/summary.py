@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from plasmactl.controller.ledger import ledger_from_events
+from plasmactl.log_chain import PREV_FIELD
 
 # What the skin physics reports per spot and, as maxima over spots, per session (summary "tissue").
 TISSUE_METRICS = (
@@ -64,7 +65,7 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         elif name == "interlock_trip":
             trips.append({"t": e["t"], "rule": e["rule"], "reason": e["reason"]})
         elif name == "tissue_summary":
-            tissue = {k: v for k, v in e.items() if k not in ("t", "event")}
+            tissue = {k: v for k, v in e.items() if k not in ("t", "event", PREV_FIELD)}
         elif name == "tissue_error":
             tissue_error = str(e.get("error"))
         elif name == "session_end":

@@ -16,6 +16,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from plasmactl import bus_priority
+from plasmactl.bus_priority import BusPriority
 from plasmactl.clock import Clock
 from plasmactl.ports import DeviceError, PlasmaStatus, SafetyState, SprayStatus
 from plasmactl.rig import ModbusRtu, ModbusTcp
@@ -182,6 +184,7 @@ class _ModbusDevice:
     async def _heartbeat(self, period_s: float) -> None:
         """Write a changing value to HEARTBEAT every period; a failed beat is counted, never raised (the
         controller's watchdog handles silence, and the device switches itself off)."""
+        bus_priority.for_this_task(BusPriority.ROUTINE)  # whatever the task that started it was doing
         address = self.MAP["HEARTBEAT"].address
         policy = RequestPolicy(self.policy.timeout_s, 0)  # the next beat is the retry
         due = self.clock.now()
@@ -247,6 +250,7 @@ class ModbusPlasma(_ModbusDevice):
         await self._command(PlasmaCommand.RESET_FAULT)
 
     async def status(self) -> PlasmaStatus:
+        t_sent = self.clock.now()
         start, w, t = await self._read_block("COMMAND", "FAULT_CODE")
         limit = PLASMA["ENERGY_LIMIT"]
         status = join(_field(w, start, PLASMA["STATUS"]))
@@ -261,6 +265,7 @@ class ModbusPlasma(_ModbusDevice):
             last_energy_j=None if join(last) == NO_ENERGY else PLASMA["LAST_ENERGY"].decode(last),
             fault_code=join(_field(w, start, PLASMA["FAULT_CODE"])),
             energy_limit_j=limit.decode(_field(w, start, limit)),
+            t_sent=t_sent,
         )
 
     async def close(self) -> None:

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from plasmactl import bus_priority
 from plasmactl.clock import io_hold
 from plasmactl.rig import ModbusRtu, ModbusTcp
 
 from .diagnosis import serial_reason, tcp_reason
 from .errors import BadChecksum, DeviceError, DeviceTimeout, ExceptionResponse, LinkDown
 from .modbus_client import Client, UndecodableReply, rtu_client, set_reply_timeout, tcp_client
+from .priority_gate import PriorityGate
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -148,6 +150,7 @@ class ModbusLink:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._open_lock = asyncio.Lock()
         self._silent = 0
+        self._gate = PriorityGate()  # the order requests reach the wire in: see plasmactl.bus_priority
 
     # ------------------------------------------------------------------ connection
 
@@ -330,8 +333,9 @@ class ModbusLink:
                 raise LinkDown(who, f"{self.endpoint} is down (reconnecting); {what} not sent")
             self.stats.attempts += 1
             try:
-                with io_hold():
-                    rr = await self._attempt(send, client, pol.timeout_s)
+                async with self._gate.hold(bus_priority.current()):
+                    with io_hold():
+                        rr = await self._attempt(send, client, pol.timeout_s)
             except _AttemptTimeout:
                 self.stats.timeouts += 1
                 bad = None

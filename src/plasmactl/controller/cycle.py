@@ -13,6 +13,8 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from plasmactl import bus_priority
+from plasmactl.bus_priority import BusPriority
 from plasmactl.controller import interlocks as il
 from plasmactl.controller import machine, watchers
 from plasmactl.controller.machine import TransitionRefused
@@ -78,7 +80,7 @@ class PulseCycle:
         # a spot's water was checked before its first pulse; its spray follows its last one (the plan keeps
         # a spot's pulses inside one cooling window): later pulses of the spot spare the link that read
         by_age = ("plasma", "thermometer", "spray") if self.pulse_in_spot > 0 else ("plasma", "thermometer")
-        with c.calls.within(self.window_end()):
+        with c.calls.within(self.window_end()), bus_priority.at(BusPriority.PULSE):
             safety_answered = await c.calls.refresh(DEVICES, by_age)
             for _ in range(FIRE_SAFETY_READS - 1):  # a read that came back late (a busy bus or host): read again
                 if not safety_answered or self.safety_age() <= Caps.FIRE_SAFETY_AGE_S:
@@ -126,8 +128,18 @@ class PulseCycle:
             spray_t=None if co is None else co.t,
             reservoir_ml=None if co is None else co.reservoir_ml,
         )
-        with c.calls.within(self.window_end()):
+        with c.calls.within(self.window_end()), bus_priority.at(BusPriority.PULSE):
             await c.calls.command("plasma", c.d.plasma.fire)
+        # The generator had the command when it acknowledged it, so emission began by then plus its own fire
+        # latency: a fire that waited on a busy link or host moves the bound with it (never earlier than the
+        # bound set before the command; at most by the call's budget; the generator's energy limit still
+        # holds the dose of a stuck-on output).
+        acked = c.clock.now()
+        own_latency_s = max(0.0, lat.usual_fire_s - lat.off_s)
+        late_bound = acked + c.limits.pulse_bound_s(c.plan.pulse.pulse_ms, own_latency_s, lat.off_s, lat.detect_s)
+        if late_bound > facts.bound and know.pulse is facts:
+            facts = replace(facts, bound=late_bound)
+            know.pulse = facts
         # the first look goes when a pulse that started without waiting on the link would be over
         c.spawn("pulse", watchers.watch_pulse(c, facts, c.latencies.usual_fire_s))
 
@@ -229,7 +241,7 @@ class PulseCycle:
         for attempt in range(1, SPRAY_ATTEMPTS + 1):
             t_cmd = c.clock.now()
             try:
-                with c.calls.within(deadline):
+                with c.calls.within(deadline), bus_priority.at(BusPriority.COOLING):
                     await c.calls.command("spray", lambda: c.d.spray.spray(c.spray_s))
                 break
             except DeviceError as exc:

@@ -226,10 +226,12 @@ def unexpected_output(s: Snapshot) -> Trip | None:
 def pulse_bound(s: Snapshot) -> Trip | None:
     """At its bound a pulse must be over: still on is an overrun; off with no pulse counted, none came."""
     p, st = s.pulse, s.plasma
-    if p is None or p.t_off is not None or st is None or st.t < p.bound:
+    # judged on a status read sent at or after the bound: one sent before it can show a pulse on that ended
+    # in time (its reply late behind a busy link or host), and a pulse not yet counted that came in time
+    if p is None or p.t_off is not None or st is None or st.sampled_after < p.bound:
         return None
     if st.output_on:
-        on_ms, bound_ms = (st.t - p.t_cmd) * 1000, (p.bound - p.t_cmd) * 1000
+        on_ms, bound_ms = (st.sampled_after - p.t_cmd) * 1000, (p.bound - p.t_cmd) * 1000
         return Trip(
             Rule.PULSE_OVERRUN,
             f"pulse {p.number} still on {on_ms:.2f} ms after fire (bound {bound_ms:.2f} ms)",

@@ -11,7 +11,7 @@ I/O) belongs to the one task that triggers it, so nothing here awaits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from transitions import Event, EventData, Machine
@@ -177,10 +177,20 @@ class ControllerModel:
         return src, self.state
 
 
-def build_machine(model: ControllerModel, **kwargs: Any) -> Machine:
-    """A Machine over the table; no auto transitions, so only the table's edges exist."""
+def build_machine(
+    model: ControllerModel,
+    *,
+    table: Sequence[tuple[str, str | tuple[str, ...], str, str | None]] = TRANSITIONS,
+    states: Sequence[str] = STATES,
+    **kwargs: Any,
+) -> Machine:
+    """A Machine over the table; no auto transitions, so only the table's edges exist.
+
+    ``table``/``states`` default to the controller's own; only ``machine_check`` passes others (broken tables
+    it must catch), so the machine it explores is built by this very function.
+    """
     rows: list[dict[str, Any]] = []
-    for trigger, source, dest, guard in TRANSITIONS:
+    for trigger, source, dest, guard in table:
         row: dict[str, Any] = {"trigger": trigger, "source": list(source) if isinstance(source, tuple) else source}
         row["dest"] = dest
         if guard is not None:
@@ -188,7 +198,7 @@ def build_machine(model: ControllerModel, **kwargs: Any) -> Machine:
         rows.append(row)
     machine = Machine(
         model=model,
-        states=list(STATES),
+        states=list(states),
         transitions=rows,
         initial="disconnected",
         auto_transitions=False,

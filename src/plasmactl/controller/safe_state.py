@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from plasmactl import bus_priority
+from plasmactl.bus_priority import BusPriority
 from plasmactl.controller import interlocks as il
 from plasmactl.controller import machine, watchers
 from plasmactl.controller.cycle import DEADLINE_AFTER_S
@@ -113,7 +115,8 @@ async def emission_off(c: Controller, why: str, *, retry: bool = False, silent: 
         if not ok and not retry:
             break
         try:
-            await c.calls.command("plasma", fn, timeout)
+            with bus_priority.at(BusPriority.EMISSION_OFF):
+                await c.calls.command("plasma", fn, timeout)
         except DeviceError as exc:
             c.log.emit(action, ok=False, cause=why, retry=retry, error=str(exc))
             ok = False
@@ -133,9 +136,10 @@ async def confirm_off(c: Controller, why: str) -> bool:
     while c.clock.now() < give_up:
         await c.clock.sleep(CONFIRM_OFF_PERIOD_S)
         try:
-            await c.calls.command("plasma", c.d.plasma.output_off)
-            c.know.output_off_since = max(c.know.output_off_since, c.clock.now())
-            await c.calls.command("plasma", c.d.plasma.disarm)
+            with bus_priority.at(BusPriority.EMISSION_OFF):
+                await c.calls.command("plasma", c.d.plasma.output_off)
+                c.know.output_off_since = max(c.know.output_off_since, c.clock.now())
+                await c.calls.command("plasma", c.d.plasma.disarm)
         except DeviceError:
             continue
         c.log.emit("plasma_off", ok=True, cause=why, retry=True)
@@ -159,7 +163,8 @@ async def settle_pulse(c: Controller, off_ok: bool) -> Trip | None:
     give_up = clock.now() + max(c.calls.budget_s["plasma"], SETTLE_MIN_S)
     while off_ok:
         try:
-            st = await c.calls.plasma_status()
+            with bus_priority.at(BusPriority.PULSE):
+                st = await c.calls.plasma_status()
         except DeviceError:
             break
         if not st.output_on:
@@ -179,6 +184,11 @@ async def settle_pulse(c: Controller, off_ok: bool) -> Trip | None:
 
 async def cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
     """Deliver the spray for the pulses still inside their window; the cooling-missed trip if it could not."""
+    with bus_priority.at(BusPriority.COOLING):
+        return await _cool_pending(c, missed_reason)
+
+
+async def _cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
     know, cycle = c.know, c.cycle
     pend = know.pending
     if pend is None:

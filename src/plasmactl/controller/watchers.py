@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from plasmactl import bus_priority
+from plasmactl.bus_priority import BusPriority
 from plasmactl.controller import interlocks as il
 from plasmactl.controller import machine
 from plasmactl.controller.machine import ACTIVE
@@ -32,6 +34,7 @@ FLOW_POLL_S = 0.02  # poll period for the flow while a confirmed spray runs
 
 async def watch_pulse(c: Controller, facts: PulseFacts, fire_latency_s: float) -> None:
     """Poll from the pulse's earliest normal end until it shows over, or its bound passes."""
+    bus_priority.for_this_task(BusPriority.PULSE)
     clock, calls = c.clock, c.calls
     await clock.sleep_until(facts.t_cmd + fire_latency_s + c.pulse_s)
     while True:
@@ -102,6 +105,7 @@ async def spray_status_or_none(c: Controller) -> SprayStatus | None:
 
 async def watch_spray(c: Controller, spray: int, t_cmd: float, deadline: float) -> None:
     """The spray's confirmation inside the window, then its end."""
+    bus_priority.for_this_task(BusPriority.COOLING)
     st = await valve_wet(c, deadline, t_cmd + c.expected_valve_s())
     if st is None:
         trip = il.cooling_deadline(c.snapshot())
@@ -125,6 +129,7 @@ async def watch_spray(c: Controller, spray: int, t_cmd: float, deadline: float) 
 
 async def monitor(c: Controller) -> None:
     """Thermometer and heartbeats at their periods; the continuous rules; a recheck while paused."""
+    bus_priority.for_this_task(BusPriority.ROUTINE)
     clock, calls, know = c.clock, c.calls, c.know
     period = c.poll_s["thermometer"]
     next_reading = 0.0
@@ -158,6 +163,7 @@ async def monitor(c: Controller) -> None:
 
 async def listen_safety(c: Controller) -> None:
     """Every change of the safety inputs, posted at once (E-stop first in the owner's queue)."""
+    bus_priority.for_this_task(BusPriority.SAFETY)
     calls = c.calls
     previous: SafetyState | None = None
     while True:
