@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
     app.command("serve-sim")(serve_sim)
     app.command("verify-log")(verify_log)
     app.command()(contracts)
+    from plasmactl import cli_campaign
+
+    cli_campaign.register(app)
 
 
 def probe(

@@ -12,16 +12,15 @@ import csv
 import itertools
 import json
 import math
-import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from plasmactl.inputs import InputError, validate
 from plasmactl.limits import Caps
+from plasmactl.parallel import Progress, run_jobs
 from plasmactl.plan import Plan
 from plasmactl.rig import Rig, Skin
 from plasmactl.summary import TISSUE_METRICS
@@ -177,9 +176,6 @@ def row_of(summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-Progress = Callable[[int, int], None]
-
-
 def run_sweep(
     plan: Plan,
     rig: Rig,
@@ -197,33 +193,17 @@ def run_sweep(
     for values in grid:
         p, r = combination_inputs(plan, rig, axes, values)
         jobs.append((values, p.model_dump_json(), r.model_dump_json()))
-    results: dict[int, dict[str, Any]] = {}
-    done = 0
-    if dask_scheduler is not None:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
-
-        with Client(dask_scheduler) as client:  # type: ignore[no-untyped-call]
-            futures = {
-                client.submit(run_combination, pj, rj, seed, pure=False): i for i, (_, pj, rj) in enumerate(jobs)
-            }
-            for future in dask_completed(futures):  # type: ignore[no-untyped-call]
-                results[futures[future]] = future.result()
-                done += 1
-                if progress:
-                    progress(done, len(jobs))
-    else:
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            pending = {pool.submit(run_combination, pj, rj, seed): i for i, (_, pj, rj) in enumerate(jobs)}
-            for fut in as_completed(pending):
-                results[pending[fut]] = fut.result()
-                done += 1
-                if progress:
-                    progress(done, len(jobs))
+    summaries = run_jobs(
+        run_combination,
+        [(pj, rj, seed) for _, pj, rj in jobs],
+        workers=workers,
+        dask_scheduler=dask_scheduler,
+        progress=progress,
+    )
     rows: list[dict[str, Any]] = []
     for i, (values, _, _) in enumerate(jobs):
         row = {a.name: v for a, v in zip(axes, values, strict=True)}
-        row.update(row_of(results[i]))
+        row.update(row_of(summaries[i]))
         rows.append(row)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, [a.name for a in axes], out_dir / "sweep.csv")

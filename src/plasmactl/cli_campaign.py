@@ -1,0 +1,79 @@
+"""``plasmactl campaign``: the systematic fault campaign (plasmactl.campaign_table) as a command, with a
+progress bar, on the local cores or a dask.distributed cluster. Exit 0 when every row holds (no pulse after a
+latching trip, nothing lost, no spot over plan, no broken invariant), 3 when one does not, 2 for bad input."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_BROKEN = 0, 2, 3
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(campaign)
+
+
+def campaign(
+    transport: Annotated[str, typer.Option(help="inprocess, tcp, or both: inprocess,tcp.")] = "inprocess,tcp",
+    out: Annotated[Path, typer.Option(help="Folder for campaign.csv and campaign.md.")] = Path("out/campaign"),
+    workers: Annotated[int | None, typer.Option(min=1, help="Local processes (default: all cores).")] = None,
+    dask_scheduler: Annotated[
+        str | None, typer.Option("--dask-scheduler", help="Run on a dask.distributed cluster at this address.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases (a quick look).")] = None,
+) -> None:
+    """Every fault kind at every moment of the pulse cycle, per transport: a table of how each session ended."""
+    from plasmactl import campaign_table as ct
+
+    err = Console(stderr=True, highlight=False)
+    transports = tuple(t.strip() for t in transport.split(",") if t.strip())
+    if not transports or set(transports) - set(ct.TRANSPORTS) or len(set(transports)) != len(transports):
+        err.print(f"error: --transport {transport!r}: give inprocess, tcp or inprocess,tcp")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if out.exists() and not out.is_dir():
+        err.print(f"error: --out {out}: exists and is not a folder")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").touch()
+        (out / ".write-test").unlink()
+    except OSError as exc:
+        err.print(f"error: --out {out}: cannot write there ({exc.strerror})")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console = Console(highlight=False, soft_wrap=True)
+    total = len(ct.fault_kinds()) * len(ct.MOMENTS) * len(transports)
+    total = min(total, limit) if limit is not None else total
+    where = f"dask at {dask_scheduler}" if dask_scheduler else f"{workers or 'all'} local processes"
+    console.print(f"plasmactl campaign: {total} sessions on {', '.join(transports)}, {where}")
+    progress = Progress(
+        TextColumn("[bold]campaign"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    task = progress.add_task("campaign", total=total)
+    command = "plasmactl campaign --transport " + ",".join(transports) + (f" --limit {limit}" if limit else "")
+    try:
+        with progress:
+            rows = ct.run_campaign(
+                transports,
+                workers=workers,
+                dask_scheduler=dask_scheduler,
+                progress=lambda done, _total: progress.update(task, completed=done),
+                only=limit,
+            )
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    csv_path, md_path = ct.write(rows, out, command)
+    broken = [r for r in rows if not r.holds]
+    console.print(f"wrote {shlex.quote(str(csv_path))} and {shlex.quote(str(md_path))}: {len(rows)} sessions")
+    for r in broken[:10]:
+        console.print(
+            f"[bold red]broken:[/] {r.transport} {r.fault} at {r.moment}: "
+            + ", ".join(f"{c}={getattr(r, c)}" for c in ct.MUST_BE_ZERO if getattr(r, c))
+        )
+    if broken:
+        raise typer.Exit(EXIT_BROKEN)
