@@ -19,6 +19,9 @@ from test_cli import EXAMPLES, all_output, flat, invoke
 
 PLANS = sorted(p.stem for p in (EXAMPLES / "plans").glob("*.toml"))
 RIGS = sorted(p.stem for p in (EXAMPLES / "rigs").glob("*.toml") if p.stem != "bench-template")
+# one 115200-baud bus for the generator, the spray unit and the safety inputs, with software-timed cooling:
+# a spot of two pulses and one spray after it cannot be guaranteed inside 100 ms there
+REFUSED = {("periorbital", "sim-rtu"), ("periorbital", "sim-rtu-inprocess")}
 
 
 def plan_of(name: str) -> Plan:
@@ -35,12 +38,16 @@ def test_every_example_has_a_budget_that_fits(plan: str, rig: str) -> None:
     result = invoke(
         ["check", str(EXAMPLES / "plans" / f"{plan}.toml"), "--rig", str(EXAMPLES / "rigs" / f"{rig}.toml")]
     )
-    assert result.exit_code == 0, all_output(result)
     text = flat(all_output(result))
+    b = cooling_budget(plan_of(plan), rig_of(rig))
+    if (plan, rig) in REFUSED:
+        assert result.exit_code == 2, text
+        assert f"can reach the skin {b.worst_water_ms:.1f} ms after" in text and b.worst_water_ms >= b.window_ms
+        return
+    assert result.exit_code == 0, text
     m = re.search(r"cooling: water on the skin ([\d.]+) ms at the earliest, ([\d.]+) ms at worst \((.*?) ms\)", text)
     assert m is not None, text
     earliest, worst = float(m.group(1)), float(m.group(2))
-    b = cooling_budget(plan_of(plan), rig_of(rig))
     assert earliest == pytest.approx(b.earliest_water_ms, abs=0.05) and worst == pytest.approx(
         b.worst_water_ms, abs=0.05
     )
@@ -49,7 +56,7 @@ def test_every_example_has_a_budget_that_fits(plan: str, rig: str) -> None:
 
 
 def _rtu_rig(tmp_path: Path, baud: int) -> Path:
-    text = (EXAMPLES / "rigs" / "sim-rtu.toml").read_text().replace("460800", str(baud))
+    text = (EXAMPLES / "rigs" / "sim-rtu.toml").read_text().replace("115200", str(baud))
     path = tmp_path / f"rtu{baud}.toml"
     path.write_text(text)
     return path

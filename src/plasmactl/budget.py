@@ -35,7 +35,7 @@ RTU_CHARS = {
     "write_one": (8, 8),  # FC6: fire, heartbeat
     "spray_command": (13, 8),  # FC16 of [SPRAY, ms]
 }
-REPLY_MS = 1.0  # an RTU device's reply time plus the host's scheduling (the served simulators: ~1 ms, by probe)
+REPLY_MS = 0.5  # an RTU device's reply time plus the host's (the served simulators: ~0.25 ms over the frames)
 SERIAL_READ_MS = 4.0  # the thermometer's line exchange at 115200 (by probe: 3.8 ms)
 HOST_MS = 1.0  # the controller's own step between a reply and the next request
 PULSE_POLL_MS = 0.5  # the pulse watch's poll period (controller/watchers.py)

@@ -175,8 +175,19 @@ class ModbusRtu(_Wire):
     identity: Identity = Identity()
 
     def frame_ms(self, chars: int) -> float:
-        """11 bits per character (start, 8 data, parity or a second stop, stop) plus the 3.5-character gap."""
-        return (chars + 3.5) * 11.0 * 1000.0 / self.baud
+        """11 bits per character (start, 8 data, parity or a second stop, stop) plus the silence that ends a
+        frame (t3.5: 3.5 characters, fixed at 1.75 ms above 19200 baud)."""
+        return chars * 11.0 * 1000.0 / self.baud + rtu_intervals_s(self.baud)[1] * 1000.0
+
+
+def rtu_intervals_s(baud: int) -> tuple[float, float]:
+    """(t1.5, t3.5) in seconds: the longest silence allowed inside an RTU frame, and the silence that ends one
+    (Modbus over serial line 2.5.1.1: 1.5 and 3.5 characters of 11 bits, fixed at 750 us and 1.75 ms above
+    19200 baud)."""
+    if baud > 19200:
+        return 0.00075, 0.00175
+    char = 11.0 / baud
+    return 1.5 * char, 3.5 * char
 
 
 class SerialLine(_Wire):
@@ -188,9 +199,10 @@ class SerialLine(_Wire):
 def parse_host_port(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:5020`` for IPv6) -> (host, port); ValueError naming what is wrong."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    name = host.strip("[]")  # an empty name would bind every interface: "[]:5020" is no host
+    if not sep or not name or not (port.isascii() and port.isdigit() and len(port) <= 5) or int(port) > 65535:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+    return name, int(port)
 
 
 class ServeSim(_Strict):

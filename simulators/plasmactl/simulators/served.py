@@ -133,6 +133,11 @@ class ServedSim:
         self._serial_servers: list[ModbusRtuServer | LineServer] = []
         self._stopped = False
 
+    @property
+    def rtu_server(self) -> ModbusRtuServer | None:
+        """The RTU bus's server (its frame counters), if one is served."""
+        return next((s for s in self._serial_servers if isinstance(s, ModbusRtuServer)), None)
+
     def as_json(self) -> dict[str, Any]:
         """Where each device is; a transport that is not served is left out."""
         out: dict[str, Any] = {}

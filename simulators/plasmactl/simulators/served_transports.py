@@ -26,9 +26,9 @@ from pymodbus.pdu import DecodePDU, ExceptionResponse
 
 from plasmactl.clock import Clock
 from plasmactl.drivers import lineproto
+from plasmactl.rig import rtu_intervals_s
 from plasmactl.simulators.served_modbus import ModbusEngine
 from plasmactl.simulators.served_wire import (
-    RTU_SILENT_CHARS,
     SerialPort,
     WireEffect,
     corrupt_line,
@@ -37,7 +37,6 @@ from plasmactl.simulators.served_wire import (
     garbage_bytes,
     garbage_line,
     line_wire_time,
-    rtu_char_s,
     rtu_wire_time,
     wire_effect,
 )
@@ -231,18 +230,28 @@ class _SerialServer(ABC):
 
 
 class ModbusRtuServer(_SerialServer):
-    """Modbus RTU: a frame ends with 3.5 silent characters; replies are paced at 11 bits per character."""
+    """Modbus RTU as the spec frames it: a frame ends after a silence of t3.5; a silence over t1.5 inside a
+    frame makes it invalid, and it is discarded (both fixed at 750 us / 1.75 ms above 19200 baud); replies
+    are paced at 11 bits per character."""
 
     def __init__(self, engine: ModbusEngine, port: SerialPort, world: SimWorld, baud: int, rng: random.Random) -> None:
         super().__init__(port, world, baud, rng)
         self.engine = engine
         self._framer = FramerRTU(DecodePDU(is_server=True))
-        self._gap_s = RTU_SILENT_CHARS * rtu_char_s(baud)
+        self._t15_s, self._gap_s = rtu_intervals_s(baud)
         self._gap: asyncio.TimerHandle | None = None
+        self._last_rx = 0.0  # loop time of the last bytes of the frame in progress
+        self._broken = False  # a silence over t1.5 inside the frame in progress
+        self.frames = 0  # frames ended by t3.5
+        self.discarded = 0  # of which discarded for a gap over t1.5
 
     def _received(self) -> None:
-        if self._gap is not None:
+        now = self._loop.time()
+        if self._gap is not None:  # bytes of a frame in progress: the silence since its last bytes
             self._gap.cancel()
+            if now - self._last_rx > self._t15_s:
+                self._broken = True
+        self._last_rx = now
         self._gap = self._loop.call_later(self._gap_s, self._end_of_frame)
 
     def _end_of_frame(self) -> None:
@@ -250,12 +259,18 @@ class ModbusRtuServer(_SerialServer):
         if self._buf:
             frame = bytes(self._buf)
             self._buf.clear()
-            self._emit(frame)
+            self.frames += 1
+            if self._broken:
+                self.discarded += 1
+            else:
+                self._emit(frame)
+        self._broken = False
 
     def _drop_input(self) -> None:
         if self._gap is not None:
             self._gap.cancel()
             self._gap = None
+        self._broken = False
         super()._drop_input()
 
     async def _handle(self, frame: bytes, t_first: float) -> None:

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plasmactl.rig import rtu_intervals_s
 from plasmactl.simulators.world import FaultSchedule
 
 RTU_BITS_PER_CHAR = 11  # start + 8 data + parity-or-second-stop + stop: Modbus RTU always frames 11 bits
-RTU_SILENT_CHARS = 3.5  # the silent interval that ends an RTU frame
 LINE_BITS_PER_CHAR = 10  # 8N1 ASCII: start + 8 data + stop
 
 
@@ -79,7 +79,7 @@ def rtu_char_s(baud: int) -> float:
 
 def rtu_wire_time(request_bytes: int, reply_bytes: int, baud: int) -> float:
     """Request on the wire, its silent interval, the reply, and the reply's silent interval (seconds)."""
-    return (request_bytes + reply_bytes + 2 * RTU_SILENT_CHARS) * rtu_char_s(baud)
+    return (request_bytes + reply_bytes) * rtu_char_s(baud) + 2 * rtu_intervals_s(baud)[1]
 
 
 def line_wire_time(request_bytes: int, reply_bytes: int, baud: int) -> float:
