@@ -23,6 +23,7 @@ from plasmactl import cli_tools
 from plasmactl.budget import budget_line, budget_problems, cooling_budget
 from plasmactl.faults import FaultScenario, check_against_plan, load_faults
 from plasmactl.inputs import InputError
+from plasmactl.out_dir import ensure_out_dir
 from plasmactl.plan import load_plan
 from plasmactl.ports import SessionResult
 from plasmactl.rig import load_rig
@@ -38,6 +39,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, highlight=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from plasmactl.version import VERSION
+
+        typer.echo(f"plasmactl {VERSION}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Control a plasma-pulse / cold-spray treatment rig (simulated or real)."""
+
 
 # Events shown in the default stream (everything is in the audit log; --verbose shows all of it).
 NOTABLE = frozenset(
@@ -124,12 +143,10 @@ def run(
                 ["already holds a session's events.jsonl; choose another --out or pass --overwrite"],
             )
         )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise _bad_input(InputError(str(out_dir), ["--out exists and is not a folder"]))
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _bad_input(InputError(str(out_dir), [f"--out cannot be created: {exc.strerror}"])) from None
+        ensure_out_dir(out_dir)
+    except InputError as exc:
+        raise _bad_input(exc) from None
 
     console = Console(highlight=False, soft_wrap=True)
     if not inputs.rig.virtual_time_ok and not realtime:
@@ -279,6 +296,7 @@ def sweep(
         axes = parse_axes(vary, inputs.plan)
         if (out / "sweep.csv").exists():
             raise InputError(str(out), ["already holds a sweep.csv; choose another --out"])
+        ensure_out_dir(out)  # before the runs: a folder that cannot be written would lose them all
     except InputError as exc:
         raise _bad_input(exc) from None
     total = 1

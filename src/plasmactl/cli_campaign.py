@@ -12,6 +12,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from plasmactl.inputs import InputError
+from plasmactl.out_dir import ensure_out_dir
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_BROKEN = 0, 2, 3
 
 
@@ -36,15 +39,10 @@ def campaign(
     if not transports or set(transports) - set(ct.TRANSPORTS) or len(set(transports)) != len(transports):
         err.print(f"error: --transport {transport!r}: give inprocess, tcp or inprocess,tcp")
         raise typer.Exit(EXIT_BAD_INPUT)
-    if out.exists() and not out.is_dir():
-        err.print(f"error: --out {out}: exists and is not a folder")
-        raise typer.Exit(EXIT_BAD_INPUT)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").touch()
-        (out / ".write-test").unlink()
-    except OSError as exc:
-        err.print(f"error: --out {out}: cannot write there ({exc.strerror})")
+        ensure_out_dir(out)  # before the runs: a folder that cannot be written would lose them all
+    except InputError as exc:
+        err.print(f"error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console = Console(highlight=False, soft_wrap=True)
     total = len(ct.fault_kinds()) * len(ct.MOMENTS) * len(transports)
