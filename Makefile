@@ -51,6 +51,7 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/full_face_physics.py
 	$(BIN)/python benchmarks/driver_status_read.py
 	$(BIN)/python benchmarks/cooling_latency_tcp.py
+	$(BIN)/python benchmarks/estop_reaction.py
 	$(BIN)/python benchmarks/rtu_cycle.py
 
 diagram: $(STAMP)

@@ -581,6 +581,9 @@ def test_bad_input_report_goes_to_stderr_of_the_real_command(tmp_path: Path) -> 
 
 # --------------------------------------------------------------------------- check: the examples
 
+# one 115200-baud RTU bus, software-timed cooling: a spot of two pulses and one spray cannot be guaranteed
+BUDGET_REFUSED = {("periorbital", "sim-rtu"), ("periorbital", "sim-rtu-inprocess"), ("periorbital", "bench-template")}
+
 
 @pytest.mark.parametrize("faults", [None, *FAULTS], ids=lambda f: "no-faults" if f is None else f.stem)
 @pytest.mark.parametrize("rig", [None, *RIGS], ids=lambda r: "default-rig" if r is None else r.stem)
@@ -592,6 +595,9 @@ def test_check_accepts_every_example(plan: Path, rig: Path | None, faults: Path 
     if faults is not None:
         args += ["--faults", str(faults)]
     result = invoke(args)
+    if rig is not None and (plan.stem, rig.stem) in BUDGET_REFUSED:  # see tests/test_cooling_budget.py
+        assert result.exit_code == EXIT_BAD_INPUT and "a healthy session would fault" in flat(all_output(result))
+        return
     assert result.exit_code == EXIT_OK, all_output(result)
     assert all_output(result).startswith("ok: plan")
 

@@ -100,3 +100,21 @@ def test_wire_fault_ends_in_safe_state(rig: str, fault: str, tmp_path: Path) -> 
         # with it, and on the 115200-baud RTU bus the safe state's off and disarm (first in line) can take the
         # rest of the window from the spray's confirmation; every pulse not cooled must be on record as missed
         assert [m for m in problems if int(m.split()[1].rstrip(":")) not in missed] == []
+
+
+@pytest.mark.hazard("H1")
+def test_a_trip_disarms_after_the_spray_is_confirmed_not_before(tmp_path: Path) -> None:
+    """On one slow bus the safe state's disarm must not stand between a pulse's spray and its confirmation:
+    off first, then the spray's confirmation, then the disarm (before the spray runs out)."""
+    events = _run(_inputs("sim-rtu-inprocess", "safety-estop"), tmp_path)
+    i = first(events, "interlock_trip")
+    assert i is not None and events[i]["rule"] == "estop"
+    after = [
+        e["event"] for e in events[i + 1 :] if e["event"] in ("plasma_off", "plasma_disarm", "spray_start", "spray_end")
+    ]
+    if "spray_start" in after:  # a spray was pending at the trip
+        assert after.index("plasma_off") < after.index("spray_start") < after.index("plasma_disarm")
+        assert after.index("plasma_disarm") < after.index("spray_end")
+    else:
+        assert after[:2] == ["plasma_off", "plasma_disarm"]
+    assert cooling_violations(events) == []

@@ -56,6 +56,8 @@ def read_toml(path: str | Path) -> LoadedFile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(path), [f"not valid TOML: {exc}"]) from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or inline tables
+        raise InputError(str(path), ["not valid TOML: arrays or inline tables nested too deeply"]) from None
     return LoadedFile(str(path), hashlib.sha256(raw).hexdigest(), data)
 
 
@@ -85,6 +87,10 @@ def validate(model: type[M], data: object, source: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InputError(source, describe_validation_error(exc)) from None
+    except ArithmeticError as exc:  # a check's arithmetic on an extreme number (1e-300 mm: its area is 0)
+        raise InputError(
+            source, [f"the values cannot be checked ({type(exc).__name__}: {exc}): a number too small or too large?"]
+        ) from None
 
 
 def load_model(model: type[M], path: str | Path) -> tuple[M, LoadedFile]:

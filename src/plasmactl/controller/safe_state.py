@@ -1,11 +1,12 @@
 """The one safe-state sequence, shared by every trip and by abort.
 
-1. plasma output off, then disarmed (the first action after any trip, logged with its outcome);
+1. plasma output off (the first action after any trip, logged with its outcome);
 2. the pulse in flight settled: its end and delivered energy recorded (once), its energy judged;
 3. the latch (fault, E-stop, or pause);
 4. cooling for the pulses still inside their window, if the spray works (a running spray is let finish);
    a pulse whose cooling is missed is recorded as such and is always a latched fault, also during a pause;
-5. a generator that did not answer is asked again once the spray is no longer waiting on the owner.
+5. the generator disarmed (after the cooling: on a slow shared link the spray's confirmation goes first);
+   a generator that did not answer is asked again once the spray is no longer waiting on the owner.
 
 A generator that has just gone silent gets one short off attempt first (its own heartbeat watchdog is
 the second layer that switches a lost link's output off): the cooling window must not be spent on it.
@@ -13,7 +14,7 @@ the second layer that switches a lost link's output off): the cooling window mus
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from plasmactl import bus_priority
 from plasmactl.bus_priority import BusPriority
@@ -39,7 +40,8 @@ async def enter(c: Controller, trip: Trip) -> None:
     t_trip = c.clock.now()
     c.record_trip(trip)
     c.tripped.add(trip.rule)  # the same cause seen again while latched is no news
-    off_ok = await emission_off(c, trip.rule, silent=_generator_silent(c, trip))
+    silent = _generator_silent(c, trip)
+    off_ok = await emission_off(c, trip.rule, silent=silent, only="off")
     c.cycle.cancel_timers()
     c.cancel("pulse")
     follow = await settle_pulse(c, off_ok)
@@ -48,8 +50,9 @@ async def enter(c: Controller, trip: Trip) -> None:
         c.log.emit("estop", reason=trip.reason)
     elif trip.latch == "fault":
         c.log.emit("fault", rule=trip.rule, reason=trip.reason)
-    missed = await cool_pending(c, trip.reason if trip.rule == Rule.COOLING_NOT_CONFIRMED else None)
-    if not off_ok:
+    disarm = _Disarm(c, trip.rule, silent, off_ok)
+    missed = await cool_pending(c, trip.reason if trip.rule == Rule.COOLING_NOT_CONFIRMED else None, disarm)
+    if not await disarm():
         await confirm_off(c, trip.rule)
     follow = follow or missed
     if trip.latch == "pause":
@@ -81,16 +84,17 @@ async def abort(c: Controller, reason: str, signal: str | None) -> None:
     if c.result is not None:
         return
     c.log.emit("abort", reason=reason, state=c.state, signal=signal)
-    off_ok = await emission_off(c, "abort")
+    off_ok = await emission_off(c, "abort", only="off")
     c.cycle.cancel_timers()
     c.cancel("pulse")
     await settle_pulse(c, off_ok)
     if c.state not in (*LATCHED, "disconnected", "complete"):
         c.go("abort")
-    lost = await cool_pending(c, None)
+    disarm = _Disarm(c, "abort", False, off_ok)
+    lost = await cool_pending(c, None, disarm)
     if lost is not None:  # recorded; the session ends aborted all the same (emission is already off)
         c.record_trip(lost, latched=True)
-    if not off_ok:
+    if not await disarm():
         await confirm_off(c, "abort")
     c.end("aborted", "operator interrupt", signal)
 
@@ -104,14 +108,26 @@ def _generator_silent(c: Controller, trip: Trip) -> bool:
     return lost or c.calls.silent("plasma")
 
 
-async def emission_off(c: Controller, why: str, *, retry: bool = False, silent: bool = False) -> bool:
+async def emission_off(
+    c: Controller,
+    why: str,
+    *,
+    retry: bool = False,
+    silent: bool = False,
+    only: Literal["off", "disarm"] | None = None,
+) -> bool:
     """Output off, then disarm; True when both were acknowledged. On the first attempt a failed off skips
-    the disarm (the caller cools first and comes back); a retry tries both and logs both."""
+    the disarm (the caller cools first and comes back); a retry tries both and logs both. A trip sends the
+    off alone first (``only="off"``) and the disarm once its cooling is seen to (``only="disarm"``): on a slow
+    shared link the spray's confirmation must not wait behind it, and a controller that tripped fires nothing."""
     timeout = min(SILENT_OFF_S, c.calls.budget_s["plasma"]) if silent else None
     plasma = c.d.plasma
     ok = True
-    c.know.off_sent_t = c.clock.now()
-    for action, fn in (("plasma_off", plasma.output_off), ("plasma_disarm", plasma.disarm)):
+    steps = [("plasma_off", plasma.output_off), ("plasma_disarm", plasma.disarm)]
+    steps = [st for st in steps if only is None or st[0] == f"plasma_{only}"]
+    if only != "disarm":
+        c.know.off_sent_t = c.clock.now()
+    for action, fn in steps:
         if not ok and not retry:
             break
         try:
@@ -182,19 +198,43 @@ async def settle_pulse(c: Controller, off_ok: bool) -> Trip | None:
     return il.first_trip(machine.PULSE_END, c.snapshot())
 
 
-async def cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
-    """Deliver the spray for the pulses still inside their window; the cooling-missed trip if it could not."""
+class _Disarm:
+    """The trip's disarm, sent once, as soon as the cooling no longer needs the link first (its confirmation
+    seen, or known missed, or nothing to cool); ``await disarm()`` returns whether the generator is off and
+    disarmed as acknowledged (False: the off or the disarm failed)."""
+
+    def __init__(self, c: Controller, why: str, silent: bool, off_ok: bool) -> None:
+        self.c, self.why, self.silent = c, why, silent
+        self.ok = off_ok
+        self._sent = not off_ok  # a failed off: confirm_off sends both again
+
+    async def __call__(self) -> bool:
+        if not self._sent:
+            self._sent = True
+            self.ok = await emission_off(self.c, self.why, silent=self.silent, only="disarm")
+        return self.ok
+
+
+async def cool_pending(c: Controller, missed_reason: str | None, disarm: _Disarm | None = None) -> Trip | None:
+    """Deliver the spray for the pulses still inside their window; the cooling-missed trip if it could not.
+    ``disarm`` goes once the spray's confirmation is settled (seen or missed), before the spray runs out."""
     with bus_priority.at(BusPriority.COOLING):
-        return await _cool_pending(c, missed_reason)
+        return await _cool_pending(c, missed_reason, disarm)
 
 
-async def _cool_pending(c: Controller, missed_reason: str | None) -> Trip | None:
+async def _cool_pending(c: Controller, missed_reason: str | None, disarm: _Disarm | None) -> Trip | None:
+    async def settled() -> None:
+        if disarm is not None:
+            await disarm()
+
     know, cycle = c.know, c.cycle
     pend = know.pending
     if pend is None:
+        await settled()
         return None
     c.cancel("spray")
     if pend.confirmed:
+        await settled()
         return await _finish_spray(c)
     deadline = pend.window_end(c.limits)
     if missed_reason is None and c.clock.now() <= deadline:
@@ -206,11 +246,13 @@ async def _cool_pending(c: Controller, missed_reason: str | None) -> Trip | None
         else:
             if st is not None:
                 cycle.confirm_spray(spray, st)
+                await settled()
                 return await _finish_spray(c)
             missed_reason = "valve not seen open with water flowing within the window"
     reason = missed_reason or "cooling window already over"
     c.log.emit("cooling_missed", pulses=list(pend.pulses), reason=reason)
     know.pending = None
+    await settled()
     await _late_spray(c, pend.spray)
     return il.cooling_missed(pend.pulses, reason)
 
