@@ -160,14 +160,14 @@ BAD_INPUTS: list[Bad] = [
         "energy-negative",
         plan_toml(pulse="[pulse]\nenergy_j = -0.5\npulse_ms = 5.0"),
         "pulse.energy_j:",
-        "greater than 0",
+        "greater than or equal to 0.000001",
         "-0.5",
     ),
     bad_plan(
         "energy-zero",
         plan_toml(pulse="[pulse]\nenergy_j = 0.0\npulse_ms = 5.0"),
         "pulse.energy_j:",
-        "greater than 0",
+        "greater than or equal to 0.000001",
     ),
     bad_plan(
         "energy-over-hard-cap",

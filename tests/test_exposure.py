@@ -151,11 +151,6 @@ def test_serve_sim_help_offers_no_wildcard_address() -> None:
 
 
 @H13
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: `serve-sim --help` does not say that with no transport it serves Modbus TCP on 127.0.0.1:5020 "
-    "and the thermometer on a pty (only serve_sim_main's docstring does)",
-)
 def test_serve_sim_help_names_its_default_address() -> None:
     assert "127.0.0.1:5020" in all_output(invoke(["serve-sim", "--help"]))
 

@@ -767,12 +767,6 @@ def test_inputs_the_fuzzing_found_are_refused(kind: Kind, text: str, expect: str
     assert f"error: {path}:" in all_output(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ZeroDivisionError,
-    reason="defect: a plan with pulse_ms = 5e-324 loads, and `check` divides by pulse_ms / 1000 (which is 0) in "
-    "Limits.stuck_on_pct; no pulse_ms below the generator's PULSE_SET (0.01 ms) should load",
-)
 def test_check_of_a_subnormal_pulse_length_exits_2(work: Path) -> None:
     path = work / "subnormal-pulse.toml"
     path.write_text(
@@ -787,12 +781,6 @@ def test_check_of_a_subnormal_pulse_length_exits_2(work: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["plan", "rig"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: `check` (and `run`) print the plan's and the rig's name through rich markup unescaped: a name"
-    " '[/]' crashes check with MarkupError (exit 1), '[bold red]x[/bold red]' is shown as 'x' (cli.py: the 'ok: plan'"
-    " line and run's header; the error path already escapes)",
-)
 def test_a_name_with_markup_is_shown_verbatim(where: str, work: Path) -> None:
     plan = work / "markup-plan.toml"
     rig = work / "markup-rig.toml"

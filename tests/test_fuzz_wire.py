@@ -404,12 +404,6 @@ def test_driver_tcp_replies_fuzzed() -> None:
     assert not logs.fatal(), logs.fatal()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (H13): pymodbus 3.16 takes a Modbus TCP reply whose transaction id is 0 as the answer to any "
-    "request (framer/base.py: `if exp_tid and tid and tid != exp_tid`), and ModbusLink's checks (function code, "
-    "register count) pass it; this client never sends transaction id 0, so such a reply never answers its request",
-)
 def test_a_reply_with_transaction_id_0_is_not_taken() -> None:
     loop = Loop()
     hostile = HostileTcp()

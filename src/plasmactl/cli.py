@@ -162,7 +162,7 @@ def run(
         console=console,
         transient=False,
     )
-    task = progress.add_task(inputs.plan.name, total=total, t=0.0)
+    task = progress.add_task(escape(inputs.plan.name), total=total, t=0.0)
 
     def show(e: Mapping[str, Any]) -> None:
         name = e["event"]
@@ -179,7 +179,7 @@ def run(
             progress.console.print(_describe(e), style=style, markup=False, soft_wrap=True)
 
     console.print(
-        f"plasmactl: plan [bold]{inputs.plan.name}[/] ({total} pulses), rig {inputs.rig.name},"
+        f"plasmactl: plan [bold]{escape(inputs.plan.name)}[/] ({total} pulses), rig {escape(inputs.rig.name)},"
         f" {len(inputs.faults.fault)} fault(s), seed {seed}, {'real time' if realtime else 'virtual time'}"
         f" -> {out_dir}"
     )
@@ -238,13 +238,13 @@ def check(
     lim = p.limits
     console = Console(highlight=False, soft_wrap=True)
     console.print(
-        f"ok: plan {p.name!r}: {len(p.spots.positions())} spots x {p.pulse.pulses_per_spot}"
+        f"ok: plan {escape(repr(p.name))}: {len(p.spots.positions())} spots x {p.pulse.pulses_per_spot}"
         f" = {p.pulse_count} pulses"
         f" of {p.pulse.energy_j:g} J / {p.pulse.pulse_ms:g} ms ({p.fluence_j_cm2:.1f} J/cm2 on"
         f" {p.spots.diameter_mm:g} mm), about {p.estimated_session_s() / 60:.1f} min;"
         f" cooling {p.cooling.spray_ms:g} ms after every {p.cooling.when};"
         f" max cooling delay {lim.max_cooling_delay_ms:g} ms, skin limit {lim.skin_temp_max_c:g} C;"
-        f" rig {inputs.rig.name!r}; {len(inputs.faults.fault)} fault(s)"
+        f" rig {escape(repr(inputs.rig.name))}; {len(inputs.faults.fault)} fault(s)"
     )
     console.print(pulse_bound_line(inputs))
     console.print(budget_line(cooling_budget(p, inputs.rig)))
@@ -304,7 +304,7 @@ def sweep(
         total *= len(axis.values)
     console = Console(highlight=False, soft_wrap=True)
     console.print(
-        f"plasmactl sweep: plan {inputs.plan.name!r}, {total} combinations of "
+        f"plasmactl sweep: plan {escape(repr(inputs.plan.name))}, {total} combinations of "
         + ", ".join(f"{a.name} ({len(a.values)})" for a in axes)
         + (f", on dask at {dask_scheduler}" if dask_scheduler else f", on {workers or 'all'} local processes")
     )

@@ -115,7 +115,10 @@ def serve_sim(
         bool, typer.Option("--lifeline", help="Also stop when standard input closes (the spawning process is gone).")
     ] = False,
 ) -> None:
-    """Serve the simulated devices on real wires (Modbus TCP, Modbus RTU on a pty, serial) until Ctrl-C."""
+    """Serve the simulated devices on real wires (Modbus TCP, Modbus RTU on a pty, serial) until Ctrl-C.
+
+    With no transport given: Modbus TCP on 127.0.0.1:5020 and the thermometer on a pty. Servers bind loopback
+    unless an address given says otherwise."""
     from plasmactl.simulators.served import serve_sim_main
 
     def flag(value: str | None) -> str | bool:

@@ -29,6 +29,10 @@ class Caps:
     # field (300 for 0.3 mm), which would make every fluence look a million times smaller than it is.
     MAX_SPOT_DIAMETER_MM: Final = 10.0
     MAX_PULSE_MS: Final = 100.0
+    # the generator's setpoint resolution (its contract: ENERGY_SET in uJ, PULSE_SET in 10 us): a plan asking
+    # for less cannot be configured, so it is refused when read, not at the device
+    MIN_ENERGY_J: Final = 1e-6
+    MIN_PULSE_MS: Final = 0.01
     MAX_COOLING_DELAY_MS: Final = 1000.0  # epidermal heat diffuses in tens of ms: 1 s is already late
     SKIN_TEMP_MAX_C: Final = 43.0  # IEC 60601-1 applied-part limit
     MAX_SESSION_S: Final = 3600.0

@@ -131,8 +131,8 @@ class Spots(_Strict):
 
 
 class Pulse(_Strict):
-    energy_j: PosFloat
-    pulse_ms: PosFloat
+    energy_j: Annotated[float, Field(ge=Caps.MIN_ENERGY_J, allow_inf_nan=False)]
+    pulse_ms: Annotated[float, Field(ge=Caps.MIN_PULSE_MS, allow_inf_nan=False)]
     pulses_per_spot: Annotated[int, Field(ge=1, le=20)] = 1
     # Minimum time from one pulse's start to the next pulse's start (a cycle that takes longer waits).
     interval_s: PosFloat = 1.0

@@ -91,4 +91,5 @@ def decode_sample(fields: list[str]) -> Sample:
 
 
 def encode_error(code: ErrorCode, text: str) -> bytes:
-    return encode("ERR", str(int(code)), text.replace(",", ";").replace("*", "x")[:60])
+    # the text is a field: no separator, no checksum marker, and no frame start (a reader syncs on the last "$")
+    return encode("ERR", str(int(code)), text.replace(",", ";").replace("*", "x").replace("$", "S")[:60])

@@ -355,6 +355,10 @@ class ModbusLink:
                 problem: str | None = f"exception FC{rr.function_code}"
             else:
                 problem = check(rr)
+            if problem is None and rr.transaction_id == 0 and isinstance(self.endpoint, TcpEndpoint):
+                # pymodbus takes a TCP reply with transaction id 0 for the answer to any request; its ids run
+                # 1..65000, so such a reply answers none of ours
+                problem = "transaction id 0"
             if problem is None:
                 return rr
             self.stats.bad_replies += 1
