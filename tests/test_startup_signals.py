@@ -35,7 +35,8 @@ FRAME = re.compile(r'File "([^"]+)"')
 
 
 def _in_interpreter_start_up(stderr: str, returncode: int, log: Path) -> bool:
-    ours = [f for f in FRAME.findall(stderr) if "plasmactl" in f and not f.endswith("entry.py")]
+    # the console script and entry.py's own first imports (``signal`` itself) run before its handler can exist
+    ours = [f for f in FRAME.findall(stderr) if "plasmactl" in f and not f.endswith(("entry.py", "/bin/plasmactl"))]
     return returncode != 0 and not log.exists() and "before a session started" not in stderr and not ours
 
 
@@ -57,27 +58,39 @@ def _windows(tmp: Path) -> tuple[float, float]:
     return float(events[0]["wall_time"]) - started, float(events[-1]["wall_time"]) - started
 
 
-def _moments(session_start: float, session_end: float) -> list[float]:
-    """Half of the moments over the command's start-up, half over the session's (devices built, self-test)."""
+def _moments(session_start: float, session_end: float) -> list[tuple[str, float]]:
+    """Half of the moments over the command's start-up (from the process's start), half over the session's
+    (from the moment its log appears: a start-up slower or faster than the probe's cannot move them out)."""
     half = MOMENTS // 2
-    early = [session_start * i / half for i in range(half)]
-    late = [session_start + (session_end - session_start) * i / (MOMENTS - half - 1) for i in range(MOMENTS - half)]
+    early = [("start", session_start * i / half) for i in range(half)]
+    span = max(session_end - session_start, 0.001)
+    late = [("log", span * i / (MOMENTS - half - 1)) for i in range(MOMENTS - half)]
     return early + late
+
+
+def _wait_for_log(log: Path, proc: subprocess.Popen[str], limit_s: float = 60.0) -> float:
+    """The time the session's log appeared (or the process ended first)."""
+    deadline = time.time() + limit_s
+    while not log.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.0005)
+    return time.time()
 
 
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_a_signal_at_any_moment_of_start_up_leaves_the_generator_safe(tmp_path: Path) -> None:
     seen_sessions = 0
-    for i, delay in enumerate(_moments(*_windows(tmp_path))):
+    for i, (anchor, delay) in enumerate(_moments(*_windows(tmp_path))):
         sig = signal.SIGTERM if i % 5 == 4 else signal.SIGINT
         out = tmp_path / f"run{i:02d}"
-        proc, started = _start(out)
-        time.sleep(max(0.0, started + delay - time.time()))
-        os.kill(proc.pid, sig)
-        stdout, stderr = proc.communicate(timeout=120)
-        where = f"signal {sig.name} {delay:.3f} s after start"
         log = out / "events.jsonl"
+        proc, started = _start(out)
+        at = started if anchor == "start" else _wait_for_log(log, proc)
+        time.sleep(max(0.0, at + delay - time.time()))
+        if proc.poll() is None:
+            os.kill(proc.pid, sig)
+        stdout, stderr = proc.communicate(timeout=120)
+        where = f"signal {sig.name} {delay:.3f} s after {'start' if anchor == 'start' else 'the log appeared'}"
         if _in_interpreter_start_up(stderr, proc.returncode, log):
             continue
         assert "Traceback" not in stdout + stderr, where
