@@ -543,3 +543,44 @@ def test_summary_of_a_written_log(tmp_path: Path) -> None:
     assert from_log["cooling_delay_ms"] == expected["cooling_delay_ms"]
     assert from_log["max_skin_temp_c"] == expected["max_skin_temp_c"]
     assert math.isclose(from_log["session_s"], 4.9)
+
+
+@pytest.mark.hazard("H2")
+def test_a_trip_sends_its_off_before_fsyncing_its_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trip's record is written first (a crash keeps it), but the output-off command does not wait for the
+    disk: no fsync between the record's write and the off command; one right after it covers both lines."""
+    import orjson
+
+    from plasmactl import events as events_mod
+    from plasmactl.faults import load_faults
+    from plasmactl.plan import load_plan
+    from plasmactl.session import SessionInputs, run_blocking
+    from plasmactl.simulators.devices import SimPlasma
+
+    order: list[str] = []
+    real_fsync, real_off, real_msg = os.fsync, SimPlasma.output_off, events_mod._FileSink.msg
+
+    def fsync(fd: int) -> None:
+        order.append("fsync")
+        real_fsync(fd)
+
+    async def output_off(self: SimPlasma) -> None:
+        order.append("off")
+        await real_off(self)
+
+    def msg(self: Any, line: bytes) -> None:
+        order.append("write " + str(orjson.loads(line)["event"]))
+        real_msg(self, line)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(SimPlasma, "output_off", output_off)
+    monkeypatch.setattr(events_mod._FileSink, "msg", msg)
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    plan, plan_file = load_plan(str(examples / "plans" / "short.toml"))
+    faults, faults_file = load_faults(str(examples / "faults" / "safety-estop.toml"))
+    inputs = SessionInputs(plan=plan, plan_file=plan_file, faults=faults, faults_file=faults_file)
+    run_blocking(inputs, tmp_path, handle_sigint=False)
+    trip = order.index("write interlock_trip")
+    after = [x for x in order[trip + 1 :] if x in ("fsync", "off")]
+    assert after[:2] == ["off", "fsync"], order[trip : trip + 6]
+    assert order[trip + 1 : order.index("fsync", trip)].count("write plasma_off") == 1

@@ -14,10 +14,11 @@ hashes each line right after writing it, so what is hashed is exactly what is on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,8 @@ class AuditLog:
         self._closed = False
         self._last: dict[str, Any] = {}
         self.count = 0
+        self._defer = 0  # inside sync_after
+        self._sync_due = False
 
         now, floor, sink = clock.now, math.floor, self._sink
 
@@ -164,10 +167,26 @@ class AuditLog:
         written = self._last  # a new dict per event: what was written is what listeners and callers get
         self.count += 1
         if event in SAFETY_EVENTS or (event == "state" and fields.get("dest") in LATCHED_STATES):
-            self._sink.fsync()
+            if self._defer:
+                self._sync_due = True
+            else:
+                self._sink.fsync()
         for listener in self._listeners:
             listener(written)
         return written
+
+    @contextlib.contextmanager
+    def sync_after(self) -> Iterator[None]:
+        """Safety events written inside the block are fsynced when it ends, not one by one: a trip's record
+        is written (a crash keeps it) but its fsync waits until the output-off command has gone."""
+        self._defer += 1
+        try:
+            yield
+        finally:
+            self._defer -= 1
+            if not self._defer and self._sync_due and not self._closed:
+                self._sync_due = False
+                self._sink.fsync()
 
     @property
     def anchor(self) -> dict[str, Any]:

@@ -38,10 +38,11 @@ LATCH_TRIGGER = {"fault": "trip", "estop": "estop_pressed", "pause": "pause"}
 
 async def enter(c: Controller, trip: Trip) -> None:
     t_trip = c.clock.now()
-    c.record_trip(trip)
-    c.tripped.add(trip.rule)  # the same cause seen again while latched is no news
     silent = _generator_silent(c, trip)
-    off_ok = await emission_off(c, trip.rule, silent=silent, only="off")
+    with c.log.sync_after():  # the trip is written first, but its fsync waits until the off command has gone
+        c.record_trip(trip)
+        c.tripped.add(trip.rule)  # the same cause seen again while latched is no news
+        off_ok = await emission_off(c, trip.rule, silent=silent, only="off")
     c.cycle.cancel_timers()
     c.cancel("pulse")
     follow = await settle_pulse(c, off_ok)
