@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from pymodbus.client import AsyncModbusTcpClient
 
 
 @contextmanager
@@ -35,3 +37,23 @@ def stats_ms(samples_s: list[float]) -> tuple[float, float, float]:
     """(median, p99, max) in milliseconds."""
     a = np.asarray(samples_s) * 1000.0
     return float(np.median(a)), float(np.percentile(a, 99)), float(a.max())
+
+
+async def raw_write_round_trips(
+    port: int, n: int, *, address: int, value: int, unit: int, warmup: int = 0
+) -> list[float]:
+    """The baseline: ``n`` single-register writes from a bare pymodbus client to 127.0.0.1:``port``, each
+    timed (seconds), after ``warmup`` untimed ones."""
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0)
+    await client.connect()
+    out: list[float] = []
+    try:
+        for i in range(n + warmup):
+            t = time.perf_counter()
+            reply = await client.write_register(address, value, device_id=unit)
+            if i >= warmup:
+                out.append(time.perf_counter() - t)
+            assert not reply.isError()
+    finally:
+        client.close()
+    return out

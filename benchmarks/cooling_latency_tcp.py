@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pymodbus.client import AsyncModbusTcpClient
 
-from _served import stats_ms
+from _served import raw_write_round_trips, stats_ms
 from plasmactl.faults import FaultScenario
 from plasmactl.plan import Plan
 from plasmactl.rig import Rig, SpraySim
@@ -97,18 +96,6 @@ def _rig(report: dict[str, object]) -> Rig:
     )
 
 
-async def _raw_writes(n: int) -> list[float]:
-    client = AsyncModbusTcpClient("127.0.0.1", port=PORT, timeout=1.0, retries=0)
-    await client.connect()
-    out: list[float] = []
-    for i in range(n):
-        t = time.perf_counter()
-        await client.write_register(11, 150 + (i % 2), device_id=2)  # SPRAY_MS, a harmless setpoint
-        out.append(time.perf_counter() - t)
-    client.close()
-    return out
-
-
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
         asyncio.run(_serve(sys.argv[2]))
@@ -133,7 +120,8 @@ def main() -> None:
                 handle_sigint=False,
             )
             wall = time.perf_counter() - t0
-            raw = asyncio.run(_raw_writes(3000))
+            # SPRAY_MS of the spray unit: a harmless setpoint
+            raw = asyncio.run(raw_write_round_trips(PORT, 3000, address=11, value=150, unit=2))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)

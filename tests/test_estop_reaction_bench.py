@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import estop_reaction as bench
+from _estop_results import Way
 
 pytestmark = pytest.mark.hazard("H2")
 
@@ -20,7 +21,7 @@ HARDWARE_LOOP_S = 0.001
 
 
 @pytest.mark.parametrize(("way", "trials"), [("inprocess", 20), ("tcp", 10)])
-def test_every_press_switches_the_output_off_within_the_bound(way: bench.Way, trials: int) -> None:
+def test_every_press_switches_the_output_off_within_the_bound(way: Way, trials: int) -> None:
     results = bench.measure(way, trials, workers=1, seed=7)
     bound = bench.bound_s(way)
     assert len(results) == trials

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from plasmactl.faults import FaultScenario
-from plasmactl.random_campaign import _tcp_rig
+from plasmactl.random_campaign import rig_for
 from plasmactl.rig import Rig
 from plasmactl.session import SessionInputs, run_blocking
 from safety_run import Run, example_plan
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 def _rig() -> Rig:
     """The served TCP rig with room for a 30 ms reply in each device's timeout (its own is 20 ms)."""
-    data = _tcp_rig().model_dump(mode="json", exclude_none=True)
+    data = rig_for("tcp").model_dump(mode="json", exclude_none=True)
     for device in ("plasma", "spray", "safety"):
         data[device]["timeout_ms"] = 150.0
         data[device]["retries"] = 0

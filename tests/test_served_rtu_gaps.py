@@ -11,8 +11,8 @@ import time
 import pytest
 from pymodbus.framer import FramerRTU
 
+from plasmactl.rig import rtu_char_s
 from plasmactl.rig import rtu_intervals_s as rtu_intervals
-from plasmactl.simulators.served_wire import rtu_char_s
 from test_served_support import served
 
 pytestmark = pytest.mark.hazard("H13")

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plasmactl.controller.watchers import PULSE_POLL_S, VALVE_POLL_S
 from plasmactl.plan import Plan
-from plasmactl.rig import DEVICES, TCP_ONE_WAY_MS, ModbusRtu, ModbusTcp, Rig, SerialLine, SpraySim
+from plasmactl.rig import DEVICES, STATUS_REGISTERS, TCP_ONE_WAY_MS, ModbusRtu, ModbusTcp, Rig, SerialLine, SpraySim
 
 # (request, reply) characters of each exchange on RTU (address, function, data, CRC)
 RTU_CHARS = {
-    "plasma_status": (8, 5 + 2 * 16),  # COMMAND..FAULT_CODE
+    "plasma_status": (8, 5 + 2 * STATUS_REGISTERS),  # COMMAND..FAULT_CODE
     "spray_status": (8, 5 + 2 * 5),  # STATUS..FAULT_CODE
     "safety_read": (8, 5 + 2 * 2),  # SAFETY..TIP_DISTANCE
     "write_one": (8, 8),  # FC6: fire, heartbeat
@@ -38,8 +39,6 @@ RTU_CHARS = {
 REPLY_MS = 0.5  # an RTU device's reply time plus the host's (the served simulators: ~0.25 ms over the frames)
 SERIAL_READ_MS = 4.0  # the thermometer's line exchange at 115200 (by probe: 3.8 ms)
 HOST_MS = 1.0  # the controller's own step between a reply and the next request
-PULSE_POLL_MS = 0.5  # the pulse watch's poll period (controller/watchers.py)
-VALVE_POLL_MS = 2.0  # the spray watch's poll period for valve feedback
 MARGIN_WARN = 0.2
 
 
@@ -97,13 +96,13 @@ class _Links:
         key = self.key(device)
         return [self.exchange_ms(d, k) for d in DEVICES if self.key(d) == key for k in kinds[d]] or [0.0]
 
-    def queue_ms(self, device: str, *, behind_safety: bool = True) -> float:
+    def queue_ms(self, device: str) -> float:
         """The worst wait before a request to ``device`` reaches the wire: the exchange in flight, and a
         safety read waiting ahead of it when the safety inputs share its link."""
         if self.key(device) is None:
             return 0.0
         wait = max(self._exchanges(device))
-        if behind_safety and device != "safety" and self.key("safety") == self.key(device):
+        if device != "safety" and self.key("safety") == self.key(device):
             wait += self.exchange_ms("safety", "safety_read")
         return wait
 
@@ -133,10 +132,10 @@ def cooling_budget(plan: Plan, rig: Rig) -> CoolingBudget:
         late_ms += links.queue_ms("plasma") + links.exchange_ms("plasma", "write_one")
     status = links.exchange_ms("plasma", "plasma_status")
     # the read that straddles the end shows it still on; the next one, behind the queue, shows it over
-    detect = PULSE_POLL_MS + status + links.queue_ms("plasma") + status
+    detect = PULSE_POLL_S * 1000.0 + status + links.queue_ms("plasma") + status
     command = HOST_MS + links.queue_ms("spray") + links.exchange_ms("spray", "spray_command")
     spray_read = links.exchange_ms("spray", "spray_status")
-    confirm = HOST_MS + VALVE_POLL_MS + spray_read + links.queue_ms("spray") + spray_read
+    confirm = HOST_MS + VALVE_POLL_S * 1000.0 + spray_read + links.queue_ms("spray") + spray_read
     after_pulses = max(group_ms + late_ms + detect, c.delay_ms)
     parts = (
         ("spot's pulses", group_ms),

@@ -13,23 +13,15 @@ over their plan, broken invariants.
 
 from __future__ import annotations
 
-import json
-import logging
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from plasmactl import clock as clockmod
-from plasmactl.events import read_events
 from plasmactl.faults import KINDS, FaultScenario
-from plasmactl.invariants import check
-from plasmactl.log_chain import verify_file
 from plasmactl.parallel import Progress, run_jobs
-from plasmactl.random_campaign import TCP_RIG, plan_named
+from plasmactl.random_campaign import Recorded, plan_named, quiet_drivers, rig_for, run_recorded
 from plasmactl.random_faults import LINK_TARGETS
-from plasmactl.rig import Rig, load_rig
-from plasmactl.session import SIMULATOR_RECORD, SessionInputs, run_session
+from plasmactl.session import SessionInputs
 
 PLAN = "short"  # six spots, a 5 ms pulse each second, a 150 ms spray after each
 MOMENTS = ("idle", "armed", "pulse", "awaiting_cooling", "cooling", "paused")
@@ -92,34 +84,21 @@ def fault_name(f: dict[str, Any]) -> str:
     return f"{f['device']}.{f['kind']}" + (f"@{f['target']}" if "target" in f else "")
 
 
-def rig_for(transport: str) -> Rig:
-    return load_rig(str(TCP_RIG))[0] if transport == "tcp" else Rig()
+def case_count(transports: tuple[str, ...], only: int | None = None) -> int:
+    n = len(fault_kinds()) * len(MOMENTS) * len(transports)
+    return n if only is None else min(n, only)
 
 
-def _session(transport: str, faults: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any], Any, int]:
-    from plasmactl.cli import exit_code
-
-    inputs = SessionInputs(
-        plan=plan_named(PLAN),
-        plan_file=None,
-        rig=rig_for(transport),
-        faults=FaultScenario.model_validate({"name": "campaign", "fault": faults}),
-        seed=SEED,
+def _session(transport: str, faults: list[dict[str, Any]]) -> Recorded:
+    scenario = FaultScenario.model_validate({"name": "campaign", "fault": faults})
+    return run_recorded(
+        SessionInputs(plan=plan_named(PLAN), plan_file=None, rig=rig_for(transport), faults=scenario, seed=SEED)
     )
-    with tempfile.TemporaryDirectory(prefix="campaign-") as tmp:
-        out = Path(tmp)
-        result = clockmod.run(run_session(inputs, out), virtual=True)
-        events = read_events(out / "events.jsonl")
-        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-        record = out / SIMULATOR_RECORD
-        simulator = json.loads(record.read_text(encoding="utf-8")) if record.exists() else None
-        chain_ok = verify_file(out / "events.jsonl").ok
-    return events, summary, (simulator, chain_ok), exit_code(result)
 
 
 def moments(transport: str) -> dict[str, float]:
     """The six injection times, on the third pulse of a fault-free run of this transport."""
-    events, *_ = _session(transport, [])
+    events = _session(transport, []).events
     start = [e for e in events if e["event"] == "pulse_start"][2]["t"]
     end = next(e for e in events if e["event"] == "pulse_end" and e["pulse"] == 3)["t_end"]
     wet = next(e for e in events if e["event"] == "spray_start" and 3 in e["pulses"])["t_open"]
@@ -135,15 +114,15 @@ def moments(transport: str) -> dict[str, float]:
 
 def run_row(transport: str, fault: dict[str, Any], moment: str, at_s: float) -> dict[str, Any]:
     """One session; its row (a dict: processes and dask send it back)."""
-    for name in ("plasmactl", "pymodbus"):  # the drivers' link warnings are expected here: the row says it all
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    quiet_drivers()
     injected = {**fault, "at_s": at_s}
     faults = [injected]
     if moment == "paused":
         faults.insert(
             0, {"device": "safety", "kind": "footswitch_release", "at_s": round(at_s - 0.2, 6), "duration_s": 1.0}
         )
-    events, summary, (simulator, chain_ok), rc = _session(transport, faults)
+    run = _session(transport, faults)
+    events, summary = run.events, run.summary
     trips = [e for e in events if e["event"] == "interlock_trip" and e["t"] >= at_s - 1e-9]
     rule = trips[0]["rule"] if trips else "-"
     off = next((e for e in events if e["event"] == "plasma_off" and e.get("ok") and e["t"] >= at_s - 1e-9), None)
@@ -151,9 +130,8 @@ def run_row(transport: str, fault: dict[str, Any], moment: str, at_s: float) -> 
     after = 0 if latching is None else sum(1 for e in events if e["event"] == "pulse_start" and e["t"] > latching["t"])
     starts = {e["pulse"] for e in events if e["event"] == "pulse_start"}
     ends = {e["pulse"] for e in events if e["event"] == "pulse_end"}
-    lost = len(starts - ends) + (events[-1]["event"] != "session_end") + (not chain_ok)
+    lost = len(starts - ends) + (events[-1]["event"] != "session_end") + (not run.chain_ok)
     over = int((summary.get("ledger") or {}).get("spots_over_dosed") or 0)
-    found = check(events, summary=summary, simulator=simulator, exit_code=rc, output="")
     row = Row(
         transport,
         fault_name(fault),
@@ -165,7 +143,7 @@ def run_row(transport: str, fault: dict[str, Any], moment: str, at_s: float) -> 
         after,
         lost,
         over,
-        sum(len(v) for v in found.values()),
+        sum(len(v) for v in run.violations().values()),
     )
     return asdict(row)
 

@@ -45,8 +45,7 @@ def campaign(
         err.print(f"error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console = Console(highlight=False, soft_wrap=True)
-    total = len(ct.fault_kinds()) * len(ct.MOMENTS) * len(transports)
-    total = min(total, limit) if limit is not None else total
+    total = ct.case_count(transports, limit)
     where = f"dask at {dask_scheduler}" if dask_scheduler else f"{workers or 'all'} local processes"
     console.print(f"plasmactl campaign: {total} sessions on {', '.join(transports)}, {where}")
     progress = Progress(

@@ -15,7 +15,6 @@ hashes each line right after writing it, so what is hashed is exactly what is on
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -27,7 +26,7 @@ import orjson
 import structlog
 
 from plasmactl.clock import Clock
-from plasmactl.log_chain import PREV_FIELD, genesis_sha256
+from plasmactl.log_chain import PREV_FIELD, genesis_sha256, line_sha256
 
 EventDict = MutableMapping[str, Any]
 Listener = Callable[[Mapping[str, Any]], None]
@@ -99,7 +98,7 @@ class _FileSink:
             view = memoryview(line)[written:]
             while view:
                 view = view[os.write(self._fd, view) :]
-        self.last_sha256 = hashlib.sha256(line).hexdigest()  # after the write: a line that failed is no link
+        self.last_sha256 = line_sha256(line)  # after the write: a line that failed is no link
         self.lines += 1
 
     def fsync(self) -> None:
@@ -131,7 +130,6 @@ class AuditLog:
         self._listeners: list[Listener] = []
         self._closed = False
         self._last: dict[str, Any] = {}
-        self.count = 0
         self._defer = 0  # inside sync_after
         self._sync_due = False
 
@@ -165,7 +163,6 @@ class AuditLog:
             raise ValueError(f"{event!r}: 't', 'event' and {PREV_FIELD!r} are set by the log itself")
         self._msg(event, fields)
         written = self._last  # a new dict per event: what was written is what listeners and callers get
-        self.count += 1
         if event in SAFETY_EVENTS or (event == "state" and fields.get("dest") in LATCHED_STATES):
             if self._defer:
                 self._sync_due = True
@@ -187,6 +184,11 @@ class AuditLog:
             if not self._defer and self._sync_due and not self._closed:
                 self._sync_due = False
                 self._sink.fsync()
+
+    @property
+    def count(self) -> int:
+        """Records written."""
+        return self._sink.lines
 
     @property
     def anchor(self) -> dict[str, Any]:

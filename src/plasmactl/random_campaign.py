@@ -27,6 +27,7 @@ from plasmactl import clock as clockmod
 from plasmactl.events import read_events
 from plasmactl.faults import FaultScenario
 from plasmactl.invariants import check
+from plasmactl.log_chain import verify_file
 from plasmactl.plan import Plan
 from plasmactl.random_faults import Timeline, scenario, to_toml
 from plasmactl.rig import Rig, load_rig
@@ -108,20 +109,34 @@ def cases(count: int, seed: int, transports: tuple[str, ...]) -> list[Case]:
     return out
 
 
-def _tcp_rig() -> Rig:
-    """The in-process served rig over Modbus TCP (its server takes a free port: ``modbus_tcp`` port 0)."""
-    return load_rig(str(TCP_RIG))[0]
+def rig_for(transport: str) -> Rig:
+    """``inprocess``: the in-process simulators; ``tcp``: the in-process served rig over Modbus TCP (its
+    server takes a free port: ``modbus_tcp`` port 0)."""
+    return load_rig(str(TCP_RIG))[0] if transport == "tcp" else Rig()
 
 
-def run_case(case: Case) -> Outcome:
+@dataclass(frozen=True)
+class Recorded:
+    """What one simulated session left: its log, its summary, the devices' own record, how it ended."""
+
+    events: list[dict[str, Any]]
+    summary: dict[str, Any]
+    simulator: dict[str, Any] | None
+    exit_code: int
+    output: str  # what escaped the session, if anything (itself a finding)
+    chain_ok: bool  # the log's hash chain verifies
+
+    def violations(self) -> dict[str, list[str]]:
+        """The strict invariants, from the log and the simulator's record."""
+        return check(
+            self.events, summary=self.summary, simulator=self.simulator, exit_code=self.exit_code, output=self.output
+        )
+
+
+def run_recorded(inputs: SessionInputs) -> Recorded:
+    """One session in virtual time, in a temporary folder; what it left."""
     from plasmactl.cli import exit_code
 
-    plan = plan_named(case.plan)
-    rig = _tcp_rig() if case.transport == "tcp" else Rig()
-    rig = rig.model_copy(update={"skin": rig.skin.model_copy(update={"tissue": case.tissue})})
-    inputs = SessionInputs(
-        plan=plan, plan_file=None, rig=rig, faults=FaultScenario.model_validate(case.faults), seed=case.seed
-    )
     with tempfile.TemporaryDirectory(prefix="campaign-") as tmp:
         out = Path(tmp)
         try:
@@ -133,13 +148,32 @@ def run_case(case: Case) -> Outcome:
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
         record = out / SIMULATOR_RECORD
         simulator = json.loads(record.read_text(encoding="utf-8")) if record.exists() else None
-    found = check(events, summary=summary, simulator=simulator, exit_code=rc, output=text)
-    return Outcome(case, found, summary.get("outcome"))
+        chain_ok = verify_file(out / "events.jsonl").ok
+    return Recorded(events, summary, simulator, rc, text, chain_ok)
+
+
+def quiet_drivers() -> None:
+    """The drivers' link warnings and pymodbus' frame dumps are expected in a campaign: the results say it all."""
+    for name in ("plasmactl", "pymodbus"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def run_case(case: Case) -> Outcome:
+    rig = rig_for(case.transport)
+    rig = rig.model_copy(update={"skin": rig.skin.model_copy(update={"tissue": case.tissue})})
+    inputs = SessionInputs(
+        plan=plan_named(case.plan),
+        plan_file=None,
+        rig=rig,
+        faults=FaultScenario.model_validate(case.faults),
+        seed=case.seed,
+    )
+    recorded = run_recorded(inputs)
+    return Outcome(case, recorded.violations(), recorded.summary.get("outcome"))
 
 
 def _run_batch(batch: list[Case]) -> list[Outcome]:
-    for name in ("plasmactl", "pymodbus"):  # the drivers' link warnings and pymodbus' frame dumps are expected here
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    quiet_drivers()
     return [run_case(c) for c in batch]
 
 

@@ -177,7 +177,14 @@ class ModbusRtu(_Wire):
     def frame_ms(self, chars: int) -> float:
         """11 bits per character (start, 8 data, parity or a second stop, stop) plus the silence that ends a
         frame (t3.5: 3.5 characters, fixed at 1.75 ms above 19200 baud)."""
-        return chars * 11.0 * 1000.0 / self.baud + rtu_intervals_s(self.baud)[1] * 1000.0
+        return chars * rtu_char_s(self.baud) * 1000.0 + rtu_intervals_s(self.baud)[1] * 1000.0
+
+
+RTU_BITS_PER_CHAR = 11  # start + 8 data + parity-or-second-stop + stop: Modbus RTU always frames 11 bits
+
+
+def rtu_char_s(baud: int) -> float:
+    return RTU_BITS_PER_CHAR / baud
 
 
 def rtu_intervals_s(baud: int) -> tuple[float, float]:
@@ -186,7 +193,7 @@ def rtu_intervals_s(baud: int) -> tuple[float, float]:
     19200 baud)."""
     if baud > 19200:
         return 0.00075, 0.00175
-    char = 11.0 / baud
+    char = rtu_char_s(baud)
     return 1.5 * char, 3.5 * char
 
 

@@ -247,6 +247,8 @@ async def serve(
 
 # ---------------------------------------------------------------------------------------------- entry
 
+DEFAULT_MODBUS_TCP = "127.0.0.1:5020"  # serve-sim with no transport named: loopback only
+
 
 async def _until_stdin_closes(stop: asyncio.Event) -> None:
     """Set ``stop`` when standard input reaches its end (the spawning process closed it or died)."""
@@ -283,7 +285,7 @@ def serve_sim_main(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     if modbus_tcp is None and not modbus_rtu and not serial:
-        modbus_tcp, serial = "127.0.0.1:5020", True
+        modbus_tcp, serial = DEFAULT_MODBUS_TCP, True
     try:
         tcp = parse_host_port(modbus_tcp) if modbus_tcp is not None else None
         rig_model, _ = load_rig(rig)

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plasmactl.rig import rtu_intervals_s
+from plasmactl.rig import rtu_char_s, rtu_intervals_s
 from plasmactl.simulators.world import FaultSchedule
 
-RTU_BITS_PER_CHAR = 11  # start + 8 data + parity-or-second-stop + stop: Modbus RTU always frames 11 bits
 LINE_BITS_PER_CHAR = 10  # 8N1 ASCII: start + 8 data + stop
 
 
@@ -71,10 +70,6 @@ def wire_effect(faults: FaultSchedule, targets: Iterable[str], t: float) -> Wire
         corrupt="corrupt" in kinds,
         garbage="garbage" in kinds,
     )
-
-
-def rtu_char_s(baud: int) -> float:
-    return RTU_BITS_PER_CHAR / baud
 
 
 def rtu_wire_time(request_bytes: int, reply_bytes: int, baud: int) -> float:

@@ -48,6 +48,13 @@ class PulseCycle:
         self._tick_seq = 0
         self._tick: asyncio.TimerHandle | None = None
         self._spray_due: asyncio.TimerHandle | None = None
+        # From the fire command's acknowledgement (the generator had it by then), how long a normal pulse may
+        # still run: its own fire latency, its length, and seeing it over. A fire that waited on a busy link
+        # or host moves the bound with it (never earlier than the bound set before the command, at most by the
+        # call's budget; the generator's energy limit still holds the dose of a stuck-on output).
+        lat = c.latencies
+        own_fire_s = max(0.0, lat.usual_fire_s - lat.off_s)
+        self._bound_after_ack_s = c.limits.pulse_bound_s(plan.pulse.pulse_ms, own_fire_s, lat.off_s, lat.detect_s)
 
     # ------------------------------------------------------------------ timing
 
@@ -130,13 +137,7 @@ class PulseCycle:
         )
         with c.calls.within(self.window_end()), bus_priority.at(BusPriority.PULSE):
             await c.calls.command("plasma", c.d.plasma.fire)
-        # The generator had the command when it acknowledged it, so emission began by then plus its own fire
-        # latency: a fire that waited on a busy link or host moves the bound with it (never earlier than the
-        # bound set before the command; at most by the call's budget; the generator's energy limit still
-        # holds the dose of a stuck-on output).
-        acked = c.clock.now()
-        own_latency_s = max(0.0, lat.usual_fire_s - lat.off_s)
-        late_bound = acked + c.limits.pulse_bound_s(c.plan.pulse.pulse_ms, own_latency_s, lat.off_s, lat.detect_s)
+        late_bound = c.clock.now() + self._bound_after_ack_s
         if late_bound > facts.bound and know.pulse is facts:
             facts = replace(facts, bound=late_bound)
             know.pulse = facts

@@ -124,8 +124,8 @@ async def emission_off(
     timeout = min(SILENT_OFF_S, c.calls.budget_s["plasma"]) if silent else None
     plasma = c.d.plasma
     ok = True
-    steps = [("plasma_off", plasma.output_off), ("plasma_disarm", plasma.disarm)]
-    steps = [st for st in steps if only is None or st[0] == f"plasma_{only}"]
+    off, disarm = ("plasma_off", plasma.output_off), ("plasma_disarm", plasma.disarm)
+    steps = {None: (off, disarm), "off": (off,), "disarm": (disarm,)}[only]
     if only != "disarm":
         c.know.off_sent_t = c.clock.now()
     for action, fn in steps:
@@ -216,26 +216,22 @@ class _Disarm:
         return self.ok
 
 
-async def cool_pending(c: Controller, missed_reason: str | None, disarm: _Disarm | None = None) -> Trip | None:
+async def cool_pending(c: Controller, missed_reason: str | None, disarm: _Disarm) -> Trip | None:
     """Deliver the spray for the pulses still inside their window; the cooling-missed trip if it could not.
     ``disarm`` goes once the spray's confirmation is settled (seen or missed), before the spray runs out."""
     with bus_priority.at(BusPriority.COOLING):
         return await _cool_pending(c, missed_reason, disarm)
 
 
-async def _cool_pending(c: Controller, missed_reason: str | None, disarm: _Disarm | None) -> Trip | None:
-    async def settled() -> None:
-        if disarm is not None:
-            await disarm()
-
+async def _cool_pending(c: Controller, missed_reason: str | None, disarm: _Disarm) -> Trip | None:
     know, cycle = c.know, c.cycle
     pend = know.pending
     if pend is None:
-        await settled()
+        await disarm()
         return None
     c.cancel("spray")
     if pend.confirmed:
-        await settled()
+        await disarm()
         return await _finish_spray(c)
     deadline = pend.window_end(c.limits)
     if missed_reason is None and c.clock.now() <= deadline:
@@ -247,13 +243,13 @@ async def _cool_pending(c: Controller, missed_reason: str | None, disarm: _Disar
         else:
             if st is not None:
                 cycle.confirm_spray(spray, st)
-                await settled()
+                await disarm()
                 return await _finish_spray(c)
             missed_reason = "valve not seen open with water flowing within the window"
     reason = missed_reason or "cooling window already over"
     c.log.emit("cooling_missed", pulses=list(pend.pulses), reason=reason)
     know.pending = None
-    await settled()
+    await disarm()
     await _late_spray(c, pend.spray)
     return il.cooling_missed(pend.pulses, reason)
 
