@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup sysdeps run test lint bench campaign campaign-doc diagram clean
+.PHONY: setup sysdeps run test lint bench campaign campaign-doc live-check diagram clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "plasmactl needs Python 3.11+"'
@@ -32,8 +32,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# tests/test_hil_suite.py runs hil/ itself, on the served TCP and RTU rigs, and reads its reports.
 test: lint sysdeps
-	$(BIN)/pytest -q tests hil
+	$(BIN)/pytest -q tests
 
 # The generative fault campaign's long profile: 10,000 random multi-fault sessions, a fresh seed each time
 # (SESSIONS=..., SEED=... and TRANSPORT=inprocess,tcp to change it); counts by invariant, exit 1 on any.
@@ -41,6 +42,12 @@ SESSIONS ?= 10000
 TRANSPORT ?= inprocess
 campaign: $(STAMP)
 	$(BIN)/python -m plasmactl.random_campaign --sessions $(SESSIONS) --transport $(TRANSPORT) $(if $(SEED),--seed $(SEED),)
+
+# The live controller's property test, long profile: 100,000 hypothesis steps with a fresh seed (printed;
+# SEED=... replays it, STEPS=... changes the count).
+STEPS ?= 100000
+live-check: $(STAMP)
+	PLASMACTL_LIVE_STEPS=$(STEPS) $(if $(SEED),PLASMACTL_LIVE_SEED=$(SEED),) $(BIN)/pytest -q -s -p no:cacheprovider tests/test_live_controller.py
 
 # Every fault kind at every moment of the pulse cycle, in-process and over Modbus TCP: docs/campaign.md.
 campaign-doc: $(STAMP)

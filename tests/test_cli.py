@@ -582,7 +582,12 @@ def test_bad_input_report_goes_to_stderr_of_the_real_command(tmp_path: Path) -> 
 # --------------------------------------------------------------------------- check: the examples
 
 # one 115200-baud RTU bus, software-timed cooling: a spot of two pulses and one spray cannot be guaranteed
-BUDGET_REFUSED = {("periorbital", "sim-rtu"), ("periorbital", "sim-rtu-inprocess"), ("periorbital", "bench-template")}
+BUDGET_REFUSED = {
+    ("periorbital", "sim-rtu"),
+    ("periorbital", "sim-rtu-inprocess"),
+    ("periorbital", "bench-template"),
+    ("periorbital", "bench-hil"),
+}
 
 
 @pytest.mark.parametrize("faults", [None, *FAULTS], ids=lambda f: "no-faults" if f is None else f.stem)

@@ -21,7 +21,7 @@ PLANS = sorted(p.stem for p in (EXAMPLES / "plans").glob("*.toml"))
 RIGS = sorted(p.stem for p in (EXAMPLES / "rigs").glob("*.toml") if p.stem != "bench-template")
 # one 115200-baud bus for the generator, the spray unit and the safety inputs, with software-timed cooling:
 # a spot of two pulses and one spray after it cannot be guaranteed inside 100 ms there
-REFUSED = {("periorbital", "sim-rtu"), ("periorbital", "sim-rtu-inprocess")}
+REFUSED = {("periorbital", "sim-rtu"), ("periorbital", "sim-rtu-inprocess"), ("periorbital", "bench-hil")}
 
 
 def plan_of(name: str) -> Plan:

@@ -412,6 +412,34 @@ async def test_late_rtu_reply_is_never_taken_for_the_next_request() -> None:
         await stop(server)
 
 
+@pytest.mark.hazard("H13")
+async def test_a_reply_only_a_little_late_does_not_cost_the_next_command() -> None:
+    """The RTU hil run's finding: a status read timed out, its reply came 3 ms later, during the FIRE that
+    followed, and the FIRE (no retries: a command is not sent twice) failed as not answered. After a timeout
+    the line now goes quiet first (at most 10 ms): the late reply lands with nothing pending and is dropped."""
+    one_at_a_time = asyncio.Lock()
+
+    async def slow_status(fc: int, start: int, address: int, count: int, regs: list[int], values: Any) -> None:
+        async with one_at_a_time:
+            if fc == 3 and address == 10:
+                await asyncio.sleep(0.034)  # 4 ms after the 30 ms timeout
+
+    device = SimDevice(
+        id=1, simdata=[SimData(address=0, values=map_words(PLASMA), datatype=DataType.REGISTERS)], action=slow_status
+    )
+    server, port = await serve([device], framer=FramerType.RTU)
+    link = ModbusLink(RtuEndpoint(f"socket://{HOST}:{port}"), policy=RequestPolicy(0.1, 0))
+    try:
+        await link.open()
+        with pytest.raises(DeviceTimeout):
+            await link.read(1, 10, 16, policy=RequestPolicy(0.03, 0))
+        await link.write(1, 14, [7], policy=RequestPolicy(0.1, 0))  # one attempt: it must get its own reply
+        assert link.stats.bad_replies == 0 and link.stats.quiet_waits == 1
+    finally:
+        await link.close()
+        await stop(server)
+
+
 @dataclass
 class Silent:
     """A TCP server that accepts and reads requests but never answers."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,18 @@ def test_cooling_deadline() -> None:
     assert trip.rule == Rule.COOLING_NOT_CONFIRMED and "spray 3" in trip.reason and "pulse 7" in trip.reason
     assert il.cooling_deadline(healthy(pending=CoolingFacts((7,), NOW - 0.1, 3, True), now=NOW + 1.0)) is None
     assert "no spray commanded" in tripped(il.cooling_deadline, healthy(pending=CoolingFacts((7,), NOW - 1.0))).reason
+
+
+@pytest.mark.hazard("H1")
+def test_window_reachable_refuses_a_pulse_that_would_bring_the_spray_late() -> None:
+    """With spot cooling the spray follows the spot's last pulse: another pulse now, with the spray's lead
+    (fire, pulse, the valve as last seen), must still bring water inside the first pulse's window."""
+    pend = CoolingFacts((5,), window_start=NOW - 0.030)  # the window ends at NOW + 0.070
+    assert il.window_reachable(healthy(pending=pend, cooling_lead_s=0.070)) is None  # exactly at its end
+    trip = tripped(il.window_reachable, healthy(pending=pend, cooling_lead_s=0.071))
+    assert trip.rule == Rule.COOLING_WINDOW_UNREACHABLE and "pulse 5" in trip.reason and "1.0 ms after" in trip.reason
+    assert il.window_reachable(healthy(pending=replace(pend, confirmed=True), cooling_lead_s=1.0)) is None
+    assert il.window_reachable(healthy(pending=None, cooling_lead_s=1.0)) is None
 
 
 @pytest.mark.hazard("H10")

@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
     from plasmactl import cli_campaign
 
     cli_campaign.register(app)
+    from plasmactl import cli_sim_control
+
+    cli_sim_control.register(app)
 
 
 def probe(
@@ -114,6 +117,15 @@ def serve_sim(
     lifeline: Annotated[
         bool, typer.Option("--lifeline", help="Also stop when standard input closes (the spawning process is gone).")
     ] = False,
+    control: Annotated[
+        str | None,
+        typer.Option(
+            "--control",
+            metavar="HOST:PORT",
+            help="Also serve the control channel there (JSON lines: inject and clear faults, read the state;"
+            " plasmactl sim-control talks to it).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the simulated devices on real wires (Modbus TCP, Modbus RTU on a pty, serial) until Ctrl-C.
 
@@ -134,6 +146,7 @@ def serve_sim(
         seed=seed,
         rig=str(rig) if rig else None,
         lifeline=lifeline,
+        control=control,
     )
     raise typer.Exit(code)
 

@@ -79,6 +79,11 @@ HAZARDS: tuple[Hazard, ...] = (
     Hazard("H12", "a plan or rig file that asks for something other than what was meant (units, typos, caps)", ()),
     Hazard("H13", "two controllers on one generator, or a reply taken for another request's answer", ()),
     Hazard("H14", "a record that is incomplete, or changed after the session", ()),
+    Hazard(
+        "H15",
+        "an operator's plan edit racing the machine's set-up, or applied by halves (the Therac-25 lesson)",
+        (Rule.DEVICE_FAULT,),
+    ),
 )
 
 BY_ID = {h.id: h for h in HAZARDS}

@@ -9,7 +9,9 @@ it; ``plasma_off`` the first action after every trip; no spot over its plan; one
 
 :func:`check` returns ``{invariant: [messages]}`` (empty when every invariant holds). It reads plain dicts
 (the parsed lines of ``events.jsonl``, ``summary.json``, ``simulator.json``) so it can judge any run,
-including one from another version of the software.
+including one from another version of the software. With ``until`` it judges a session still running, as
+its record stands at clock time ``until``: what only the rest of the session can settle (its end, the pulse
+in flight, a cooling window or a trip's safe state still under way) is left for later.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ ACTIONS = frozenset(
 EXIT_CODES = {"complete": {0}, "incomplete": {4}, "fault": {3}, "estop": {3}, "aborted": {130, 143}}
 # on a real clock (a loaded host, a call in flight) a missed window trips this late at most
 REAL_CLOCK_DETECTION_S = 0.050
+# a session judged while it runs: what a trip's safe state has to record (cooling_missed, plasma_off) is
+# judged once this much clock time has passed after it (the safe state's calls, each within its budget)
+SETTLE_S = 2.0
 RESERVOIR_GRACE_S = 0.005  # the spray unit's status is read just before a pulse: a reservoir dry since then
 
 
@@ -41,17 +46,19 @@ def check(
     simulator: Mapping[str, Any] | None = None,
     exit_code: int | None = None,
     output: str = "",
+    until: float | None = None,
 ) -> Violations:
     v: Violations = defaultdict(list)
     if not events or events[0].get("event") != "session_start":
         v["log_integrity"].append("the log does not start with session_start")
         return dict(v)
-    ctx = Record(events)
+    ctx = Record(events, until)
     _integrity(ctx, v)
     _emission(ctx, v)
     _cooling(ctx, v)
     _trip_actions(ctx, v)
     _energy_and_dose(ctx, v)
+    _edits(ctx, v)
     _outcome(ctx, v, summary, exit_code, output)
     if simulator is not None:
         from plasmactl.invariants_sim import against_simulator
@@ -63,8 +70,9 @@ def check(
 class Record:
     """The log, indexed the way the checks read it."""
 
-    def __init__(self, events: Sequence[Event]) -> None:
+    def __init__(self, events: Sequence[Event], until: float | None = None) -> None:
         self.events = events
+        self.until = until  # None: the whole session; else the clock time of a running session's record
         start = events[0]
         self.start = start
         self.limits: Mapping[str, Any] = start.get("limits", {})
@@ -106,11 +114,38 @@ class Record:
         self.end: Event | None = ends[-1] if ends else None
         self.n_session_ends = len(ends)
 
+    def settings(self, n: int) -> tuple[float, float]:
+        """The energy (J) and length (s) pulse ``n`` was set to, as its ``pulse_start`` says (else the plan's)."""
+        s = self.starts.get(n, {})
+        set_j, set_ms = s.get("energy_set_j"), s.get("pulse_ms")
+        return (
+            float(set_j) if isinstance(set_j, int | float) else self.energy_j,
+            float(set_ms) / 1000.0 if isinstance(set_ms, int | float) else self.pulse_s,
+        )
+
+    def per_spot(self) -> dict[int, list[int]]:
+        """The pulses started on each spot, in order."""
+        out: dict[int, list[int]] = defaultdict(list)
+        for n in sorted(self.starts):
+            out[int(self.starts[n]["spot"])].append(n)
+        return out
+
+    @property
+    def running(self) -> bool:
+        """The record of a session still running (judged at ``until``)."""
+        return self.until is not None and self.end is None
+
+    def settled(self, t: float) -> bool:
+        """Whatever follows from a moment ``t`` is in the record (the session ended, or it is long enough ago)."""
+        return not self.running or t + SETTLE_S < float(self.until or 0.0)
+
 
 def _integrity(ctx: Record, v: Violations) -> None:
     events = ctx.events
+    in_flight = max(ctx.starts, default=None) if ctx.running else None
     if ctx.end is None:
-        v["log_integrity"].append("no session_end")
+        if not ctx.running:
+            v["log_integrity"].append("no session_end")
     elif events[-1] is not ctx.end:
         v["log_integrity"].append("events after session_end")
     if ctx.n_session_ends > 1:
@@ -123,7 +158,7 @@ def _integrity(ctx: Record, v: Violations) -> None:
         v["record_pulses"].append(f"pulse {n} has two pulse_start")
     for n in ctx.dup_ends:
         v["record_pulses"].append(f"pulse {n} has two pulse_end")
-    for n in ctx.starts.keys() - ctx.ends.keys():
+    for n in ctx.starts.keys() - ctx.ends.keys() - {in_flight}:
         v["record_pulses"].append(f"pulse {n} has a pulse_start but no pulse_end")
     for n in ctx.ends.keys() - ctx.starts.keys():
         v["record_pulses"].append(f"pulse {n} has a pulse_end but no pulse_start")
@@ -215,6 +250,8 @@ def _cooling(ctx: Record, v: Violations) -> None:
             if float(spray["t"]) < float(end["t"]) - EPS_S:
                 v["record_sprays"].append(f"pulse {n}: spray_start before its pulse_end")
             continue
+        if not ctx.settled(window_end + ctx.detection_s):
+            continue
         t0 = float(start["t"]) if start is not None else t_end
         tripped = _trips_between(ctx, t0, window_end + ctx.detection_s)
         if not tripped:
@@ -227,6 +264,8 @@ def _cooling(ctx: Record, v: Violations) -> None:
         start = ctx.starts.get(n)
         t0 = float(start["t"]) if start is not None else float(end["t"])
         window_end = float(end.get("t_end", end["t"])) + ctx.window_s
+        if not ctx.settled(window_end + ctx.detection_s):
+            continue
         if not (_trips_between(ctx, t0, window_end + ctx.detection_s) and n in ctx.missed):
             v["spray_never_commanded"].append(f"pulse {n} never had a spray commanded, and no trip inside its window")
 
@@ -242,8 +281,12 @@ def _trip_actions(ctx: Record, v: Violations) -> None:
             continue  # refused before any device was opened
         first = next((x for x in events[i + 1 :] if x.get("event") in ACTIONS), None)
         what = e.get("rule", "abort")
+        if first is None and not ctx.settled(float(e["t"])):
+            continue
         if first is None or first.get("event") != "plasma_off":
             v["plasma_off_not_first"].append(f"{what} at {e['t']}: first action {first and first.get('event')}")
+    if ctx.running:
+        return  # the last off and disarm are the end's
     offs = [e for e in events if e.get("event") == "plasma_off"]
     unconfirmed = any(e.get("event") == "emission_unconfirmed" for e in events)
     if offs and not offs[-1].get("ok") and not unconfirmed:
@@ -256,39 +299,71 @@ def _trip_actions(ctx: Record, v: Violations) -> None:
 
 
 def _energy_and_dose(ctx: Record, v: Violations) -> None:
-    limit_j = ctx.energy_j * (1 + ctx.tol)
     ordered = sorted(ctx.starts)
     for n, end in sorted(ctx.ends.items()):
         got = end.get("energy_j")
+        set_j, pulse_s = ctx.settings(n)
         out = isinstance(got, int | float) and (
-            got >= limit_j * (1 - 1e-6)
-            or (not end.get("interrupted") and abs(got - ctx.energy_j) > ctx.energy_j * ctx.tol + EPS_J)
+            got >= set_j * (1 + ctx.tol) * (1 - 1e-6)
+            or (not end.get("interrupted") and abs(got - set_j) > set_j * ctx.tol + EPS_J)
         )
         out = out or (got is None and not end.get("interrupted"))
         start = ctx.starts.get(n)
-        if isinstance(got, int | float) and end.get("interrupted") and start is not None and ctx.pulse_s > 0:
+        if isinstance(got, int | float) and end.get("interrupted") and start is not None and pulse_s > 0:
             on_s = float(end.get("t_off", end["t"])) - float(start["t"])  # an upper bound on its emission
-            out = out or got > ctx.energy_j * min(1.0, on_s / ctx.pulse_s) * (1 + ctx.tol) + 1e-6 * ctx.energy_j
+            out = out or got > set_j * min(1.0, on_s / pulse_s) * (1 + ctx.tol) + 1e-6 * set_j
         if not out:
             continue
         later = [p for p in ordered if p > n]
         horizon = float(ctx.starts[later[0]]["t"]) if later else math.inf
+        if not later and not ctx.settled(float(end["t"])):
+            continue
         if not _trips_between(ctx, float(end["t"]), horizon):
-            v["energy_not_tripped"].append(f"pulse {n} delivered {got} J (set {ctx.energy_j}) and no trip followed")
-    per_spot: dict[int, list[int]] = defaultdict(list)
-    for n, s in ctx.starts.items():
-        per_spot[int(s["spot"])].append(n)
-    cap = ctx.pps * ctx.energy_j * (1 + ctx.tol)
-    for spot, pulses in sorted(per_spot.items()):
+            v["energy_not_tripped"].append(f"pulse {n} delivered {got} J (set {set_j}) and no trip followed")
+    for spot, pulses in sorted(ctx.per_spot().items()):
         energy = sum(
             float(ctx.ends[p]["energy_j"])
             for p in pulses
             if isinstance(ctx.ends.get(p, {}).get("energy_j"), int | float)
         )
+        planned_j = ctx.pps * ctx.settings(pulses[0])[0]
         if len(pulses) > ctx.pps:
             v["dose_over"].append(f"spot {spot}: {len(pulses)} pulses, plan {ctx.pps}")
-        if energy > cap * (1 + 1e-6) + EPS_J:
-            v["dose_over"].append(f"spot {spot}: {energy:.6f} J, plan {ctx.pps * ctx.energy_j:.6f} J + {ctx.tol:.0%}")
+        if energy > planned_j * (1 + ctx.tol) * (1 + 1e-6) + EPS_J:
+            v["dose_over"].append(f"spot {spot}: {energy:.6f} J, plan {planned_j:.6f} J + {ctx.tol:.0%}")
+
+
+def _edits(ctx: Record, v: Violations) -> None:
+    """A plan edit applied only while paused and between spots; every pulse set as the plan in force says."""
+    state = "disconnected"
+    in_spot = 0  # pulses of the current spot started (by the log)
+    energy_j, pulse_s = ctx.energy_j, ctx.pulse_s
+    for e in ctx.events:
+        name = e.get("event")
+        if name == "state":
+            state = str(e.get("dest"))
+        elif name == "plan_edit" and e.get("ok"):
+            if state != "paused" or in_spot:
+                where = f"spot part-way ({in_spot} of {ctx.pps} pulses)" if in_spot else f"state {state}"
+                v["edit_not_between_pulses"].append(f"plan edit applied at {e['t']} in {where}")
+            energy_j, pulse_s = _edited(e, energy_j, pulse_s)
+        elif name == "pulse_start":
+            in_spot = (in_spot + 1) % ctx.pps
+            n = e["pulse"]
+            set_j, set_ms = e.get("energy_set_j", energy_j), e.get("pulse_ms", pulse_s * 1000.0)
+            if not (_same(set_j, energy_j) and _same(set_ms, pulse_s * 1000.0)):
+                v["pulse_not_as_planned"].append(
+                    f"pulse {n}: set {set_j} J / {set_ms} ms, the plan in force {energy_j} J / {pulse_s * 1000.0} ms"
+                )
+
+
+def _edited(e: Event, energy_j: float, pulse_s: float) -> tuple[float, float]:
+    pulse = (e.get("plan") or {}).get("pulse") or {}
+    return float(pulse.get("energy_j", energy_j)), float(pulse.get("pulse_ms", pulse_s * 1000.0)) / 1000.0
+
+
+def _same(a: Any, b: float) -> bool:
+    return isinstance(a, int | float) and abs(float(a) - b) <= 1e-9 * max(1.0, abs(b))
 
 
 def _outcome(ctx: Record, v: Violations, summary: Mapping[str, Any] | None, rc: int | None, output: str) -> None:
@@ -298,6 +373,8 @@ def _outcome(ctx: Record, v: Violations, summary: Mapping[str, Any] | None, rc: 
         v["controller_error"].extend(
             str(e.get("error"))[:300] for e in ctx.events if e.get("event") == "controller_error"
         )
+    if ctx.running:
+        return
     if end is not None and end.get("internal_error"):
         v["internal_error"].append(f"session_end internal_error: {end.get('error')}")
     if "Traceback" in output:

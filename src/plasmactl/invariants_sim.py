@@ -30,6 +30,8 @@ def against_simulator(ctx: Record, v: Violations, sim: Mapping[str, Any]) -> Non
     sprays = list(sim.get("sprays", []))
     generator = sim.get("generator")
     unconfirmed = any(e.get("event") == "emission_unconfirmed" for e in ctx.events)
+    if ctx.running:
+        generator = None  # left on or armed: judged at the end
     if isinstance(generator, Mapping) and (generator.get("output_on") or (generator.get("armed") and not unconfirmed)):
         # armed is excused only where the record says the generator never acknowledged off (a dead link: the
         # generator's own watchdog is then the layer that disarms it); emitting never is
@@ -55,13 +57,21 @@ def against_simulator(ctx: Record, v: Violations, sim: Mapping[str, Any]) -> Non
             _blocking_faults(ctx, v, n, float(s["t"]), t_off, faults)
             continue
         per_spot[int(s["spot"])] += float(p["energy_j"])
+        set_j, set_s = ctx.settings(n)
+        if "set_j" in p and not (_close(p["set_j"], set_j, 1e-6) and _close(p["set_ms"], set_s * 1000.0, 0.01)):
+            v["sim_setpoint_mismatch"].append(
+                f"pulse {n}: the generator fired at {p['set_j']} J / {p['set_ms']} ms, the log says"
+                f" {set_j} J / {set_s * 1000.0} ms"
+            )
         logged = ctx.ends.get(n, {}).get("energy_j")
         # the generator reports in microjoules over a wire (its register's unit)
         if isinstance(logged, int | float) and abs(logged - float(p["energy_j"])) > max(1.01e-6, 1e-6 * logged):
             v["sim_energy_mismatch"].append(f"pulse {n}: log {logged} J, generator {p['energy_j']} J")
-        _blocking_faults(ctx, v, n, float(s["t"]), float(p["t_off"]), faults)
-    cap = ctx.pps * ctx.energy_j * (1 + ctx.tol)
+        t_off = float(p["t_off"]) if ctx.until is None else min(float(p["t_off"]), ctx.until)  # still on then
+        _blocking_faults(ctx, v, n, float(s["t"]), t_off, faults)
+    spots = ctx.per_spot()
     for spot, energy in sorted(per_spot.items()):
+        cap = ctx.pps * ctx.settings(spots[spot][0])[0] * (1 + ctx.tol)
         if energy > cap * (1 + 1e-6) + EPS_J:
             v["sim_dose_over"].append(f"spot {spot}: the generator delivered {energy:.6f} J, plan cap {cap:.6f} J")
     for claim in ctx.sprays if "sprays" in sim else ():
@@ -95,6 +105,8 @@ def _ran_dry(ctx: Record, v: Violations, claim: Mapping[str, Any], spray: Mappin
     if wet_until is None or t_close is None:
         return
     t_dry, t_shut = float(wet_until), float(t_close)
+    if not ctx.settled(t_shut + VALVE_CLOSE_GRACE_S + ctx.detection_s):
+        return
     if t_shut - t_dry <= FLOW_DETECT_S + ctx.detection_s:
         return  # dry in its last moment, after the last flow reading
     if not any(t_dry - EPS_S <= float(t["t"]) <= t_shut + VALVE_CLOSE_GRACE_S + ctx.detection_s for t in ctx.trips):
@@ -126,7 +138,8 @@ def _estop_pressed(ctx: Record, v: Violations, faults: Any) -> None:
             continue
         s0 = float(f["start"])
         s1 = math.inf if f.get("end") is None else float(f["end"])
-        if s1 - s0 <= refresh or not (float(ctx.start["t"]) <= s0 < t_end) or t_abort <= s0 + refresh:
+        # (an abort the same instant as the press went first: the log rounds its time to the nanosecond)
+        if s1 - s0 <= refresh or not (float(ctx.start["t"]) <= s0 < t_end) or t_abort <= s0 + refresh + EPS_S:
             continue
         # a link that answered during the press for less than the inputs' staleness bound may not have been read
         if dark and _longest_answer(dark, s0, min(s1, t_end)) <= max(refresh, ctx.max_age_s.get("safety", 0.5)):
@@ -184,3 +197,8 @@ def _blocking_faults(ctx: Record, v: Violations, n: int, t_decided: float, t_off
         # a pulse decided on a read older than the fault goes off within the reaction time of both
         if unsafe and t_decided - grace < s0 < t_off and t_off - max(s0, t_decided) > REACTION_S + EPS_S:
             v["emission_not_cut"].append(f"pulse {n} on {1000 * (t_off - s0):.1f} ms after {device}/{kind} at {s0:.4f}")
+
+
+def _close(a: Any, b: float, step: float) -> bool:
+    """Setpoints as the generator holds them (a wire rounds to its register's unit: 1 uJ, 10 us)."""
+    return isinstance(a, int | float) and abs(float(a) - b) <= max(1.01 * step, 1e-6 * abs(b))

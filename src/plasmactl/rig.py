@@ -224,6 +224,9 @@ class ServeSim(_Strict):
     modbus_rtu: bool = False  # a pty pair for one RTU bus; devices say port = "@rtu"
     serial: bool = False  # the thermometer on a pty; the device says port = "@serial"
     baud: Annotated[int, Field(ge=300, le=4_000_000)] = 115200
+    # also serve the control channel (faults injected at run time, the world read) on a free loopback port;
+    # the session's serve_sim record names it (the hil suite turns it on)
+    control: bool = False
 
     @model_validator(mode="after")
     def _address(self) -> ServeSim:

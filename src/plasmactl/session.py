@@ -14,16 +14,16 @@ import gc
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from plasmactl import clock as clockmod
 from plasmactl.controller import interlocks as il
 from plasmactl.controller.owner import Controller
 from plasmactl.events import AuditLog, Listener, read_events
-from plasmactl.faults import FaultScenario
+from plasmactl.faults import Fault, FaultScenario
 from plasmactl.inputs import LoadedFile
 from plasmactl.log_chain import ANCHOR_KEY, SUMMARY_NAME, anchor_of
 from plasmactl.plan import Plan
@@ -68,10 +68,14 @@ class StopRequest:
 
 @dataclass
 class SimulatedWorld:
-    """What an in-process world tells after the session: the tissue results and the devices' own record."""
+    """What an in-process world tells after the session (the tissue results and the devices' own record),
+    and, while it runs, how faults get into it (``inject`` starts one now and returns its handle, ``clear``
+    ends it): for property tests of the live controller and the served simulators' control channel."""
 
     tissue: Callable[[], dict[str, Any] | None]
     record: Callable[[], dict[str, Any]]
+    inject: Callable[[Fault], int]
+    clear: Callable[[int], bool]
 
 
 def _file_record(loaded: LoadedFile | None) -> dict[str, Any] | None:
@@ -94,7 +98,19 @@ def build_devices(inputs: SessionInputs, clock: clockmod.Clock, log: AuditLog) -
         spot_diameter_m=inputs.plan.spots.diameter_mm / 1000.0,
         emit_tissue=emit,
     )
-    return devices, SimulatedWorld(lambda: tissue_summary(world), lambda: world.record.as_json(world.faults))
+    return devices, simulated(world, lambda: tissue_summary(world))
+
+
+class _World(Protocol):
+    """What the session needs of a simulators' world (``plasmactl.simulators.world.SimWorld``)."""
+
+    def record_json(self) -> dict[str, Any]: ...
+    def inject(self, fault: Fault) -> int: ...
+    def clear(self, handle: int) -> bool: ...
+
+
+def simulated(world: _World, tissue: Callable[[], dict[str, Any] | None]) -> SimulatedWorld:
+    return SimulatedWorld(tissue, world.record_json, world.inject, world.clear)
 
 
 @contextlib.asynccontextmanager
@@ -149,13 +165,13 @@ async def serve_rig(
                 serial=serve.serial,
                 baud=serve.baud,
                 clock=clock,
+                control=("127.0.0.1", 0) if serve.control else None,
             )
             stack.push_async_callback(sim.stop)
             report = sim.as_json()
             ports = _served(log, report, in_process=True)
             rig = rig.with_served_tcp(report)
-            served = sim.world
-            world = SimulatedWorld(lambda: None, lambda: served.record.as_json(served.faults))
+            world = simulated(sim.world, lambda: None)
         elif serve is not None and serve.spawn:
             from plasmactl.spawn import spawned_server
 
@@ -204,6 +220,8 @@ async def run_session(
     *,
     listeners: tuple[Listener, ...] = (),
     on_controller: Callable[[Controller], None] | None = None,
+    on_world: Callable[[SimulatedWorld], None] | None = None,
+    after_run: Callable[[Controller], Awaitable[None]] | None = None,
     stop: StopRequest | None = None,
 ) -> SessionResult:
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any device is touched
@@ -243,8 +261,12 @@ async def run_session(
                 stop.attach(controller)
             if on_controller is not None:
                 on_controller(controller)
+            if on_world is not None and world is not None:
+                on_world(world)
             try:
                 result = await controller.run()
+                if after_run is not None:  # with the devices still open (a test's reset of a latched session)
+                    await after_run(controller)
             finally:
                 record = _record(world)  # before the rig closes (served devices switch themselves off then)
             if world is not None:

@@ -35,6 +35,8 @@ def serve_args(serve: ServeSim, seed: int) -> list[str]:
         args += ["--modbus-rtu", "pty"]
     if serve.serial:
         args += ["--serial", "pty"]
+    if serve.control:
+        args += ["--control", "127.0.0.1:0"]
     return args
 
 

@@ -28,17 +28,10 @@ from .errors import BadChecksum, DeviceError, DeviceTimeout, ExceptionResponse, 
 from .modbus_client import Client, UndecodableReply, rtu_client, set_reply_timeout, tcp_client
 from .priority_gate import PriorityGate
 
-__all__ = [
-    "DEFAULT_POLICY",
-    "Endpoint",
-    "LinkStats",
-    "ModbusLink",
-    "RequestPolicy",
-    "RtuEndpoint",
-    "TcpEndpoint",
-    "TracePacket",
-    "endpoint_for",
-]
+# fmt: off
+__all__ = ["DEFAULT_POLICY", "Endpoint", "LinkStats", "ModbusLink", "RequestPolicy", "RtuEndpoint", "TcpEndpoint",
+           "TracePacket", "endpoint_for"]
+# fmt: on
 
 _log = logging.getLogger(__name__)
 
@@ -95,6 +88,7 @@ class RequestPolicy:
 
 
 DEFAULT_POLICY = RequestPolicy(0.05, 1)  # the rig's defaults for a device on a wire
+LATE_REPLY_GRACE_S = 0.010  # RTU: after a timeout, the line is quiet this long (at most the timeout) first
 
 
 @dataclass
@@ -106,6 +100,7 @@ class LinkStats:
     exceptions: int = 0  # exception responses
     disconnects: int = 0
     reconnects: int = 0
+    quiet_waits: int = 0  # RTU: requests that waited for a late reply's time after a timeout
 
 
 class _AttemptTimeout(Exception):
@@ -151,6 +146,9 @@ class ModbusLink:
         self._open_lock = asyncio.Lock()
         self._silent = 0
         self._gate = PriorityGate()  # the order requests reach the wire in: see plasmactl.bus_priority
+        # RTU has no transaction id: after a timeout the line goes quiet first, so a reply that was only late
+        # lands while nothing is pending (pymodbus drops it), not as the next answer (later: still refused)
+        self._quiet_until = 0.0
 
     # ------------------------------------------------------------------ connection
 
@@ -335,10 +333,13 @@ class ModbusLink:
             try:
                 async with self._gate.hold(bus_priority.current()):
                     with io_hold():
+                        await self._let_line_go_quiet()
                         rr = await self._attempt(send, client, pol.timeout_s)
             except _AttemptTimeout:
                 self.stats.timeouts += 1
                 bad = None
+                if isinstance(self.endpoint, RtuEndpoint):
+                    self._quiet_until = asyncio.get_running_loop().time() + min(pol.timeout_s, LATE_REPLY_GRACE_S)
                 continue
             except _Lost:
                 raise LinkDown(who, f"{self.endpoint} lost during {what}") from None
@@ -369,6 +370,12 @@ class ModbusLink:
         if isinstance(self.endpoint, TcpEndpoint) and self._silent >= self.max_silent:
             self._drop(f"{self._silent} requests in a row without a reply")
         raise DeviceTimeout(who, attempts, pol.timeout_s, what)
+
+    async def _let_line_go_quiet(self) -> None:
+        wait = self._quiet_until - asyncio.get_running_loop().time()
+        if wait > 0:
+            self.stats.quiet_waits += 1
+            await asyncio.sleep(wait)
 
     async def _attempt(
         self, send: Callable[[Client], Awaitable[ModbusPDU]], client: Client, timeout_s: float

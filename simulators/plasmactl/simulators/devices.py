@@ -31,7 +31,8 @@ class SimPlasma:
         self._own_watchdog_s = cfg.own_watchdog_ms / 1000.0 if own_watchdog else math.inf
         self._heard = world.clock.now()
         self.fault_code = 0
-        self._linked = world.faults.affects_link("plasma")  # else a request never waits on its link
+        self._linked = False  # else a request never waits on its link (see _schedule_changed)
+        self._estop_wired = False  # else no E-stop can come: no lookups
         self._rng = world.rng["plasma"]
         self.energy_j = 0.0
         self.pulse_ms = 0.0
@@ -40,8 +41,18 @@ class SimPlasma:
         self.count = 0
         self._pulse: PulseRecord | None = None
         self._last_done: PulseRecord | None = None
-        self._estop_wired = world.faults.affects("safety")  # else no E-stop can come: no lookups
         world.record.generator_state = self.state_now
+        self._schedule_changed()
+        world.on_schedule_change(self._schedule_changed)
+
+    def _schedule_changed(self) -> None:
+        """Which lookups a request needs; an E-stop injected during a pulse ends its output at that instant."""
+        self._linked = self.w.faults.affects_link("plasma")
+        self._estop_wired = self.w.faults.affects("safety")
+        now = self.w.clock.now()
+        if self._estop_wired and self.w.faults.find("safety", "estop", now) is not None:
+            self._cut(now)
+            self.armed = False
 
     async def _request(self) -> None:
         """A request reaches the generator (after its link): its own watchdog sees it."""
@@ -144,7 +155,9 @@ class SimPlasma:
             t_off = t_on + self.energy_limit_j / power
         full_energy = min(power * (t_off - t_on), self.energy_limit_j)
         heat = None if no_output or t_off <= t_on else self.w.skin.heat(t_on, t_off, power)
-        self._pulse = PulseRecord(self.count, t_on, t_off, full_energy, t_off - t_on, heat)
+        self._pulse = PulseRecord(
+            self.count, t_on, t_off, full_energy, t_off - t_on, heat, self.energy_j, self.pulse_ms
+        )
         self.w.record.pulses.append(self._pulse)
         self.w.pulse_ends(self.count, t_off)
         if self.w.tissue is not None and heat is not None:
@@ -205,8 +218,8 @@ class SimSpray:
     def __init__(self, world: SimWorld, cfg: SpraySim) -> None:
         self.w = world
         self.cfg = cfg
-        self._linked = world.faults.affects_link("spray")
-        self._faulted = world.faults.affects("spray")  # else no fault lookups at all
+        self._linked = False
+        self._faulted = False  # else no fault lookups at all (see _schedule_changed)
         self.count = 0
         self._used_s = 0.0  # seconds of flow by sprays already finished
         self._open = math.inf
@@ -214,8 +227,14 @@ class SimSpray:
         self._dry = math.inf  # when water stops coming out of the current spray (<= _close)
         self._cool: int | None = None
         self._record: SprayRecord | None = None
+        self._schedule_changed()
+        world.on_schedule_change(self._schedule_changed)
+
+    def _schedule_changed(self) -> None:
+        self._linked = self.w.faults.affects_link("spray")
+        self._faulted = self.w.faults.affects("spray")
         if self._faulted:
-            world.on_schedule_change(self._replan)
+            self._replan()
 
     def _level(self, now: float) -> float:
         """Water left by consumption alone (a reservoir_empty fault aside)."""
@@ -235,7 +254,8 @@ class SimSpray:
         return min(t_close, used_up, emptied)
 
     def _replan(self) -> None:
-        """A fault window became known (at a pulse's end): it may end the running spray's water earlier."""
+        """A fault window became known (at a pulse's end, or injected): it may end the running spray's water
+        earlier."""
         if self._cool is not None and self._open < self._close:
             self._run_dry_at(self._dry_time())
 

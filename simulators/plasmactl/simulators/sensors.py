@@ -23,8 +23,9 @@ class SimThermometer:
     def __init__(self, world: SimWorld, cfg: ThermometerSim) -> None:
         self.w = world
         self.cfg = cfg
-        self._linked = world.faults.affects_link("thermometer")
-        self._faulted = world.faults.affects("thermometer")
+        self._linked = self._faulted = False
+        self._schedule_changed()
+        world.on_schedule_change(self._schedule_changed)
         self._rng = world.rng["thermometer"]
         self._normal = self._rng.standard_normal
         self._latency_s = cfg.latency_ms / 1000.0
@@ -35,13 +36,19 @@ class SimThermometer:
         self._filtered = self._rest()
         self._last = SkinReading(-self._period, self._filtered)
 
+    def _schedule_changed(self) -> None:
+        self._linked = self.w.faults.affects_link("thermometer")
+        self._faulted = self.w.faults.affects("thermometer")
+
     def _rest(self) -> float:
         """The sensor has been running before the session: its past samples read the skin at rest."""
         return self.w.skin.surface_c(self.w.skin.time)
 
-    def _sample(self, k: int) -> SkinReading:
+    def _sample(self, k: int, now: float) -> SkinReading:
         t = k * self._period
-        true_c = self.w.skin.surface_c(max(t, self.w.skin.time))
+        # k * period may lie an ulp after now (6 * 0.1): the skin is never read ahead of the clock, or a pulse
+        # starting now could no longer heat it
+        true_c = self.w.skin.surface_c(max(min(t, now), self.w.skin.time))
         self._filtered += self._lag * (true_c - self._filtered)
         # = rng.normal(0.0, noise_c), the same draw and the same float, without its argument handling
         value = self._filtered + (0.0 + self.cfg.noise_c * self._normal())
@@ -55,7 +62,7 @@ class SimThermometer:
         if k_now > self._k:
             start = max(self._k + 1, k_now - self.BACKFILL)
             for k in range(start, k_now + 1):
-                fresh = self._sample(k)
+                fresh = self._sample(k, now)
                 self._last = self._apply_faults(fresh) if self._faulted else fresh
             self._k = k_now
         return self._last
@@ -83,9 +90,10 @@ class SimSafety:
     def __init__(self, world: SimWorld, cfg: SafetySim) -> None:
         self.w = world
         self.cfg = cfg
-        self._linked = world.faults.affects_link("safety")
-        self._faulted = world.faults.affects("safety")
+        self._linked = self._faulted = False
         self._waiter: asyncio.Future[None] | None = None
+        self._last: tuple[bool, bool, float] | None = None  # the inputs as last handed out
+        self.poke()
         world.on_schedule_change(self.poke)
 
     def _state(self, now: float) -> SafetyState:
@@ -106,14 +114,19 @@ class SimSafety:
     async def read(self) -> SafetyState:
         if self._linked:
             await self.w.link("safety")
-        return self._state(self.w.clock.now())
+        return self._given(self._state(self.w.clock.now()))
+
+    def _given(self, st: SafetyState) -> SafetyState:
+        self._last = _inputs(st)
+        return st
 
     async def wait_change(self, timeout_s: float) -> SafetyState:
         if self._linked:
             await self.w.link("safety")
         clock = self.w.clock
         deadline = clock.now() + timeout_s
-        while True:
+        before = self._last  # a change since the last state handed out is news at once
+        while before is None or _inputs(self._state(clock.now())) == before:
             wake = min(deadline, self.w.faults.boundaries_after(clock.now(), ("safety",)))
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiter = fut
@@ -124,15 +137,21 @@ class SimSafety:
                 handle.cancel()
                 self._waiter = None
             if clock.now() >= wake - _TIME_EPS:
-                break  # otherwise the fault schedule changed: plan the wake-up again
+                break  # otherwise the fault schedule changed: look again (a change returns at once)
         if self._linked:
             await self.w.link("safety")
-        return self._state(clock.now())
+        return self._given(self._state(clock.now()))
 
     def poke(self) -> None:
-        """The fault schedule changed (a fault tied to a pulse got its start time)."""
+        """The fault schedule changed (a fault tied to a pulse got its start time, or one was injected)."""
+        self._linked = self.w.faults.affects_link("safety")
+        self._faulted = self.w.faults.affects("safety")
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+def _inputs(st: SafetyState) -> tuple[bool, bool, float]:
+    return st.estop, st.footswitch, st.tip_distance_mm
 
 
 def _resolver(fut: asyncio.Future[None]) -> Callable[[], None]:

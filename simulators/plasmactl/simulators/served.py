@@ -10,6 +10,8 @@ the skin the thermometer reports over its serial line. What is where:
   paced to the wire time at ``baud`` (11 bits per character plus the 3.5-character silent intervals);
   unknown unit ids get silence.
 - The thermometer's line protocol (``serial=True`` or a port path), paced at 10 bits per character.
+- A control channel (``control=(host, port)``, JSON lines; see ``served_control``): faults injected and
+  cleared at run time, the world's state read beside the wires.
 
 Link faults of the scenario act at the wire (see ``served_wire``); device faults act in the models, as
 in-process. Fault times are seconds since ``serve`` started (the world's clock). The in-process rig knows
@@ -39,6 +41,7 @@ from plasmactl.inputs import InputError
 from plasmactl.rig import PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim, load_rig, parse_host_port
 from plasmactl.simulators.devices import SimPlasma, SimSpray
 from plasmactl.simulators.sensors import SimSafety, SimThermometer
+from plasmactl.simulators.served_control import ControlEndpoint, ControlServer
 from plasmactl.simulators.served_modbus import ModbusEngine
 from plasmactl.simulators.served_transports import LineServer, ModbusRtuServer, ModbusTcpServer
 from plasmactl.simulators.served_units import ServedPlasma, ServedSpray
@@ -129,6 +132,8 @@ class ServedSim:
         self.modbus_tcp: TcpEndpoint | None = None
         self.modbus_rtu: RtuEndpoint | None = None
         self.serial: SerialEndpoint | None = None
+        self.control: ControlEndpoint | None = None
+        self._control: ControlServer | None = None
         self._tcp: ModbusTcpServer | None = None
         self._serial_servers: list[ModbusRtuServer | LineServer] = []
         self._stopped = False
@@ -149,6 +154,8 @@ class ServedSim:
             out["modbus_rtu"] = {"port": r.port, "baud": r.baud, "units": dict(r.units)}
         if self.serial is not None:
             out["serial"] = {"thermometer": self.serial.thermometer, "baud": self.serial.baud}
+        if self.control is not None:
+            out["control"] = {"host": self.control.host, "port": self.control.port}
         return out
 
     def describe(self) -> str:
@@ -161,6 +168,8 @@ class ServedSim:
             lines.append(f"modbus-rtu  {r.port} at {r.baud} baud 8N1  ({units})")
         if (s := self.serial) is not None:
             lines.append(f"serial      {s.thermometer} at {s.baud} baud 8N1  (thermometer)")
+        if (c := self.control) is not None:
+            lines.append(f"control     {c.host}:{c.port}  (JSON lines: inject, clear, faults, state)")
         return "\n".join(lines)
 
     async def stop(self) -> None:
@@ -168,6 +177,8 @@ class ServedSim:
         if self._stopped:
             return
         self._stopped = True
+        if self._control is not None:  # no fault injected while the devices power down
+            await self._control.stop()
         if self._tcp is not None:
             await self._tcp.stop()
         for server in self._serial_servers:
@@ -202,12 +213,14 @@ async def serve(
     serial: str | bool = False,
     baud: int = 115200,
     clock: Clock | None = None,
+    control: tuple[str, int] | None = None,
 ) -> ServedSim:
     """Serve the simulated rig on the running loop (real time) and return where each device is.
 
     ``rig`` supplies the skin and, for devices whose kind is ``sim``, their simulator settings (a device the
     rig puts on a wire is simulated with the defaults). ``modbus_rtu`` / ``serial``: True for a new pty
-    pair, a path to serve on that port, False for none. ``clock`` defaults to a ``LoopClock`` (the world's
+    pair, a path to serve on that port, False for none. ``control``: (host, port) of the control channel
+    (``served_control``), None for none. ``clock`` defaults to a ``LoopClock`` (the world's
     time 0.0 is now).
     """
     if not 300 <= baud <= 4_000_000:
@@ -239,6 +252,9 @@ async def serve(
             sim._serial_servers.append(line)
             line.start()
             sim.serial = SerialEndpoint(line.port.path, baud)
+        if control is not None:
+            sim._control = ControlServer(world, plasma, spray)
+            sim.control = await sim._control.start(*control)
     except BaseException:
         await sim.stop()
         raise
@@ -275,19 +291,23 @@ def serve_sim_main(
     seed: int = 0,
     rig: str | None = None,
     lifeline: bool = False,
+    control: str | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
     """``plasmactl serve-sim``: serve until SIGINT/SIGTERM; prints where each device is (one JSON line with
     ``json_output``). With no transport chosen, serves Modbus TCP on 127.0.0.1:5020 and the thermometer on a
     pty. With ``lifeline``, it also stops when its standard input closes (the process that spawned it is
-    gone, however it died). Returns the exit code: 0 after a signal or the lifeline, 2 for bad input."""
+    gone, however it died). ``control`` (HOST:PORT) also serves the control channel (``served_control``:
+    JSON lines to inject and clear faults and read the world's state). Returns the exit code: 0 after a
+    signal or the lifeline, 2 for bad input."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     if modbus_tcp is None and not modbus_rtu and not serial:
         modbus_tcp, serial = DEFAULT_MODBUS_TCP, True
     try:
         tcp = parse_host_port(modbus_tcp) if modbus_tcp is not None else None
+        ctl = parse_host_port(control) if control is not None else None
         rig_model, _ = load_rig(rig)
         scenario = load_faults(faults)[0] if faults is not None else FaultScenario()
     except (InputError, ValueError) as exc:
@@ -297,7 +317,7 @@ def serve_sim_main(
     async def run() -> int:
         try:
             sim = await serve(
-                rig_model, scenario, seed, modbus_tcp=tcp, modbus_rtu=modbus_rtu, serial=serial, baud=baud
+                rig_model, scenario, seed, modbus_tcp=tcp, modbus_rtu=modbus_rtu, serial=serial, baud=baud, control=ctl
             )
         except (OSError, ValueError) as exc:
             print(f"serve-sim: cannot serve: {exc}", file=err)
@@ -333,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rig", metavar="FILE")
     p.add_argument("--lifeline", action="store_true", help="also stop when standard input closes")
+    p.add_argument("--control", metavar="HOST:PORT", help="also serve the control channel (JSON lines) there")
     a = p.parse_args(argv)
     return serve_sim_main(
         modbus_tcp=a.modbus_tcp,
@@ -342,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json_output=a.json,
         faults=a.faults,
         lifeline=a.lifeline,
+        control=a.control,
         seed=a.seed,
         rig=a.rig,
     )

@@ -8,6 +8,7 @@ cost grows with the number of requests, not with session seconds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class PulseRecord:
     energy_j: float  # energy of the full pulse; a cut pulse delivers its fraction
     length_s: float
     heat: int | None  # skin heat-source handle
+    set_j: float = 0.0  # the energy and pulse length setpoints the generator fired it with
+    set_ms: float = 0.0
 
     def delivered_j(self) -> float:
         if self.length_s <= 0 or self.energy_j <= 0:
@@ -66,7 +69,15 @@ class SimRecord:
         return {
             "generator": generator,
             "pulses": [
-                {"number": p.number, "t_on": p.t_on, "t_off": p.t_off, "energy_j": p.delivered_j()} for p in self.pulses
+                {
+                    "number": p.number,
+                    "t_on": p.t_on,
+                    "t_off": p.t_off,
+                    "energy_j": p.delivered_j(),
+                    "set_j": p.set_j,
+                    "set_ms": p.set_ms,
+                }
+                for p in self.pulses
             ],
             "sprays": [
                 {"t_cmd": s.t_cmd, "t_open": s.t_open, "t_close": s.t_close, "wet": s.wet, "wet_until": s.wet_until}
@@ -118,10 +129,11 @@ class FaultSchedule:
 
     def __init__(self, scenario: FaultScenario) -> None:
         self.items = [ActiveFault.starting(f, f.at_s if f.at_s is not None else math.inf) for f in scenario.fault]
-        # Which devices any fault of the scenario concerns (fixed: a pending fault only gets its times later),
-        # so a device without one can skip the lookups.
-        self._devices = frozenset(item.fault.device for item in self.items)
-        self._links = frozenset(item.fault.target for item in self.items if item.fault.device == "link")
+        # Which devices any fault concerns (a pending fault only gets its times later; an injected one is
+        # added), so a device without one can skip the lookups.
+        self._devices: frozenset[str] = frozenset()
+        self._links: frozenset[str | None] = frozenset()
+        self._index()
 
     def affects(self, device: str) -> bool:
         """Whether some fault of the scenario is of ``device`` itself (not of its link)."""
@@ -130,6 +142,24 @@ class FaultSchedule:
     def affects_link(self, device: str) -> bool:
         """Whether some link fault of the scenario targets ``device``."""
         return device in self._links
+
+    def add(self, fault: Fault, start: float) -> int:
+        """A fault injected while the session runs, active from ``start``; its handle for :meth:`end`."""
+        self.items.append(ActiveFault.starting(fault, start))
+        self._index()
+        return len(self.items) - 1
+
+    def end(self, handle: int, t: float) -> bool:
+        """End fault ``handle`` at ``t`` (it stays in the record with its window); False if it had already."""
+        item = self.items[handle]
+        if item.end <= t:
+            return False
+        self.items[handle] = ActiveFault(item.fault, min(item.start, t), t)
+        return True
+
+    def _index(self) -> None:
+        self._devices = frozenset(item.fault.device for item in self.items)
+        self._links = frozenset(item.fault.target for item in self.items if item.fault.device == "link")
 
     def pulse_ends(self, pulse: int, t_end: float) -> bool:
         """Resolve faults waiting for the end of pulse number ``pulse``; True if any did."""
@@ -183,24 +213,66 @@ class SimWorld:
         streams = np.random.SeedSequence(seed).spawn(len(DEVICE_STREAMS))
         self.rng = {name: np.random.default_rng(s) for name, s in zip(DEVICE_STREAMS, streams, strict=True)}
         self._on_change: list[Callable[[], None]] = []
+        self._link_waiters: set[asyncio.Future[None]] = set()
         self.tissue: TissueSink | None = None  # per-spot physics, when the rig asks for it
         self.record = SimRecord()
 
+    def record_json(self) -> dict[str, object]:
+        """What the devices physically did, with the fault windows (``simulator.json``)."""
+        return self.record.as_json(self.faults)
+
     def on_schedule_change(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` whenever the fault schedule changes (a device waiting on a change re-plans)."""
+        """Call ``callback`` whenever the fault schedule changes (a device waiting on a change re-plans, a
+        device that skipped fault lookups looks again)."""
         self._on_change.append(callback)
 
     def pulse_ends(self, pulse: int, t_end: float) -> None:
         if self.faults.pulse_ends(pulse, t_end):
-            for callback in self._on_change:
-                callback()
+            self._changed()
+
+    def inject(self, fault: Fault) -> int:
+        """Start ``fault`` now, whatever its ``at_s``/``after_pulses`` say (for its ``duration_s``, else until
+        :meth:`clear`): the run-time injection of tests and the served control channel. Returns its handle."""
+        handle = self.faults.add(fault, self.clock.now())
+        self._changed()
+        return handle
+
+    def clear(self, handle: int) -> bool:
+        """End the fault ``handle`` (an index of ``faults.items``) now; False if it was not active any more."""
+        if not 0 <= handle < len(self.faults.items):
+            raise IndexError(f"no fault {handle}: {len(self.faults.items)} known")
+        ended = self.faults.end(handle, self.clock.now())
+        if ended:
+            self._changed()
+        return ended
+
+    def _changed(self) -> None:
+        for callback in self._on_change:
+            callback()
+        waiters, self._link_waiters = self._link_waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     async def link(self, device: str) -> None:
-        """A request to ``device`` passes its link; while a link fault is active it never returns."""
+        """A request to ``device`` passes its link; while a link fault is active it does not return (until
+        the fault ends, or is cleared)."""
+        loop = asyncio.get_running_loop()
         while True:
             down = self.faults.link_down(device, self.clock.now())
             if down is None:
                 return
-            if math.isinf(down.end):
-                await asyncio.get_running_loop().create_future()  # silence; the caller's timeout ends it
-            await self.clock.sleep_until(down.end)
+            fut: asyncio.Future[None] = loop.create_future()
+            self._link_waiters.add(fut)
+            handle = None if math.isinf(down.end) else self.clock.call_at(down.end, functools.partial(_wake, fut))
+            try:
+                await fut  # silence; the caller's timeout ends it, or the fault's end, or a schedule change
+            finally:
+                self._link_waiters.discard(fut)
+                if handle is not None:
+                    handle.cancel()
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -52,9 +52,20 @@ class PulseCycle:
         # still run: its own fire latency, its length, and seeing it over. A fire that waited on a busy link
         # or host moves the bound with it (never earlier than the bound set before the command, at most by the
         # call's budget; the generator's energy limit still holds the dose of a stuck-on output).
+        self._bound_after_ack_s = 0.0
+        self.replan()
+
+    def replan(self) -> None:
+        """What follows from the plan's pulse length (at the start, and after a plan edit)."""
+        c = self.c
         lat = c.latencies
         own_fire_s = max(0.0, lat.usual_fire_s - lat.off_s)
-        self._bound_after_ack_s = c.limits.pulse_bound_s(plan.pulse.pulse_ms, own_fire_s, lat.off_s, lat.detect_s)
+        self._bound_after_ack_s = c.limits.pulse_bound_s(c.plan.pulse.pulse_ms, own_fire_s, lat.off_s, lat.detect_s)
+
+    def pulse_bound_ms(self) -> float:
+        """The overrun bound from the fire command, as ``session_start`` records it."""
+        lat = self.c.latencies
+        return self.c.limits.pulse_bound_s(self.c.plan.pulse.pulse_ms, lat.fire_s, lat.off_s, lat.detect_s) * 1000.0
 
     # ------------------------------------------------------------------ timing
 

@@ -57,8 +57,7 @@ def footswitch(s: Snapshot) -> Trip | None:
 
 @emits(Rule.TIP_OUT_OF_WINDOW, Rule.TIP_IMPLAUSIBLE)
 def tip_window(s: Snapshot) -> Trip | None:
-    """Outside the arc window inhibits emission (moving between spots is normal work); a reading the sensor
-    cannot give is a sensor fault."""
+    """Out of the arc window pauses (moving between spots is normal work); an impossible reading is a fault."""
     if s.safety is None:
         return None
     d, lim = s.safety.tip_distance_mm, s.limits
@@ -370,26 +369,26 @@ def command_failed(device: str, error: BaseException) -> Trip:
 
 
 def safety_unanswered(age_s: float | None = None) -> Trip:
-    """The safety inputs did not answer the read taken just before emission (or answered only with a state
-    older than ``Caps.FIRE_SAFETY_AGE_S`` at the decision): their state now is unknown."""
+    """No answer to the read just before emission, or one older than ``Caps.FIRE_SAFETY_AGE_S``: unknown now."""
     bound = _ms(Caps.FIRE_SAFETY_AGE_S)
     how = "did not answer before emission" if age_s is None else f"read {_ms(age_s)} before the pulse (bound {bound})"
     return Trip(Rule.SAFETY_INPUTS_STALE, f"E-stop, footswitch and tip inputs {how}", "safety")
 
 
-def valve_not_seen_closed(spray: int) -> Trip:
-    """A spray's valve was not seen closed within its grace (no status answered, or it showed open)."""
+def valve_not_seen_closed(spray: int) -> Trip:  # no status answered within the grace, or it showed open
     return Trip(Rule.VALVE_NOT_CLOSED, f"spray {spray} valve not seen closed 500 ms after its end", "spray")
 
 
-def cooling_missed(pulses: tuple[int, ...], reason: str) -> Trip:
-    """Pulses left uncooled by the safe state (the spray did not work inside their window)."""
+def cooling_missed(pulses: tuple[int, ...], reason: str) -> Trip:  # the safe state's spray did not work
     return Trip(Rule.COOLING_NOT_CONFIRMED, f"pulses {list(pulses)} not cooled: {reason}", "spray")
 
 
-def estop_pressed(seen: SafetyState) -> Trip:
-    """The E-stop was seen pressed (at ``seen.t``) while the controller was busy: it latches all the same."""
+def estop_pressed(seen: SafetyState) -> Trip:  # seen pressed while the controller was busy: it latches
     return Trip(Rule.ESTOP, f"E-stop input was active at {seen.t:.4f} s", "safety")
+
+
+def setpoints_not_held(problem: str) -> Trip:  # after a plan edit, not what it acknowledged: nothing may fire
+    return Trip(Rule.DEVICE_FAULT, f"after the plan edit: {problem}", "plasma")
 
 
 def controller_error(where: str, detail: str) -> Trip:

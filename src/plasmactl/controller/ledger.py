@@ -9,6 +9,7 @@ audit log alone, so ``summary.json`` shows what the record says, and a test hold
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,13 @@ class DoseLedger:
         self.tolerance = tolerance
         self.spots = [SpotDose(i + 1, pulses_per_spot, energy_j * pulses_per_spot) for i in range(spots)]
         self._pulse: dict[int, tuple[SpotDose, PulseDose]] = {}
+
+    def replan(self, energy_j: float) -> None:
+        """A plan edit: the spots not started yet are owed the new energy per pulse (started ones keep theirs)."""
+        self.energy_j = energy_j
+        for sd in self.spots:
+            if not sd.pulses:
+                sd.planned_j = energy_j * sd.pulses_planned
 
     def pulse_started(self, pulse: int, spot: int) -> None:
         sd = self.spots[spot - 1]
@@ -150,6 +158,9 @@ def ledger_from_events(events: Iterable[Mapping[str, Any]]) -> DoseLedger | None
             ledger = _ledger_for(e)
         elif ledger is None:
             continue
+        elif name == "plan_edit" and e.get("ok"):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                ledger.replan(float(e["plan"]["pulse"]["energy_j"]))
         elif name == "pulse_start":
             ledger.pulse_started(int(e["pulse"]), int(e["spot"]))
         elif name == "pulse_end" and int(e["pulse"]) in ledger._pulse:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from plasmactl.controller.trips import Trip
 from plasmactl.ports import PlasmaStatus, SafetyState, SprayStatus
@@ -97,8 +99,30 @@ class Crash:
     error: str
 
 
+Changes = Mapping[str, Mapping[str, Any]]  # plan section -> field -> new value
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """What became of a plan edit: applied from pulse ``from_pulse`` on, or refused with ``reason``."""
+
+    applied: bool
+    reason: str
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    from_pulse: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """An operator's plan edit (``plasmactl.controller.edits``); ``reply`` is told what became of it."""
+
+    changes: Changes
+    reply: Callable[[EditResult], None] | None = None
+
+
 Message = (
     Start
+    | Edit
     | Tick
     | Finish
     | PulseOver
@@ -154,3 +178,9 @@ class Inbox:
                 if self._waiter is waiter:
                     self._waiter = None
         return heapq.heappop(self._heap)[2]
+
+    def drain(self) -> list[Message]:
+        """Everything still queued, in order (the queue is left empty)."""
+        left = [msg for _, _, msg in sorted(self._heap)]
+        self._heap.clear()
+        return left

@@ -13,20 +13,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from plasmactl.clock import Clock
+from plasmactl.controller import edits, machine, safe_state, self_test, watchers
 from plasmactl.controller import interlocks as il
-from plasmactl.controller import machine, safe_state, self_test, watchers
 from plasmactl.controller.cycle import PulseCycle
 from plasmactl.controller.knowledge import DeviceCalls, Knowledge
 from plasmactl.controller.ledger import DoseLedger
 from plasmactl.controller.machine import ACTIVE, GUARDS, LATCHED, ControllerModel, TransitionRefused, build_machine
 from plasmactl.controller.messages import (
     Abort,
+    Changes,
     Crash,
     Deadline,
+    Edit,
+    EditResult,
     Finish,
     Inbox,
     Message,
@@ -52,6 +55,7 @@ READING_LOG_S = 0.5  # 'reading' events are sampled at this period (plus any rea
 class Controller:
     def __init__(self, plan: Plan, devices: Devices, rig: Rig, clock: Clock, log: AuditLog) -> None:
         self.plan = plan
+        self.rig = rig
         self.limits = plan.limits
         self.d = devices
         self.clock = clock
@@ -98,6 +102,19 @@ class Controller:
     def request_abort(self, reason: str = "operator interrupt (SIGINT)", signal: str | None = None) -> None:
         self.post(Abort(reason, signal))
 
+    def request_edit(self, changes: Changes, reply: Callable[[EditResult], None] | None = None) -> None:
+        """Ask for a plan edit (section -> field -> value); ``reply`` is told whether it was applied."""
+        if self.result is not None and reply is not None:
+            reply(_ended(changes))
+            return
+        self.post(Edit(changes, reply))
+
+    async def edit(self, changes: Changes) -> EditResult:
+        """:meth:`request_edit`, awaited (from a task other than the controller's own)."""
+        done: asyncio.Future[EditResult] = asyncio.get_running_loop().create_future()
+        self.request_edit(changes, lambda r: None if done.done() else done.set_result(r))
+        return await done
+
     async def run(self) -> SessionResult:
         """Self-test, arm, deliver the plan; returns when the plan is done or in a safe latched state."""
         self.post(Start())
@@ -109,13 +126,20 @@ class Controller:
                 await self._dispatch(msg)
         finally:
             await self._stop_helpers()
+            for left in self._inbox.drain():  # an edit asked for as the session ended is told so
+                if isinstance(left, Edit) and left.reply is not None:
+                    left.reply(_ended(left.changes))
         return self.result
 
     async def reset(self) -> bool:
         """Operator reset of a latched fault/E-stop: permitted only when every cause is gone."""
-        await self.calls.refresh(DEVICES)
+        answered = await self.calls.refresh(DEVICES)
         snap = self.snapshot()
         blocked = [str(t.rule) for t in il.all_trips(GUARDS["RESET"], snap)]
+        if not answered:  # fail closed: not on an older state of the inputs, however recent
+            blocked.insert(0, str(il.safety_unanswered().rule))
+            self.log.emit("reset", ok=False, blocked_by=blocked)
+            return False
         try:
             src, dest = self.model.go("reset", snap)
         except TransitionRefused:
@@ -216,6 +240,8 @@ class Controller:
                 await self._try_resume()
             elif isinstance(msg, Start):
                 await self._start()
+            elif isinstance(msg, Edit):
+                await edits.apply(self, msg)
             elif isinstance(msg, Tick):
                 await self.cycle.on_tick(msg.seq)
             elif isinstance(msg, Finish):
@@ -364,3 +390,7 @@ class Controller:
 
 
 STALE_RULES = frozenset({Rule.SAFETY_INPUTS_STALE, Rule.SPRAY_STATUS_STALE, Rule.PLASMA_STATUS_STALE})
+
+
+def _ended(changes: Changes) -> EditResult:
+    return EditResult(False, "the session has ended", {k: dict(v) for k, v in changes.items()})

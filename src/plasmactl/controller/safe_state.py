@@ -56,28 +56,56 @@ async def enter(c: Controller, trip: Trip) -> None:
     if not await disarm():
         await confirm_off(c, trip.rule)
     follow = follow or missed
+    if trip.latch != "estop" and (trip.latch == "fault" or follow is not None):
+        await _look_for_estop(c)
     if trip.latch == "pause":
         if follow is None:
             c.know.paused_since = t_trip  # the pause runs from its trip (its timeout is a timer, not a poll)
             c.schedule(t_trip + c.limits.max_pause_s + DEADLINE_AFTER_S, Deadline())
             return
         # a cut pulse out of tolerance, or cooling missed: the pause becomes a latched fault
-        c.record_trip(follow, latched=True, latch="fault")
+        if follow is not missed:  # a missed cooling's trip is recorded as soon as it is known
+            c.record_trip(follow, latched=True, latch="fault")
         c.go("trip")
         c.log.emit("fault", rule=follow.rule, reason=follow.reason)
-        c.end("fault", follow.rule)
+        _end_fault(c, follow.rule)
         return
-    if follow is not None and follow.rule != trip.rule:
+    if follow is not None and follow.rule != trip.rule and follow is not missed:
         c.record_trip(follow, latched=True, latch="fault")
-    if trip.latch == "fault" and c.know.estop_seen is not None:
-        # the E-stop was pressed while the safe state ran (its message waits behind this one): it latches
-        estop = il.estop_pressed(c.know.estop_seen)
-        c.record_trip(estop, latched=True)
-        c.go("estop_pressed")
-        c.log.emit("estop", reason=estop.reason)
-        c.end("estop", estop.rule)
+    if trip.latch == "estop":
+        c.end("estop", trip.rule)
+    else:
+        _end_fault(c, trip.rule)
+
+
+def _end_fault(c: Controller, rule: Rule) -> None:
+    """End latched in ``fault``, unless the E-stop was pressed while the safe state ran (its message waits
+    behind this one): then it latches ``estop``."""
+    if c.know.estop_seen is None:
+        c.end("fault", rule)
         return
-    c.end("estop" if trip.latch == "estop" else "fault", trip.rule)
+    _latch_estop(c)
+
+
+def _latch_estop(c: Controller) -> None:
+    assert c.know.estop_seen is not None
+    estop = il.estop_pressed(c.know.estop_seen)
+    c.record_trip(estop, latched=True)
+    c.go("estop_pressed")
+    c.log.emit("estop", reason=estop.reason)
+    c.end("estop", estop.rule)
+
+
+async def _look_for_estop(c: Controller) -> None:
+    """Before a session ends as a fault, the E-stop once more: a press that came with the fault (the generator
+    refusing to arm or fire because of it) ends it as ``estop``, even when the owner never yielded to the
+    safety listener in between."""
+    if c.know.estop_seen is not None:
+        return
+    try:
+        await c.calls.safety()
+    except DeviceError as exc:  # the safety link is down: the fault stands (recorded, nothing to act on)
+        c.log.emit("comm_error", device="safety", error=str(exc))
 
 
 async def abort(c: Controller, reason: str, signal: str | None) -> None:
@@ -88,15 +116,21 @@ async def abort(c: Controller, reason: str, signal: str | None) -> None:
     off_ok = await emission_off(c, "abort", only="off")
     c.cycle.cancel_timers()
     c.cancel("pulse")
-    await settle_pulse(c, off_ok)
+    cut = await settle_pulse(c, off_ok)
+    if cut is not None:  # the pulse the abort cut was out of tolerance: recorded; the session still ends aborted
+        c.record_trip(cut, latched=True, latch="fault")
+        c.tripped.add(cut.rule)
     if c.state not in (*LATCHED, "disconnected", "complete"):
         c.go("abort")
     disarm = _Disarm(c, "abort", False, off_ok)
-    lost = await cool_pending(c, None, disarm)
-    if lost is not None:  # recorded; the session ends aborted all the same (emission is already off)
-        c.record_trip(lost, latched=True)
+    await cool_pending(c, None, disarm)  # a missed cooling is recorded; the session still ends aborted
     if not await disarm():
         await confirm_off(c, "abort")
+    await _look_for_estop(c)
+    if c.know.estop_seen is not None and c.state != "estop":
+        # the E-stop pressed while the abort ran (or waited behind the owner's work): it latches all the same
+        _latch_estop(c)
+        return
     c.end("aborted", "operator interrupt", signal)
 
 
@@ -217,8 +251,9 @@ class _Disarm:
 
 
 async def cool_pending(c: Controller, missed_reason: str | None, disarm: _Disarm) -> Trip | None:
-    """Deliver the spray for the pulses still inside their window; the cooling-missed trip if it could not.
-    ``disarm`` goes once the spray's confirmation is settled (seen or missed), before the spray runs out."""
+    """Deliver the spray for the pulses still inside their window; the cooling-missed trip if it could not
+    (recorded, as a latched fault, when the miss is known). ``disarm`` goes once the spray's confirmation is
+    settled (seen or missed), before the spray runs out."""
     with bus_priority.at(BusPriority.COOLING):
         return await _cool_pending(c, missed_reason, disarm)
 
@@ -248,10 +283,15 @@ async def _cool_pending(c: Controller, missed_reason: str | None, disarm: _Disar
             missed_reason = "valve not seen open with water flowing within the window"
     reason = missed_reason or "cooling window already over"
     c.log.emit("cooling_missed", pulses=list(pend.pulses), reason=reason)
+    missed = il.cooling_missed(pend.pulses, reason)
+    # its trip is recorded now, inside the window if the miss is known then, not after the calls below
+    if missed.rule not in c.tripped:  # (the trip being handled may be this rule's own)
+        c.record_trip(missed, latched=True, latch="fault")
+        c.tripped.add(missed.rule)
     know.pending = None
     await disarm()
     await _late_spray(c, pend.spray)
-    return il.cooling_missed(pend.pulses, reason)
+    return missed
 
 
 async def _late_spray(c: Controller, spray: int | None) -> None:
