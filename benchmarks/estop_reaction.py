@@ -67,6 +67,7 @@ from plasmactl.simulators.served_units import ServedPlasma
 ROOT = Path(__file__).resolve().parents[1]
 PLAN_FILE = ROOT / "examples" / "plans" / "short.toml"
 TCP_RIG_FILE = ROOT / "examples" / "rigs" / "sim-tcp-inprocess.toml"
+BENCH_TCP_RIG = ROOT / "examples" / "rigs" / "sim-tcp.toml"  # whose safety poll the TCP trials use
 TARGET_P99_MS = 10.0
 RAW_WRITES = 3000
 LOG_T_EPS = 1e-9
@@ -322,7 +323,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=500, help="trials (sessions) per rig (default 500)")
     parser.add_argument("--workers", type=int, default=2, help="processes running the sessions (default 2)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--safety-poll-ms", type=float, default=None, help="override the TCP rig's safety poll_ms")
+    parser.add_argument(
+        "--safety-poll-ms",
+        type=float,
+        default=load_rig(str(BENCH_TCP_RIG))[0].safety.poll_ms,
+        help="the TCP rig's safety poll_ms (default: sim-tcp.toml's, the served TCP rig on the real clock: 5 ms;"
+        " sim-tcp-inprocess.toml polls every 20 ms to keep CI's virtual-time sessions fast)",
+    )
     parser.add_argument(
         "--realtime", action="store_true", help="the TCP sessions on the real clock (slow: ~3 s per trial / workers)"
     )

@@ -14,6 +14,7 @@ from plasmactl.controller.trips import LATCH, Rule
 from plasmactl.faults import Fault, FaultScenario
 from plasmactl.hil_runner import HilRun, HilRunner, Measurements, Trigger
 from plasmactl.plan import Plan
+from plasmactl.rig import Rig
 
 
 def _f(device: str, kind: str, **kw: Any) -> Fault:
@@ -47,7 +48,8 @@ CASES: dict[Rule, Case] = {
     Rule.THERMOMETER_STUCK: Case(_f("thermometer", "stuck"), limits={"stuck_window_s": 1.0}),
     Rule.SKIN_TEMP_LIMIT: Case(_f("thermometer", "stuck", value=40.5)),
     Rule.SKIN_TEMP_HARD_LIMIT: Case(_f("thermometer", "stuck", value=46.0)),
-    Rule.SPRAY_STATUS_STALE: Case(_f("link", "timeout", target="spray"), at="spray_end", also=(Rule.DEVICE_WATCHDOG,)),
+    # the next pulse due just past the spray status's staleness bound, before the spray's watchdog (see below)
+    Rule.SPRAY_STATUS_STALE: Case(_f("link", "timeout", target="spray"), at="spray_end"),
     Rule.RESERVOIR_LOW: Case(_f("spray", "reservoir_empty"), at="spray_end"),
     Rule.PLASMA_STATUS_STALE: Case(_f("link", "timeout", target="plasma"), at="spray_end"),
     # the generator's own heartbeat watchdog latches its fault code 1 while its link is silent; back, it says so
@@ -97,8 +99,16 @@ def test_every_rule_has_a_hil_case_or_a_reason() -> None:
     assert not both, f"rules both tested and listed as not injectable: {both}"
 
 
-def _plan(base: Plan, case: Case) -> Plan:
+def _plan(base: Plan, case: Case, rig: Rig | None = None, rule: Rule | None = None) -> Plan:
     data = base.model_dump(mode="json")
+    if rule == Rule.SPRAY_STATUS_STALE and rig is not None:
+        # the spray unit silent from a spray's end: the next pulse's guard must come after its status is stale
+        # (the rig's bound) and before the device watchdog calls the silence a fault
+        stale_s = rig.max_age_s("spray", base.limits.reading_max_age_ms)
+        watchdog_s = rig.timing("spray").watchdog_ms / 1000.0
+        spray_end_s = base.cooling.spray_ms / 1000.0 + 0.03  # after its pulse's start: valve latency and all
+        interval_s = spray_end_s + stale_s + 0.5 * (watchdog_s - stale_s)
+        data["pulse"] = {**data["pulse"], "interval_s": round(interval_s, 3)}
     data["limits"] = {**data["limits"], **case.limits}
     for section, fields in case.plan.items():
         data[section] = {**data[section], **fields}
@@ -135,7 +145,7 @@ def test_interlock_trips_on_the_rig(
         return
     for _ in range(ATTEMPTS.get(rule, 1)):  # a race by nature is tried again before it counts as failed
         trigger = Trigger(case.at, case.fault, nth=case.nth, clear_after_s=case.clear_s)
-        run = hil_runner.run(plan=_plan(hil_plan, case), triggers=[trigger])
+        run = hil_runner.run(plan=_plan(hil_plan, case, hil_runner.rig, rule), triggers=[trigger])
         if rule in run.trips() or not trigger.injectable:
             break
     if not trigger.injectable:

@@ -3,9 +3,14 @@ cooled in time; the cooling latency across many pulses, measured."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from audit import cooling_violations, skin_violations
 from plasmactl.hil_runner import HilRunner, Measurements
 from plasmactl.plan import Plan
+from plasmactl.ports import Devices
 
 
 def test_every_device_answers_with_its_identity(hil_devices: dict[str, dict[str, object]]) -> None:
@@ -32,3 +37,44 @@ def test_plan_completes_every_pulse_cooled(hil_runner: HilRunner, hil_plan: Plan
     hil_measure.add("cooling_latency_ms", *delays)
     assert len(delays) == hil_plan.pulse_count if hil_plan.cooling.when == "pulse" else hil_plan.spots.count
     assert max(delays) <= hil_plan.limits.max_cooling_delay_ms
+
+
+def test_the_devices_at_rest_through_the_drivers(hil_runner: HilRunner) -> None:
+    """Driver-level: each device read directly; the generator disarmed and off, the valve closed, the E-stop
+    released, a skin reading in its plausible range."""
+
+    async def look(d: Devices) -> dict[str, Any]:
+        return {
+            "plasma": await d.plasma.status(),
+            "spray": await d.spray.status(),
+            "safety": await d.safety.read(),
+            "skin": await d.thermometer.read(),
+        }
+
+    seen = hil_runner.with_devices(look)
+    assert not seen["plasma"].armed and not seen["plasma"].output_on and seen["plasma"].fault_code == 0
+    assert not seen["spray"].valve_open and seen["spray"].reservoir_ml > 0
+    assert not seen["safety"].estop
+    assert 5.0 <= seen["skin"].value_c <= 50.0
+
+
+def test_device_lease(hil_measure: Measurements) -> None:
+    """An owner lease in the devices' register map (map version 2) is not there yet: nothing on a device
+    stops a controller on another host. This host's sessions lock each endpoint (the second-controller test)."""
+    hil_measure.not_verified.append("device-side owner lease: the register map (version 1) has none")
+    pytest.skip("not verified on this rig: the register map (version 1) has no owner lease")
+
+
+def test_cooling_latency_across_many_pulses(hil_runner: HilRunner, hil_plan: Plan, hil_measure: Measurements) -> None:
+    """Eighteen pulses 0.15 s apart, each cooled: every spray inside the window, the latencies measured."""
+    data = hil_plan.model_dump(mode="json")
+    data["spots"] = {"grid": {"width_mm": 7.5, "height_mm": 3.0, "spacing_mm": 1.5}}  # 6 x 3 spots
+    data["pulse"] = {**data["pulse"], "interval_s": 0.15, "pulses_per_spot": 1}
+    data["cooling"] = {**data["cooling"], "spray_ms": 100.0, "when": "pulse"}
+    plan = Plan.model_validate(data)
+    run = hil_runner.run(plan=plan)
+    assert run.result.outcome == "complete", run.events[-1]
+    delays = [float(e["delay_ms"]) for e in run.all("spray_start")]
+    hil_measure.add("cooling_latency_ms", *delays)
+    assert len(delays) == plan.pulse_count >= 18
+    assert max(delays) <= plan.limits.max_cooling_delay_ms

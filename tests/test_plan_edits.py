@@ -333,3 +333,15 @@ def test_an_estop_pressed_while_an_abort_waits_latches_estop() -> None:
     events = _finish(m)
     assert events[-1]["outcome"] == "estop", [e["event"] for e in events[-8:]]
     assert any(e["event"] == "abort" for e in events)
+
+
+@pytest.mark.hazard("H2")
+def test_an_estop_pressed_again_while_latched_in_estop_is_the_same_latch() -> None:
+    """The long profile's shrunk example: the E-stop pressed at a pulse's end (latched ``estop`` at once), then
+    a second press 1 ms later: the checker asked for an estop trip after the second press; a session already
+    latched in ``estop`` by the first is what the second press asks for."""
+    m = _session(seed=0, plasma_ms=0.0, thermometer_ms=0.0, valve_ms=2.0, safety_timeout_ms=20.0)
+    m.inject(Fault(device="safety", kind="estop", at_s=0.0), "pulse_end", 1)
+    m.inject(Fault(device="safety", kind="estop", at_s=0.0), None, 1)
+    events = _finish(m)
+    assert events[-1]["outcome"] == "estop"

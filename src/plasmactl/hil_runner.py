@@ -16,19 +16,20 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from plasmactl import clock as clockmod
 from plasmactl.controller.owner import Controller
-from plasmactl.events import read_events
+from plasmactl.events import AuditLog, read_events
 from plasmactl.faults import Fault, FaultScenario, load_faults
 from plasmactl.inputs import LoadedFile
 from plasmactl.plan import Plan
-from plasmactl.ports import SessionResult
+from plasmactl.ports import Devices, SessionResult
 from plasmactl.rig import Rig
-from plasmactl.session import SessionInputs, SimulatedWorld, run_session
+from plasmactl.session import SessionInputs, SimulatedWorld, open_rig, run_session
 
 CONTROL_TIMEOUT_S = 5.0
+T = TypeVar("T")
 
 
 class NotInjectable(Exception):
@@ -238,6 +239,25 @@ class HilRunner:
         run = HilRun(result, events, summary, out, todo)
         self.runs.append(run)
         return run
+
+    def with_devices(self, check: Callable[[Devices], Awaitable[T]]) -> T:
+        """Driver-level access for a direct check: the rig's devices opened as a session opens them (served
+        ones spawned first, identities checked, this host's endpoint locks held), ``check`` run on them, all
+        closed again. Nothing is armed or fired unless ``check`` does it."""
+        out = self.out_dir / f"devices-{len(self.runs) + 1}"
+        out.mkdir(parents=True, exist_ok=True)
+        inputs = SessionInputs(plan=self.plan, plan_file=None, rig=self.rig)
+
+        async def main() -> T:
+            clock = clockmod.LoopClock()
+            log = AuditLog(out / "events.jsonl", clock)
+            try:
+                async with open_rig(inputs, clock, log) as (devices, _):
+                    return await check(devices)
+            finally:
+                log.close()
+
+        return clockmod.run(main(), virtual=self.virtual)
 
 
 async def _fire(injector: FaultInjector, trigger: Trigger) -> None:

@@ -144,11 +144,26 @@ def _estop_pressed(ctx: Record, v: Violations, faults: Any) -> None:
         # a link that answered during the press for less than the inputs' staleness bound may not have been read
         if dark and _longest_answer(dark, s0, min(s1, t_end)) <= max(refresh, ctx.max_age_s.get("safety", 0.5)):
             continue  # the safety link was silent for (nearly) all of the press the session saw
+        if _estop_latched_at(ctx, s0):
+            continue  # pressed again while the session was already latched in estop by an earlier press
         if not any(t.get("rule") == "estop" and float(t["t"]) >= s0 - EPS_S for t in ctx.trips):
             v["estop_not_latched"].append(
                 f"E-stop pressed at {s0:.4f} for {'ever' if math.isinf(s1) else f'{1000 * (s1 - s0):.0f} ms'}:"
                 f" the session ended {ctx.end.get('outcome')} with no estop trip"
             )
+
+
+def _estop_latched_at(ctx: Record, t: float) -> bool:
+    """The session was latched in ``estop`` at ``t`` (an estop trip before it, no accepted reset since)."""
+    latched = False
+    for e in ctx.events:
+        if float(e["t"]) > t:
+            break
+        if e.get("event") == "interlock_trip" and e.get("rule") == "estop":
+            latched = True
+        elif e.get("event") == "reset" and e.get("ok"):
+            latched = False
+    return latched
 
 
 def _longest_answer(dark: list[tuple[float, float]], t0: float, t1: float) -> float:

@@ -281,22 +281,27 @@ async def run_session(
         raise
     finally:
         with contextlib.suppress(RuntimeError):
-            log.emit(
-                "session_end",
-                outcome=result.outcome,
-                cause=result.cause,
-                pulses=result.pulses,
-                sprays=result.sprays,
-                internal_error=result.internal_error,
-                signal=result.signal,
-                error=error,
-                wall_time=clock.wall_time(),
-            )
+            emit_session_end(log, result, error, clock)
         log.close()
         write_summary(out_dir, anchor=log.anchor)
         if record is not None:
             (out_dir / SIMULATOR_RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
     return result
+
+
+def emit_session_end(log: AuditLog, result: SessionResult, error: str | None, clock: clockmod.Clock) -> None:
+    """The record's last line: how the session ended."""
+    log.emit(
+        "session_end",
+        outcome=result.outcome,
+        cause=result.cause,
+        pulses=result.pulses,
+        sprays=result.sprays,
+        internal_error=result.internal_error,
+        signal=result.signal,
+        error=error,
+        wall_time=clock.wall_time(),
+    )
 
 
 def _emit_tissue(log: AuditLog, world: SimulatedWorld) -> None:

@@ -57,6 +57,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from plasmactl.faults import Fault
+from plasmactl.simulators.served_transports import stop_server
 from plasmactl.simulators.served_units import ServedPlasma, ServedSpray
 from plasmactl.simulators.world import SimWorld
 
@@ -152,14 +153,7 @@ class ControlServer:
         return self.endpoint
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        if self._handlers:
-            await asyncio.wait(list(self._handlers))
-        if self._server is not None:
-            await self._server.wait_closed()
+        await stop_server(self._server, self._handlers)
 
     # ------------------------------------------------------------------------------------ connections
 

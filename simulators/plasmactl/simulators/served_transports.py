@@ -47,6 +47,18 @@ log = logging.getLogger("plasmactl.served")
 MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
 
 
+async def stop_server(server: asyncio.Server | None, handlers: set[asyncio.Task[None]]) -> None:
+    """Stop listening, cancel every connection's handler and wait for them, then for the server to close."""
+    if server is not None:
+        server.close()
+    for task in list(handlers):
+        task.cancel()
+    if handlers:
+        await asyncio.wait(list(handlers))
+    if server is not None:
+        await server.wait_closed()
+
+
 class ModbusTcpServer:
     """Modbus TCP: every unit on one port; each connection's requests are answered in order.
 
@@ -73,14 +85,7 @@ class ModbusTcpServer:
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        if self._handlers:
-            await asyncio.wait(list(self._handlers))
-        if self._server is not None:
-            await self._server.wait_closed()
+        await stop_server(self._server, self._handlers)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

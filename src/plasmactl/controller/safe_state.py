@@ -251,11 +251,21 @@ class _Disarm:
 
 
 async def cool_pending(c: Controller, missed_reason: str | None, disarm: _Disarm) -> Trip | None:
-    """Deliver the spray for the pulses still inside their window; the cooling-missed trip if it could not
-    (recorded, as a latched fault, when the miss is known). ``disarm`` goes once the spray's confirmation is
-    settled (seen or missed), before the spray runs out."""
+    """Deliver the spray for the pulses still inside their window; the trip if it could not (cooling missed,
+    or the water lost during the spray), already recorded as a latched fault (a missed cooling's when the
+    miss is known). ``disarm`` goes once the spray's confirmation is settled (seen or missed), before the spray
+    runs out."""
     with bus_priority.at(BusPriority.COOLING):
-        return await _cool_pending(c, missed_reason, disarm)
+        found = await _cool_pending(c, missed_reason, disarm)
+    if found is not None and found.rule != Rule.COOLING_NOT_CONFIRMED:
+        _record_once(c, found)  # the flow lost while the spray ran
+    return found
+
+
+def _record_once(c: Controller, trip: Trip) -> None:
+    if trip.rule not in c.tripped:  # (the trip being handled may be this rule's own)
+        c.record_trip(trip, latched=True, latch="fault")
+        c.tripped.add(trip.rule)
 
 
 async def _cool_pending(c: Controller, missed_reason: str | None, disarm: _Disarm) -> Trip | None:
@@ -285,9 +295,7 @@ async def _cool_pending(c: Controller, missed_reason: str | None, disarm: _Disar
     c.log.emit("cooling_missed", pulses=list(pend.pulses), reason=reason)
     missed = il.cooling_missed(pend.pulses, reason)
     # its trip is recorded now, inside the window if the miss is known then, not after the calls below
-    if missed.rule not in c.tripped:  # (the trip being handled may be this rule's own)
-        c.record_trip(missed, latched=True, latch="fault")
-        c.tripped.add(missed.rule)
+    _record_once(c, missed)
     know.pending = None
     await disarm()
     await _late_spray(c, pend.spray)
