@@ -345,3 +345,14 @@ def test_an_estop_pressed_again_while_latched_in_estop_is_the_same_latch() -> No
     m.inject(Fault(device="safety", kind="estop", at_s=0.0), None, 1)
     events = _finish(m)
     assert events[-1]["outcome"] == "estop"
+
+
+@pytest.mark.hazard("H2")
+def test_an_estop_pressed_as_the_last_spray_ends_latches_estop() -> None:
+    """The long profile's shrunk example: the E-stop pressed inside the step that writes the last spray's
+    end; the plan's end followed in that same step and the session ended ``complete`` with the E-stop
+    pressed. The end of a plan now reads the E-stop once more: pressed, it latches ``estop``."""
+    m = _session(seed=0, plasma_ms=0.0, thermometer_ms=0.0, valve_ms=2.0, safety_timeout_ms=20.0)
+    m.inject(Fault(device="safety", kind="estop", at_s=0.0), "spray_end", 6)
+    events = _finish(m)
+    assert events[-1]["outcome"] == "estop", [e["event"] for e in events[-8:]]

@@ -19,7 +19,7 @@ from plasmactl.controller import interlocks as il
 from plasmactl.controller import machine, watchers
 from plasmactl.controller.machine import TransitionRefused
 from plasmactl.controller.messages import Deadline, Finish, SprayDue, Tick
-from plasmactl.controller.trips import CoolingFacts, PulseFacts
+from plasmactl.controller.trips import CoolingFacts, PulseFacts, Rule
 from plasmactl.limits import Caps
 from plasmactl.ports import DeviceError, PlasmaStatus, SprayStatus
 from plasmactl.rig import DEVICES
@@ -330,6 +330,11 @@ class PulseCycle:
             return
         await c.calls.command("plasma", c.d.plasma.disarm)
         c.log.emit("plasma_disarm", ok=True, cause="plan delivered")
+        # the E-stop as the plan ends: a press in its last moment (the owner may not have yielded since) latches
+        trip = il.estop(c.snapshot()) if await c.calls.poll("safety") else None
+        if trip is not None and trip.rule == Rule.ESTOP:
+            await c.on_trip(trip)
+            return
         c.go("disarm")
         c.go("finish")
         ledger = c.ledger.summary()
