@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RIGS = ("sim-tcp", "sim-rtu")
 SQUATTED = (502, 1502, 5020)  # Modbus' port, the old example port and serve-sim's default
 HIL_TIMEOUT_S = 900
+PYTEST_HIL = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "hil")]
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +63,7 @@ def hil_runs(squatter: list[int], tmp_path_factory: pytest.TempPathFactory) -> d
         out = base / rig
         out.mkdir()
         args = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            str(ROOT / "hil"),
+            *PYTEST_HIL,
             "--rig",
             str(ROOT / "examples" / "rigs" / f"{rig}.toml"),
             "--junitxml",
@@ -151,7 +146,7 @@ def test_a_rig_naming_a_device_that_is_not_there_fails_fast(tmp_path: Path) -> N
     rig.write_text(body, encoding="utf-8")
     started = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "hil"), "--rig", str(rig), "-x"],
+        [*PYTEST_HIL, "--rig", str(rig), "-x"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -161,7 +156,7 @@ def test_a_rig_naming_a_device_that_is_not_there_fails_fast(tmp_path: Path) -> N
     assert out.returncode != 0
     assert "is not what it says" in out.stdout and f"127.0.0.1:{free}" in out.stdout, out.stdout[-3000:]
     bad = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "hil"), "--rig", str(tmp_path)],
+        [*PYTEST_HIL, "--rig", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -176,13 +171,7 @@ def test_hil_on_its_default_rig(tmp_path: Path) -> None:
     """Without ``--rig`` the suite spawns the served simulators over Modbus TCP on free ports itself."""
     out = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            str(ROOT / "hil"),
+            *PYTEST_HIL,
             "-k",
             "every_device or plan_completes",
             "--hil-report",

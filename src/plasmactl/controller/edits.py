@@ -32,7 +32,7 @@ EDITABLE: Mapping[str, frozenset[str]] = {
     "pulse": frozenset({"energy_j", "pulse_ms"}),
     "cooling": frozenset({"spray_ms"}),
 }
-__all__ = ["EDITABLE", "Edit", "EditResult", "apply", "edited_plan", "refusal"]
+__all__ = ["EDITABLE", "Edit", "EditResult", "apply", "edited_plan", "plain", "refusal"]
 
 
 def refusal(c: Controller, changes: Changes) -> str | None:
@@ -73,7 +73,7 @@ async def apply(c: Controller, edit: Edit) -> EditResult:
     try:
         result = await _apply(c, edit.changes)
     except DeviceError as exc:  # the generator may hold part of it: the owner trips (re-raised), nothing fires
-        _answer(c, edit, EditResult(False, f"the generator did not take the edit: {exc}", _plain(edit.changes)))
+        _answer(c, edit, EditResult(False, f"the generator did not take the edit: {exc}", plain(edit.changes)))
         raise
     return _answer(c, edit, result)
 
@@ -93,21 +93,21 @@ def _answer(c: Controller, edit: Edit, result: EditResult) -> EditResult:
 
 
 async def _apply(c: Controller, changes: Changes) -> EditResult:
-    plain = _plain(changes)
+    asked = plain(changes)
     why = refusal(c, changes)
     if why is not None:
-        return EditResult(False, why, plain)
+        return EditResult(False, why, asked)
     try:
         new = edited_plan(c.plan, changes)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return EditResult(False, f"the edited plan is not valid: {problems}", plain)
+        return EditResult(False, f"the edited plan is not valid: {problems}", asked)
     combination = budget_problems(new, c.rig)
     if combination:
-        return EditResult(False, "; ".join(combination), plain)
+        return EditResult(False, "; ".join(combination), asked)
     now = await c.calls.plasma_status()
     if now.armed or now.output_on:  # paused means off and disarmed (the monitor judges anything else)
-        return EditResult(False, "the generator is not off and disarmed", plain)
+        return EditResult(False, "the generator is not off and disarmed", asked)
     energy_j, pulse_ms = new.pulse.energy_j, new.pulse.pulse_ms
     limit_j = new.limits.energy_limit_j(energy_j)
     await c.calls.command("plasma", lambda: c.d.plasma.configure(energy_j, pulse_ms, limit_j))
@@ -117,12 +117,12 @@ async def _apply(c: Controller, changes: Changes) -> EditResult:
     if problem is not None:  # the generator holds neither plan's settings as acknowledged
         trip = il.setpoints_not_held(problem)
         await c.on_trip(trip)
-        return EditResult(False, trip.reason, plain)
+        return EditResult(False, trip.reason, asked)
     switch_to(c, new)
-    return EditResult(True, "applied", plain, c.know.pulses_started + 1)
+    return EditResult(True, "applied", asked, c.know.pulses_started + 1)
 
 
-def _plain(changes: Changes) -> dict[str, dict[str, Any]]:
+def plain(changes: Changes) -> dict[str, dict[str, Any]]:
     return {section: dict(fields) for section, fields in changes.items()}
 
 

@@ -393,4 +393,4 @@ STALE_RULES = frozenset({Rule.SAFETY_INPUTS_STALE, Rule.SPRAY_STATUS_STALE, Rule
 
 
 def _ended(changes: Changes) -> EditResult:
-    return EditResult(False, "the session has ended", {k: dict(v) for k, v in changes.items()})
+    return EditResult(False, "the session has ended", edits.plain(changes))
