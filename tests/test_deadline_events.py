@@ -584,3 +584,42 @@ def test_a_trip_sends_its_off_before_fsyncing_its_record(tmp_path: Path, monkeyp
     after = [x for x in order[trip + 1 :] if x in ("fsync", "off")]
     assert after[:2] == ["off", "fsync"], order[trip : trip + 6]
     assert order[trip + 1 : order.index("fsync", trip)].count("write plasma_off") == 1
+
+
+@pytest.mark.hazard("H2")
+def test_a_generator_that_refused_a_fire_with_an_answer_gets_the_full_off_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIRE refused with an answer (a Modbus exception response: the generator's own E-stop input) trips,
+    but the generator is there: its off gets the link's whole budget, not the 10 ms a silent one gets. Before,
+    on a busy RTU bus the short attempt failed and the acknowledged off came only after the cooling, 250 ms
+    after the press (found by the hil suite's E-stop reaction test)."""
+    from plasmactl.plan import load_plan
+    from plasmactl.ports import DeviceError
+    from plasmactl.session import SessionInputs, run_blocking
+    from plasmactl.simulators.devices import SimPlasma
+
+    real_fire, real_off = SimPlasma.fire, SimPlasma.output_off
+    fired: list[int] = []
+
+    async def fire(self: SimPlasma) -> None:
+        fired.append(1)
+        if len(fired) == 2:
+            raise DeviceError("plasma", "write 10=[3] @1: exception response to FC6: server device failure", 4)
+        await real_fire(self)
+
+    async def output_off(self: SimPlasma) -> None:
+        await asyncio.sleep(0.015)  # a shared bus: 15 ms to get the off through (virtual time; budget 20 ms)
+        await real_off(self)
+
+    monkeypatch.setattr(SimPlasma, "fire", fire)
+    monkeypatch.setattr(SimPlasma, "output_off", output_off)
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    plan, plan_file = load_plan(str(examples / "plans" / "short.toml"))
+    run_blocking(SessionInputs(plan=plan, plan_file=plan_file), tmp_path, handle_sigint=False)
+    events = read_events(tmp_path / "events.jsonl")
+    trip = next(i for i, e in enumerate(events) if e["event"] == "interlock_trip")
+    assert events[trip]["rule"] == "device_no_reply" and "exception response" in events[trip]["reason"]
+    off = next(e for e in events[trip:] if e["event"] == "plasma_off")
+    assert off["ok"] is True, off
+    assert float(off["t"]) - float(events[trip]["t"]) < 0.05

@@ -751,3 +751,43 @@ async def test_an_undecodable_reply_is_a_typed_error_at_once(
         server.close()
         await server.wait_closed()
     assert not [r for r in caplog.records if r.name == "asyncio" and r.levelname == "ERROR"], caplog.text
+
+
+@pytest.mark.parametrize("arrives", ["reply", "error"])
+def test_a_cancellation_that_comes_with_the_reply_is_not_lost(arrives: str) -> None:
+    """A task cancelled in the loop step its reply (or a garbled one's error) arrives: pymodbus awaits the reply
+    with ``asyncio.wait_for``, which on Python 3.11 then returns the reply (or raises the error) and drops the
+    cancellation. The link re-raises it: before, a controller helper told to stop at that instant went on as
+    if never told (its further errors unlogged, as a repeated comm error is), and the session's end,
+    awaiting it, waited for ever (a hil run on the RTU rig hung in CI after a fault on the shared bus)."""
+    from pymodbus.exceptions import ModbusIOException
+
+    async def main() -> str:
+        link = ModbusLink(TcpEndpoint("127.0.0.1", 1))
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
+
+        async def send(client: Any) -> Any:
+            del client
+            reply: asyncio.Future[str] = loop.create_future()
+
+            def arrive_and_cancel() -> None:
+                if arrives == "reply":
+                    reply.set_result("the reply")
+                else:
+                    reply.set_exception(ModbusIOException("bad CRC"))
+                me.cancel()
+
+            loop.call_soon(arrive_and_cancel)
+            return await asyncio.wait_for(reply, 5.0)
+
+        try:
+            await link._attempt(send, cast(Any, None), 1.0)
+        except asyncio.CancelledError:
+            return "cancelled"
+        except Exception as exc:  # noqa: BLE001 - what the test reports
+            return f"went on with {type(exc).__name__}"
+        return "went on"
+
+    assert asyncio.run(main()) == "cancelled"

@@ -78,11 +78,15 @@ def hil_runs(squatter: list[int], tmp_path_factory: pytest.TempPathFactory) -> d
             procs[rig] = proc
             try:
                 proc.wait(timeout=HIL_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                pass  # reported below with what the run printed
             finally:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
         text = (out / "pytest.log").read_text()
+        hung = proc.returncode == -9
+        assert not hung, f"pytest hil --rig {rig}.toml still running after {HIL_TIMEOUT_S} s:\n{text[-6000:]}"
         assert proc.returncode == 0, f"pytest hil --rig {rig}.toml failed:\n{text[-6000:]}"
     return {rig: base / rig for rig in RIGS}
 

@@ -152,3 +152,37 @@ def test_a_lock_names_its_holder_and_dies_with_it(tmp_path: Path, monkeypatch: p
     mine.acquire("plasma", tcp_key("127.0.0.1", 1502))
     mine.acquire("safety", tcp_key("127.0.0.1", 1502))  # a second device behind the same endpoint
     mine.release()
+
+
+def test_a_holder_that_has_not_written_its_name_yet_is_still_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock is taken, then its holder's name written: a session refused in between waits for the name
+    (before: "holder unknown", seen in CI when two runs started together)."""
+    import fcntl
+    import threading
+    import time
+
+    from plasmactl.drivers.host_locks import EndpointBusy, HostLocks, tcp_key
+
+    monkeypatch.setenv("PLASMACTL_LOCK_DIR", str(tmp_path))
+    first = HostLocks("probe")
+    first.acquire("plasma", tcp_key("127.0.0.1", 1502))  # makes the lock file
+    first.release()
+    (lock,) = tmp_path.glob("*.lock")
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.ftruncate(fd, 0)
+
+    def name_it() -> None:
+        time.sleep(0.1)
+        os.write(fd, b"the late writer, pid 1")
+
+    writer = threading.Thread(target=name_it)
+    writer.start()
+    try:
+        with pytest.raises(EndpointBusy, match=r"\(the late writer, pid 1\)"):
+            HostLocks("me").acquire("plasma", tcp_key("127.0.0.1", 1502))
+    finally:
+        writer.join()
+        os.close(fd)

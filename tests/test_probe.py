@@ -130,5 +130,7 @@ def test_swapped_unit_ids_name_the_device_found(tmp_path: Path, served_tcp: dict
 )
 def test_a_bad_rig_file_exits_2(tmp_path: Path, text: str, message: str) -> None:
     code, report, err = _probe(_write(tmp_path, text))
-    assert code == 2 and report is None
+    # with --json, bad input is one JSON object on stdout too (tests/test_cli_conventions.py)
+    assert code == 2 and report is not None and report["ok"] is False and report["exit_code"] == 2
+    assert any(message in p for p in report["problems"])
     assert message in err

@@ -145,3 +145,37 @@ def test_the_example_rigs_name_no_fixed_tcp_port(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     start = next(e for e in read_events(tmp_path / "out" / "events.jsonl") if e["event"] == "serve_sim")
     assert start["report"]["modbus_tcp"]["port"] != 0
+
+
+def test_a_chatty_server_is_never_blocked_on_its_own_pipes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the server prints after its report (warnings, pymodbus' error lines) is read as it comes: before,
+    nobody read its pipes, and a server that had printed 64 KiB blocked in write() with its devices in it."""
+    import asyncio
+
+    from plasmactl import spawn
+    from plasmactl.faults import FaultScenario
+    from plasmactl.rig import ServeSim
+
+    done = tmp_path / "done"
+    fake = tmp_path / "fake-python"
+    fake.write_text(
+        "#!" + sys.executable + "\n"
+        "import sys\n"
+        "print('{}', flush=True)\n"
+        "for _ in range(64):\n"
+        "    sys.stderr.write('x' * 16384); sys.stderr.flush(); sys.stdout.write('y' * 16384); sys.stdout.flush()\n"
+        f"open({str(done)!r}, 'w').close()\n"
+        "sys.stdin.read()\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))  # what spawn starts the server with
+
+    async def main() -> bool:
+        async with spawn.spawned_server(ServeSim(modbus_tcp="127.0.0.1:0"), 1, FaultScenario(), None):
+            for _ in range(100):
+                if done.exists():
+                    return True
+                await asyncio.sleep(0.05)
+        return False
+
+    assert asyncio.run(main()), "the server is stuck writing to a pipe nobody reads"

@@ -3,31 +3,37 @@
 Exit codes: 0 complete; 4 the plan ran to its end but some spot is not as planned (a pulse cut by a
 pause is never fired again: see the ledger in summary.json); 3 ended in a fault, trip or E-stop (safe state
 reached); 2 bad input; 130 interrupted (SIGINT), 143 terminated (SIGTERM); 1 internal error.
+
+Conventions of every command: ``-h`` is ``--help``; bad input (a file, an argument, an output path that
+cannot be written) is refused before any work starts, with exit 2 and a message naming it, never a
+traceback. ``run``, ``check`` and ``probe`` take ``--json`` (one JSON object on stdout, the rest on stderr);
+``run`` takes ``--quiet`` and ``--log-level`` for its event stream, and shows its progress on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from plasmactl import cli_tools
-from plasmactl.budget import budget_line, budget_problems, cooling_budget
-from plasmactl.faults import FaultScenario, check_against_plan, load_faults
+from plasmactl import cli_check, cli_monitor, cli_replay, cli_report, cli_resume, cli_sweep, cli_tools
+from plasmactl.cli_inputs import load_inputs
+from plasmactl.cli_output import NOTABLE, RED_EVENTS, JsonCommand, LogLevel, Output, console_level, write_json
+from plasmactl.cli_progress import reporter
+from plasmactl.console_format import describe
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import ensure_out_dir
-from plasmactl.plan import load_plan
 from plasmactl.ports import SessionResult
-from plasmactl.rig import load_rig
-from plasmactl.session import SessionInputs, run_blocking
+from plasmactl.session import run_blocking
+
+__all__ = ["NOTABLE", "app", "exit_code", "load_inputs", "main"]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFE_STOP, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -37,8 +43,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Control a plasma-pulse / cold-spray treatment rig (simulated or real).",
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
-err = Console(stderr=True, highlight=False)
 
 
 def _print_version(value: bool) -> None:
@@ -58,55 +64,6 @@ def _root(
     """Control a plasma-pulse / cold-spray treatment rig (simulated or real)."""
 
 
-# Events shown in the default stream (everything is in the audit log; --verbose shows all of it).
-NOTABLE = frozenset(
-    {
-        "self_test",
-        "interlock_trip",
-        "plasma_off",
-        "plasma_disarm",
-        "fault",
-        "estop",
-        "cooling_missed",
-        "comm_error",
-        "warning",
-        "abort",
-        "resume",
-        "reset",
-        "controller_error",
-        "safety_input",
-        "tissue_error",
-        "session_end",
-    }
-)
-
-
-def load_inputs(plan: Path, rig: Path | None, faults: Path | None, seed: int) -> SessionInputs:
-    p, pf = load_plan(str(plan))
-    r, rf = load_rig(str(rig) if rig else None)
-    f, ff = (FaultScenario(), None) if faults is None else load_faults(str(faults))
-    problems = check_against_plan(f, p.pulse_count, p.limits.max_session_s)
-    if problems:
-        raise InputError(str(faults), problems)
-    combination = budget_problems(p, r)
-    if combination:
-        raise InputError(f"{plan} on {rig if rig else 'the default rig'}", combination)
-    return SessionInputs(plan=p, plan_file=pf, rig=r, rig_file=rf, faults=f, faults_file=ff, seed=seed)
-
-
-def _bad_input(exc: InputError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(exc.source)}:", markup=True, soft_wrap=True)
-    for problem in exc.problems:
-        err.print(f"  - {problem}", markup=False, soft_wrap=True)
-    return typer.Exit(EXIT_BAD_INPUT)
-
-
-def _describe(e: Mapping[str, Any]) -> str:
-    hidden = ("t", "event", "plan", "rig", "faults", "prev_sha256")  # the chain's hash stays in the log
-    fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in hidden)
-    return f"{e['t']:10.3f}s  {e['event']:<15} {fields}"
-
-
 def exit_code(result: SessionResult) -> int:
     if result.internal_error:
         return EXIT_INTERNAL
@@ -119,7 +76,7 @@ def exit_code(result: SessionResult) -> int:
     return EXIT_SAFE_STOP
 
 
-@app.command()
+@app.command(cls=JsonCommand)
 def run(
     plan: Annotated[Path, typer.Argument(help="Plan file (TOML).")],
     rig: Annotated[Path | None, typer.Option(help="Rig file (TOML); default: in-process simulators.")] = None,
@@ -128,66 +85,88 @@ def run(
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the simulated devices.")] = 0,
     realtime: Annotated[bool, typer.Option(help="Run on the real clock instead of virtual time.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Allow an --out folder that already holds a log.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every event.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every event (--log-level debug).")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and the final line, on stderr; no progress.")
+    ] = False,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(
+            "--log-level",
+            case_sensitive=False,
+            help="Events the stream shows: debug (all), info (default), warning, error.",
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object on stdout (outcome, exit code, summary); text on stderr.")
+    ] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Show the live dashboard in this terminal (a: abort; q: close at the end).")
+    ] = False,
 ) -> None:
     """Run a treatment session; leaves OUT/events.jsonl and OUT/summary.json."""
+    output = Output(json_mode=json_output, quiet=quiet, level=console_level(verbose, quiet, log_level))
     try:
         inputs = load_inputs(plan, rig, faults, seed)
     except InputError as exc:
-        raise _bad_input(exc) from None
+        raise output.bad_input(exc) from None
     out_dir = out if out is not None else Path("out") / f"{plan.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out_dir / "events.jsonl").exists() and not overwrite:
-        raise _bad_input(
-            InputError(
-                str(out_dir),
-                ["already holds a session's events.jsonl; choose another --out or pass --overwrite"],
-            )
-        )
     try:
+        if live and not sys.stdout.isatty():
+            raise InputError("--live", ["the dashboard needs a terminal (stdout is not one)"])
+        if (out_dir / "events.jsonl").exists() and not overwrite:
+            raise InputError(
+                str(out_dir), ["already holds a session's events.jsonl; choose another --out or pass --overwrite"]
+            )
         ensure_out_dir(out_dir)
     except InputError as exc:
-        raise _bad_input(exc) from None
+        raise output.bad_input(exc) from None
 
-    console = Console(highlight=False, soft_wrap=True)
     if not inputs.rig.virtual_time_ok and not realtime:
-        console.print("note: a rig with devices on wires runs on the real clock (--realtime)")
+        output.info("note: a rig with devices on wires runs on the real clock (--realtime)")
         realtime = True
     total = inputs.plan.pulse_count
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("session {task.fields[t]:>8.1f} s"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
+    output.info(
+        f"plasmactl: plan [bold]{escape(inputs.plan.name)}[/] ({total} pulses), rig {escape(inputs.rig.name)},"
+        f" {len(inputs.faults.fault)} fault(s), seed {seed}, {'real time' if realtime else 'virtual time'}"
+        f" -> {escape(str(out_dir))}"
     )
-    task = progress.add_task(escape(inputs.plan.name), total=total, t=0.0)
+    progress = reporter(
+        output.err,
+        title=inputs.plan.name,
+        unit="spot",
+        total=total,
+        shown_total=inputs.plan.spots.count,
+        session_time=True,
+        enabled=not quiet,
+    )
+    spot_of: dict[int, int] = {}
+    at = {"pulse": 0, "spot": 0}
 
     def show(e: Mapping[str, Any]) -> None:
         name = e["event"]
-        if name == "pulse_end":
-            progress.update(task, completed=e["pulse"], t=e["t"])
-        if (
-            verbose
-            or name in NOTABLE
-            or (name == "state" and e.get("dest") in ("paused", "fault", "estop", "complete"))
-        ):
-            style = (
-                "bold red" if name in ("interlock_trip", "fault", "estop", "controller_error", "tissue_error") else ""
-            )
-            progress.console.print(_describe(e), style=style, markup=False, soft_wrap=True)
+        if name == "pulse_start":
+            spot_of[e["pulse"]] = e["spot"]
+        elif name == "pulse_end":
+            at["pulse"], at["spot"] = e["pulse"], spot_of.get(e["pulse"], at["spot"])
+        progress.update(at["pulse"], shown=at["spot"], t=e["t"])
+        if output.shows(e):
+            style = "bold red" if name in RED_EVENTS else ""
+            output.human.print(describe(e), style=style, markup=False, soft_wrap=True)
 
-    console.print(
-        f"plasmactl: plan [bold]{escape(inputs.plan.name)}[/] ({total} pulses), rig {escape(inputs.rig.name)},"
-        f" {len(inputs.faults.fault)} fault(s), seed {seed}, {'real time' if realtime else 'virtual time'}"
-        f" -> {out_dir}"
-    )
     try:
-        with progress:
-            result = run_blocking(inputs, out_dir, realtime=realtime, listeners=(show,))
+        if live:  # the session in a thread of its own, the dashboard here (plasmactl.live_run)
+            from plasmactl.live_run import run_live
+
+            result = run_live(inputs, out_dir, realtime=realtime)
+        else:
+            with progress:
+                result = run_blocking(inputs, out_dir, realtime=realtime, listeners=(show,))
     except Exception as exc:  # noqa: BLE001 - the log already holds session_end; report and exit 1
-        err.print(f"internal error: {type(exc).__name__}: {exc} (see {out_dir / 'events.jsonl'})")
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        output.err.print(f"{error} (see {out_dir / 'events.jsonl'})", markup=False)
+        if json_output:
+            write_json({"ok": False, "exit_code": EXIT_INTERNAL, "error": error, "out_dir": str(out_dir)})
         raise typer.Exit(EXIT_INTERNAL) from None
     finally:
         # the session is over (its record is closed): a signal now cannot change its outcome or exit code
@@ -195,144 +174,62 @@ def run(
             signal.signal(sig, signal.SIG_IGN)
     code = exit_code(result)
     colour = "green" if code == 0 else "red"
-    console.print(
-        f"[{colour}]session {result.outcome}[/]"
-        + (f" ({result.cause})" if result.cause else "")
-        + f": {result.pulses} pulses, {result.sprays} sprays; log {out_dir / 'events.jsonl'},"
-        f" summary {out_dir / 'summary.json'}"
+    output.final(
+        f"[{colour}]session {escape(result.outcome)}[/]"
+        + (f" ({escape(result.cause)})" if result.cause else "")
+        + f": {result.pulses} pulses, {result.sprays} sprays; log {escape(str(out_dir / 'events.jsonl'))},"
+        f" summary {escape(str(out_dir / 'summary.json'))}"
     )
-    _report_summary(console, out_dir)
+    summary = _read_summary(out_dir)
+    _report_summary(output, summary)
+    if json_output:
+        write_json(
+            {
+                "ok": code == EXIT_OK,
+                "exit_code": code,
+                "outcome": result.outcome,
+                "cause": result.cause,
+                "signal": result.signal,
+                "out_dir": str(out_dir),
+                "pulses": result.pulses,
+                "sprays": result.sprays,
+                "summary": summary,
+            }
+        )
     raise typer.Exit(code)
 
 
-def _report_summary(console: Console, out_dir: Path) -> None:
-    """What the summary says that a person must not miss: spots not delivered as planned, a physics error."""
+def _read_summary(out_dir: Path) -> dict[str, Any] | None:
     try:
         summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def _report_summary(output: Output, summary: dict[str, Any] | None) -> None:
+    """What the summary says that a person must not miss: spots not delivered as planned, a physics error."""
+    if summary is None:
         return
     ledger = summary.get("ledger") or {}
     under, over = ledger.get("spots_under_dosed", 0), ledger.get("spots_over_dosed", 0)
     if under or over:
-        console.print(
+        output.error(
             f"[red]dose ledger: {under} spot(s) under-dosed {ledger.get('under_dosed', [])[:20]},"
             f" {over} over-dosed {ledger.get('over_dosed', [])[:20]}[/]",
             highlight=False,
         )
     if summary.get("tissue_error"):
-        console.print(f"[bold red]tissue physics failed:[/] {escape(str(summary['tissue_error']))}")
+        output.error(f"[bold red]tissue physics failed:[/] {escape(str(summary['tissue_error']))}")
 
 
-@app.command()
-def check(
-    plan: Annotated[Path, typer.Argument(help="Plan file (TOML).")],
-    rig: Annotated[Path | None, typer.Option(help="Rig file (TOML).")] = None,
-    faults: Annotated[Path | None, typer.Option(help="Fault scenario (TOML).")] = None,
-) -> None:
-    """Validate a plan (and rig, faults) without running anything."""
-    try:
-        inputs = load_inputs(plan, rig, faults, 0)
-    except InputError as exc:
-        raise _bad_input(exc) from None
-    p = inputs.plan
-    lim = p.limits
-    console = Console(highlight=False, soft_wrap=True)
-    console.print(
-        f"ok: plan {escape(repr(p.name))}: {len(p.spots.positions())} spots x {p.pulse.pulses_per_spot}"
-        f" = {p.pulse_count} pulses"
-        f" of {p.pulse.energy_j:g} J / {p.pulse.pulse_ms:g} ms ({p.fluence_j_cm2:.1f} J/cm2 on"
-        f" {p.spots.diameter_mm:g} mm), about {p.estimated_session_s() / 60:.1f} min;"
-        f" cooling {p.cooling.spray_ms:g} ms after every {p.cooling.when};"
-        f" max cooling delay {lim.max_cooling_delay_ms:g} ms, skin limit {lim.skin_temp_max_c:g} C;"
-        f" rig {escape(repr(inputs.rig.name))}; {len(inputs.faults.fault)} fault(s)"
-    )
-    console.print(pulse_bound_line(inputs))
-    console.print(budget_line(cooling_budget(p, inputs.rig)))
-
-
-def pulse_bound_line(inputs: SessionInputs) -> str:
-    """What holds a stuck-on output on this rig: the software pulse bound where the link allows it, else
-    the generator's own dose monitor (always set to the plan's energy + tolerance)."""
-    p, lim = inputs.plan, inputs.plan.limits
-    lat = inputs.rig.pulse_latencies_s()
-    bound_ms = lim.pulse_bound_s(p.pulse.pulse_ms, lat.fire_s, lat.off_s, lat.detect_s) * 1000.0
-    worst = lim.stuck_on_pct(p.pulse.pulse_ms, lat.fire_s, lat.off_s, lat.detect_s, lat.earliest_start_s)
-    line = (
-        f"pulse bound: a pulse still on {bound_ms:.2f} ms after its fire command is cut; the generator's energy"
-        f" limit is set to {lim.energy_limit_j(p.pulse.energy_j):g} J (+{lim.energy_tolerance_pct:g} %)"
-    )
-    if worst > 100.0 + lim.energy_tolerance_pct + 1e-6:
-        line += (
-            f". On this rig's link a stuck-on output at the set power could deliver up to {worst:.0f} % before the"
-            f" software bound cuts it: the generator's energy limit is what holds the dose"
-        )
-    return line
-
-
-@app.command()
-def sweep(
-    plan: Annotated[Path, typer.Argument(help="Plan file (TOML); keep it short: every combination runs it.")],
-    vary: Annotated[
-        list[str],
-        typer.Option(
-            help="NAME=start:stop:step or NAME=v1,v2 (repeat). cooling_delay_ms, a plan field, or a skin field."
-        ),
-    ],
-    out: Annotated[Path, typer.Option(help="Output folder for sweep.csv and sweep.png.")],
-    rig: Annotated[Path | None, typer.Option(help="Rig file (TOML); must be all simulators.")] = None,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local processes (default: all cores).")] = None,
-    dask_scheduler: Annotated[
-        str | None, typer.Option("--dask-scheduler", help="Run on a dask.distributed cluster at this address.")
-    ] = None,
-) -> None:
-    """Run a plan over a grid of parameters and tabulate the tissue results (CSV + PNG)."""
-    from plasmactl.sweep import parse_axes, run_sweep
-
-    try:
-        inputs = load_inputs(plan, rig, None, seed)
-        if not inputs.rig.all_simulated:
-            raise InputError(str(rig), ["a sweep runs on simulators only: every device kind must be 'sim'"])
-        axes = parse_axes(vary, inputs.plan)
-        if (out / "sweep.csv").exists():
-            raise InputError(str(out), ["already holds a sweep.csv; choose another --out"])
-        ensure_out_dir(out)  # before the runs: a folder that cannot be written would lose them all
-    except InputError as exc:
-        raise _bad_input(exc) from None
-    total = 1
-    for axis in axes:
-        total *= len(axis.values)
-    console = Console(highlight=False, soft_wrap=True)
-    console.print(
-        f"plasmactl sweep: plan {escape(repr(inputs.plan.name))}, {total} combinations of "
-        + ", ".join(f"{a.name} ({len(a.values)})" for a in axes)
-        + (f", on dask at {dask_scheduler}" if dask_scheduler else f", on {workers or 'all'} local processes")
-    )
-    progress = Progress(
-        TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    )
-    task = progress.add_task("sweep", total=total)
-    try:
-        with progress:
-            rows = run_sweep(
-                inputs.plan,
-                inputs.rig,
-                axes,
-                out,
-                seed=seed,
-                workers=workers,
-                dask_scheduler=dask_scheduler,
-                progress=lambda done, _total: progress.update(task, completed=done),
-            )
-    except InputError as exc:
-        raise _bad_input(exc) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    faulted = sum(1 for r in rows if r["outcome"] != "complete")
-    console.print(f"wrote {out / 'sweep.csv'} and {out / 'sweep.png'} ({len(rows)} rows, {faulted} ended early)")
-
-
+cli_check.register(app)
+cli_sweep.register(app)
 cli_tools.register(app)
+cli_report.register(app)
+cli_monitor.register(app)
+cli_resume.register(app)
+cli_replay.register(app)
 
 
 def main() -> None:

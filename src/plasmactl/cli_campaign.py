@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 
+from plasmactl.cli_output import Output
+from plasmactl.cli_progress import reporter
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import ensure_out_dir
 
@@ -30,28 +31,26 @@ def campaign(
         str | None, typer.Option("--dask-scheduler", help="Run on a dask.distributed cluster at this address.")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases (a quick look).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final line (stderr).")] = False,
 ) -> None:
     """Every fault kind at every moment of the pulse cycle, per transport: a table of how each session ended."""
     from plasmactl import campaign_table as ct
 
-    err = Console(stderr=True, highlight=False)
+    output = Output(quiet=quiet)
+    err = output.err
     transports = tuple(t.strip() for t in transport.split(",") if t.strip())
     if not transports or set(transports) - set(ct.TRANSPORTS) or len(set(transports)) != len(transports):
-        err.print(f"error: --transport {transport!r}: give inprocess, tcp or inprocess,tcp")
+        err.print(f"error: --transport {transport!r}: give inprocess, tcp or inprocess,tcp", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
         ensure_out_dir(out)  # before the runs: a folder that cannot be written would lose them all
     except InputError as exc:
-        err.print(f"error: {exc}")
+        err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    console = Console(highlight=False, soft_wrap=True)
     total = ct.case_count(transports, limit)
     where = f"dask at {dask_scheduler}" if dask_scheduler else f"{workers or 'all'} local processes"
-    console.print(f"plasmactl campaign: {total} sessions on {', '.join(transports)}, {where}")
-    progress = Progress(
-        TextColumn("[bold]campaign"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    )
-    task = progress.add_task("campaign", total=total)
+    output.info(f"plasmactl campaign: {total} sessions on {', '.join(transports)}, {escape(where)}")
+    progress = reporter(err, title="campaign", unit="session", total=total, enabled=not quiet)
     command = "plasmactl campaign --transport " + ",".join(transports) + (f" --limit {limit}" if limit else "")
     try:
         with progress:
@@ -59,16 +58,18 @@ def campaign(
                 transports,
                 workers=workers,
                 dask_scheduler=dask_scheduler,
-                progress=lambda done, _total: progress.update(task, completed=done),
+                progress=lambda done, _total: progress.update(done),
                 only=limit,
             )
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     csv_path, md_path = ct.write(rows, out, command)
     broken = [r for r in rows if not r.holds]
-    console.print(f"wrote {shlex.quote(str(csv_path))} and {shlex.quote(str(md_path))}: {len(rows)} sessions")
+    output.final(
+        f"wrote {shlex.quote(str(csv_path))} and {shlex.quote(str(md_path))}: {len(rows)} sessions", markup=False
+    )
     for r in broken[:10]:
-        console.print(
+        output.error(
             f"[bold red]broken:[/] {r.transport} {r.fault} at {r.moment}: "
             + ", ".join(f"{c}={getattr(r, c)}" for c in ct.MUST_BE_ZERO if getattr(r, c))
         )

@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from plasmactl.cli_output import JsonCommand, bad_input_json, write_json
 from plasmactl.inputs import InputError
+from plasmactl.out_dir import ensure_out_file
 from plasmactl.rig import load_rig
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_UNHEALTHY = 0, 2, 3
@@ -21,7 +23,7 @@ EXIT_CHAIN_BROKEN = 3  # verify-log: other tools are written against 0 / 2 / 3 a
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(probe)
+    app.command(cls=JsonCommand)(probe)
     app.command()(diagram)
     app.command("serve-sim")(serve_sim)
     app.command("verify-log")(verify_log)
@@ -49,6 +51,8 @@ def probe(
         the_rig, _ = load_rig(str(rig))
     except InputError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
+        if json_output:
+            write_json({"rig": str(rig), **bad_input_json(exc.source, exc.problems)})
         raise typer.Exit(EXIT_BAD_INPUT) from None
     from plasmactl import clock as clockmod
     from plasmactl.probe_rig import probe_with_serving
@@ -89,6 +93,7 @@ def diagram(
     write: Annotated[Path | None, typer.Option(help="Write the Markdown file here instead of printing.")] = None,
 ) -> None:
     """Print (or write) the state machine's Mermaid diagram, generated from its table."""
+    _check_writable(write)
     from plasmactl.controller.machine import diagram_markdown
 
     _print_or_write(diagram_markdown(), write)
@@ -187,9 +192,21 @@ def contracts(
     write: Annotated[Path | None, typer.Option(help="Write the Markdown file here instead of printing.")] = None,
 ) -> None:
     """Print (or write) the devices' register maps and line protocol, generated from their declarations."""
+    _check_writable(write)
     from plasmactl.drivers.contracts_doc import contracts_markdown
 
     _print_or_write(contracts_markdown(), write)
+
+
+def _check_writable(write: Path | None) -> None:
+    """Before generating anything: a ``--write`` path that cannot be written is bad input (exit 2)."""
+    if write is None:
+        return
+    try:
+        ensure_out_file(write)
+    except InputError as exc:
+        Console(stderr=True, highlight=False).print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
 def _print_or_write(text: str, write: Path | None) -> None:

@@ -108,7 +108,7 @@ class FaultScenario(BaseModel):
 
 
 def load_faults(path: str) -> tuple[FaultScenario, LoadedFile]:
-    return load_model(FaultScenario, path)
+    return load_model(FaultScenario, path, "faults")
 
 
 def check_against_plan(scenario: FaultScenario, pulses: int, max_session_s: float) -> list[str]:

@@ -22,6 +22,7 @@ from plasmactl import clock as clockmod
 from plasmactl.controller.owner import Controller
 from plasmactl.events import AuditLog, read_events
 from plasmactl.faults import Fault, FaultScenario, load_faults
+from plasmactl.hang_guard import bounded
 from plasmactl.inputs import LoadedFile
 from plasmactl.plan import Plan
 from plasmactl.ports import Devices, SessionResult
@@ -29,6 +30,15 @@ from plasmactl.rig import Rig
 from plasmactl.session import SessionInputs, SimulatedWorld, open_rig, run_session
 
 CONTROL_TIMEOUT_S = 5.0
+HANG_MARGIN_S = 60.0  # past the plan's own estimate (and any pause a test makes), a session is stuck
+
+
+def session_bound_s(plan: Plan) -> float:
+    """How long a test's session may take before it counts as hung: its session limit or ten times the plan's
+    estimate, whichever is shorter, plus a margin for the safe state and the tests' pauses."""
+    return min(plan.limits.max_session_s, 10.0 * plan.estimated_session_s()) + HANG_MARGIN_S
+
+
 T = TypeVar("T")
 
 
@@ -224,7 +234,7 @@ class HilRunner:
         )
 
         async def main() -> SessionResult:
-            return await run_session(
+            session = run_session(
                 inputs,
                 out,
                 listeners=(listener,),
@@ -232,6 +242,7 @@ class HilRunner:
                 on_world=injector.attach_world,
                 after_run=finished,
             )
+            return await bounded(session, session_bound_s(inputs.plan), f"the session in {out}")
 
         result = clockmod.run(main(), virtual=self.virtual)
         events = read_events(out / "events.jsonl")
@@ -248,7 +259,7 @@ class HilRunner:
         out.mkdir(parents=True, exist_ok=True)
         inputs = SessionInputs(plan=self.plan, plan_file=None, rig=self.rig)
 
-        async def main() -> T:
+        async def opened() -> T:
             clock = clockmod.LoopClock()
             log = AuditLog(out / "events.jsonl", clock)
             try:
@@ -256,6 +267,9 @@ class HilRunner:
                     return await check(devices)
             finally:
                 log.close()
+
+        async def main() -> T:
+            return await bounded(opened(), HANG_MARGIN_S, f"the device check in {out}")
 
         return clockmod.run(main(), virtual=self.virtual)
 

@@ -22,15 +22,18 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from plasmactl.invariants_outcome import EXIT_CODES, outcome_and_record
+
 Event = Mapping[str, Any]
 Violations = dict[str, list[str]]
+
+__all__ = ["EXIT_CODES", "Record", "check"]
 
 EPS_S = 1e-6  # times in the log are rounded to the nanosecond
 EPS_J = 1e-9
 ACTIONS = frozenset(
     {"plasma_off", "plasma_disarm", "plasma_arm", "spray_command", "spray_start", "spray_end", "pulse_start"}
 )
-EXIT_CODES = {"complete": {0}, "incomplete": {4}, "fault": {3}, "estop": {3}, "aborted": {130, 143}}
 # on a real clock (a loaded host, a call in flight) a missed window trips this late at most
 REAL_CLOCK_DETECTION_S = 0.050
 # a session judged while it runs: what a trip's safe state has to record (cooling_missed, plasma_off) is
@@ -59,7 +62,7 @@ def check(
     _trip_actions(ctx, v)
     _energy_and_dose(ctx, v)
     _edits(ctx, v)
-    _outcome(ctx, v, summary, exit_code, output)
+    outcome_and_record(ctx, v, summary, exit_code, output)
     if simulator is not None:
         from plasmactl.invariants_sim import against_simulator
 
@@ -364,51 +367,3 @@ def _edited(e: Event, energy_j: float, pulse_s: float) -> tuple[float, float]:
 
 def _same(a: Any, b: float) -> bool:
     return isinstance(a, int | float) and abs(float(a) - b) <= 1e-9 * max(1.0, abs(b))
-
-
-def _outcome(ctx: Record, v: Violations, summary: Mapping[str, Any] | None, rc: int | None, output: str) -> None:
-    end = ctx.end
-    outcome = None if end is None else end.get("outcome")
-    if any(e.get("event") == "controller_error" for e in ctx.events):
-        v["controller_error"].extend(
-            str(e.get("error"))[:300] for e in ctx.events if e.get("event") == "controller_error"
-        )
-    if ctx.running:
-        return
-    if end is not None and end.get("internal_error"):
-        v["internal_error"].append(f"session_end internal_error: {end.get('error')}")
-    if "Traceback" in output:
-        v["traceback"].append("a traceback in the output")
-    if rc is not None and outcome in EXIT_CODES and rc not in EXIT_CODES[outcome] and rc != -9:
-        v["exit_code"].append(f"exit {rc} for outcome {outcome}")
-    if rc == 1:
-        v["exit_code"].append("exit 1 (internal error)")
-    if end is not None and end.get("pulses") is not None and end["pulses"] != len(ctx.starts):
-        v["record_summary"].append(f"session_end pulses={end['pulses']}, {len(ctx.starts)} pulse_start")
-    if outcome == "complete":
-        planned = ctx.start.get("pulses_planned")
-        full = sum(1 for e in ctx.ends.values() if not e.get("interrupted"))
-        if planned is not None and full != planned:
-            v["complete_wrong_count"].append(f"complete with {full} full pulses, plan {planned}")
-    if summary is None:
-        return
-    from plasmactl.controller.ledger import ledger_from_events  # the same arithmetic the summary must show
-
-    if summary.get("outcome") != outcome:
-        v["record_summary"].append(f"summary outcome {summary.get('outcome')}, log {outcome}")
-    if summary.get("pulses") != len(ctx.starts):
-        v["record_summary"].append(f"summary pulses {summary.get('pulses')}, log {len(ctx.starts)} pulse_start")
-    if summary.get("sprays") != len(ctx.sprays):
-        v["record_summary"].append(f"summary sprays {summary.get('sprays')}, log {len(ctx.sprays)} spray_start")
-    ledger = ledger_from_events(ctx.events)
-    if ledger is not None and summary.get("ledger") != _plain(ledger.summary()):
-        v["record_summary"].append("summary ledger differs from the ledger the log records")
-
-
-def _plain(value: Any) -> Any:
-    """What a dict looks like after a JSON round trip (tuples become lists)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(x) for k, x in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(x) for x in value]
-    return value

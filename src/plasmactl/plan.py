@@ -232,4 +232,4 @@ class Plan(_Strict):
 
 
 def load_plan(path: str) -> tuple[Plan, LoadedFile]:
-    return load_model(Plan, path)
+    return load_model(Plan, path, "plan")

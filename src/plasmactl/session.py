@@ -45,6 +45,7 @@ class SessionInputs:
     faults: FaultScenario = field(default_factory=FaultScenario)
     faults_file: LoadedFile | None = None
     seed: int = 0
+    resume_of: dict[str, Any] | None = None  # the earlier record this session continues (plasmactl resume)
 
 
 class StopRequest:
@@ -211,6 +212,7 @@ def session_start_fields(inputs: SessionInputs) -> dict[str, Any]:
         "max_age_ms": {d: rig.max_age_s(d, limits.reading_max_age_ms) * 1000.0 for d in DEVICES},
         "pulses_planned": plan.pulse_count,
         "spots_planned": plan.spots.count,
+        **({"resume_of": inputs.resume_of} if inputs.resume_of is not None else {}),
     }
 
 

@@ -84,7 +84,14 @@ async def spawned_server(
             report: dict[str, Any] = json.loads(line)
         except json.JSONDecodeError:
             raise SpawnError(f"serve-sim printed something that is not its JSON report: {line[:200]!r}") from None
-        yield report
+        # both pipes read for the server's whole life: a full pipe would block the server (and its devices)
+        drains = [asyncio.create_task(_drain(proc.stdout)), asyncio.create_task(_drain(proc.stderr))]
+        try:
+            yield report
+        finally:
+            for task in drains:
+                task.cancel()
+            await asyncio.gather(*drains, return_exceptions=True)
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -95,3 +102,9 @@ async def spawned_server(
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    """Read a pipe to its end (what the server prints after its report is not needed)."""
+    while await stream.read(65536):
+        pass

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from plasmactl.controller.ledger import ledger_from_events
+from plasmactl.controller.ledger import DoseLedger, ledger_from_events
 from plasmactl.log_chain import PREV_FIELD
 
 # What the skin physics reports per spot and, as maxima over spots, per session (summary "tissue").
@@ -33,6 +34,7 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     delays: list[float] = []
     skin: list[float] = []
     trips: list[dict[str, Any]] = []
+    start: Mapping[str, Any] = {}
     start_wall = end_wall = None
     outcome: str | None = None
     cause: str | None = None
@@ -46,6 +48,7 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         name = e.get("event")
         t_last = max(t_last, float(e.get("t", 0.0)))
         if name == "session_start":
+            start = e
             start_wall = e.get("wall_time")
         elif name == "pulse_start":
             pulses += 1
@@ -75,6 +78,7 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     wall = (float(end_wall) - float(start_wall)) if start_wall is not None and end_wall is not None else None
     ledger = ledger_from_events(events)
     return {
+        **_session_facts(start),
         "outcome": outcome or "unknown: no session_end in the log (the session was cut)",
         "cause": cause,
         "pulses": pulses,
@@ -92,6 +96,42 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "tissue": tissue,
         "tissue_error": tissue_error,
         "ledger": None if ledger is None else ledger.summary(),
+        "dose_ledger": _dose_ledger(ledger),
         "session_s": t_last,
         "wall_s": wall,
     }
+
+
+def _session_facts(start: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``session_start`` says about the session (None for what it does not hold, e.g. a cut log)."""
+    plan = start.get("plan")
+    rig_file = start.get("rig_file")
+    wall = start.get("wall_time")
+    started = (
+        datetime.fromtimestamp(float(wall), tz=UTC).isoformat()
+        if isinstance(wall, int | float) and not isinstance(wall, bool) and math.isfinite(wall)
+        else None
+    )
+    return {
+        "plan_name": plan.get("name") if isinstance(plan, Mapping) else None,
+        "pulses_planned": start.get("pulses_planned"),
+        "seed": start.get("seed"),
+        "version": start.get("version"),
+        "rig": (rig_file.get("path") if isinstance(rig_file, Mapping) else "default") if start else None,
+        "started_at": started,
+    }
+
+
+def _dose_ledger(ledger: DoseLedger | None) -> list[dict[str, Any]] | None:
+    """Per spot (1-based, in plan order): the energy planned and delivered, and whether it is done as planned."""
+    if ledger is None:
+        return None
+    return [
+        {
+            "spot": sd.spot,
+            "planned_j": round(sd.planned_j, 9),  # the log's own resolution (a sum adds float noise)
+            "delivered_j": round(sd.delivered_j, 9),
+            "done": sd.status(ledger.tolerance) == "complete",
+        }
+        for sd in ledger.spots
+    ]

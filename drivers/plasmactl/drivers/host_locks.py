@@ -65,7 +65,7 @@ class HostLocks:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            other = _read(fd)
+            other = _holder(fd)
             os.close(fd)
             raise EndpointBusy(
                 device, f"{key} is in use by another plasmactl session ({other or 'holder unknown'}); nothing sent"
@@ -80,6 +80,17 @@ class HostLocks:
                 os.ftruncate(fd, 0)
                 os.close(fd)  # closing the descriptor releases the lock
         self._held.clear()
+
+
+HOLDER_WAIT_S = 0.5  # a holder writes its name right after it takes the lock: this long to see it
+
+
+def _holder(fd: int) -> str:
+    """The holder's name; a lock taken an instant ago may not carry it yet (taken, then written)."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while not (other := _read(fd)) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return other
 
 
 def _read(fd: int) -> str:

@@ -14,18 +14,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
 from plasmactl import bus_priority
 from plasmactl.clock import io_hold
-from plasmactl.rig import ModbusRtu, ModbusTcp
 
 from .diagnosis import serial_reason, tcp_reason
 from .errors import BadChecksum, DeviceError, DeviceTimeout, ExceptionResponse, LinkDown
 from .modbus_client import Client, UndecodableReply, rtu_client, set_reply_timeout, tcp_client
+from .modbus_endpoints import Endpoint, LinkStats, RequestPolicy, RtuEndpoint, TcpEndpoint, endpoint_for
 from .priority_gate import PriorityGate
 
 # fmt: off
@@ -42,65 +41,8 @@ FC_WRITE_SINGLE = 6
 FC_WRITE_MULTIPLE = 16
 
 
-@dataclass(frozen=True)
-class TcpEndpoint:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"tcp://{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class RtuEndpoint:
-    path: str  # a serial device, a pty, or any pyserial URL (e.g. socket://host:port)
-    baud: int = 115200
-    parity: str = "N"
-    stopbits: int = 1
-
-    def __str__(self) -> str:
-        return f"rtu:{self.path}@{self.baud}/{self.parity}{self.stopbits}"
-
-
-Endpoint = TcpEndpoint | RtuEndpoint
-
-
-def endpoint_for(cfg: ModbusTcp | ModbusRtu, port: str | None = None) -> Endpoint:
-    """The endpoint a device's rig entry names; ``port`` replaces an RTU ``port`` (a resolved "@rtu")."""
-    if isinstance(cfg, ModbusTcp):
-        return TcpEndpoint(cfg.host, cfg.port)
-    path = port if port is not None else cfg.port
-    if path.startswith("@"):
-        raise ValueError(f"RTU port {path!r} is a placeholder: give the served port's real path")
-    return RtuEndpoint(path, cfg.baud, cfg.parity, cfg.stopbits)
-
-
-@dataclass(frozen=True)
-class RequestPolicy:
-    """Per request: each attempt waits ``timeout_s``; ``retries`` more attempts follow a silent one."""
-
-    timeout_s: float
-    retries: int
-
-    @classmethod
-    def of(cls, cfg: ModbusTcp | ModbusRtu) -> RequestPolicy:
-        return cls(cfg.timeout_ms / 1000.0, cfg.retries)
-
-
 DEFAULT_POLICY = RequestPolicy(0.05, 1)  # the rig's defaults for a device on a wire
 LATE_REPLY_GRACE_S = 0.010  # RTU: after a timeout, the line is quiet this long (at most the timeout) first
-
-
-@dataclass
-class LinkStats:
-    requests: int = 0
-    attempts: int = 0
-    timeouts: int = 0  # attempts without a reply in time
-    bad_replies: int = 0  # replies that did not answer the request (stale, wrong function or length)
-    exceptions: int = 0  # exception responses
-    disconnects: int = 0
-    reconnects: int = 0
-    quiet_waits: int = 0  # RTU: requests that waited for a late reply's time after a timeout
 
 
 class _AttemptTimeout(Exception):
@@ -378,6 +320,20 @@ class ModbusLink:
             await asyncio.sleep(wait)
 
     async def _attempt(
+        self, send: Callable[[Client], Awaitable[ModbusPDU]], client: Client, timeout_s: float
+    ) -> ModbusPDU:
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0
+        try:
+            return await self._attempt_once(send, client, timeout_s)
+        finally:
+            if task is not None and task.cancelling() > asked:
+                # the task was cancelled as the reply (or an error) came in, and pymodbus' asyncio.wait_for
+                # (Python 3.11) returned that instead: the cancellation is the caller's and must not be lost (a
+                # helper told to stop would go on, and whoever awaits its end would wait for ever)
+                raise asyncio.CancelledError  # replaces the reply or error that hid it
+
+    async def _attempt_once(
         self, send: Callable[[Client], Awaitable[ModbusPDU]], client: Client, timeout_s: float
     ) -> ModbusPDU:
         # The request is awaited directly (no extra task: ~50 us less per request). A connection lost while

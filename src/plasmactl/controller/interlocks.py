@@ -1,12 +1,10 @@
 """Every trip rule of the controller: pure functions over a timestamped snapshot, named by one enum.
 
-A rule holds no state and does no I/O: it reads the :class:`~plasmactl.controller.trips.Snapshot` (what the
-controller knows, each input with the time it was taken, and the sequencing facts the timed rules need)
-and passes (``None``) or returns a :class:`~plasmactl.controller.trips.Trip` naming its ``Rule``, the
-device and the reason. The controller only evaluates rule *sets* (the guards of arm/fire/resume/reset and
-the watch sets, in :mod:`plasmactl.controller.machine`) and acts on the first trip; what a trip latches
-(fault, E-stop, or a pause until its cause is gone) belongs to its rule.
-Fail-closed: an input that is unknown, or older than its device's bound, blocks emission.
+A rule holds no state and does no I/O: it reads the :class:`~plasmactl.controller.trips.Snapshot` (each
+input with the time it was taken, and the sequencing facts the timed rules need) and passes (``None``) or
+returns a :class:`~plasmactl.controller.trips.Trip` naming its ``Rule``, the device and the reason. The
+controller evaluates rule *sets* (guards and watch sets, :mod:`plasmactl.controller.machine`) and acts on
+the first trip; what a trip latches belongs to its rule. Fail-closed: an unknown or stale input blocks emission.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import math
 
 from plasmactl.controller.trips import Interlock, Rule, Snapshot, Trip, all_trips, emits, first_trip, rules_of
 from plasmactl.limits import Caps, Limits
-from plasmactl.ports import SafetyState, SprayStatus
+from plasmactl.ports import DeviceError, SafetyState, SprayStatus
 
 __all__ = ["Interlock", "all_trips", "emits", "first_trip", "rules_of"]  # the rule machinery, from trips
 
@@ -365,7 +363,9 @@ def valve_closed_at_start(s: Snapshot) -> Trip | None:
 
 def command_failed(device: str, error: BaseException) -> Trip:
     """A command (not a poll) failed or went unanswered: emission cannot be trusted to follow the plan."""
-    return Trip(Rule.DEVICE_NO_REPLY, str(error) if str(error).startswith(device) else f"{device}: {error}", device)
+    reason = str(error) if str(error).startswith(device) else f"{device}: {error}"
+    answered = isinstance(error, DeviceError) and error.code is not None  # a device code: its own answer
+    return Trip(Rule.DEVICE_NO_REPLY, reason, device, answered)
 
 
 def safety_unanswered(age_s: float | None = None) -> Trip:

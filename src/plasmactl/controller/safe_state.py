@@ -135,10 +135,15 @@ async def abort(c: Controller, reason: str, signal: str | None) -> None:
 
 
 def _generator_silent(c: Controller, trip: Trip) -> bool:
-    lost = trip.device == "plasma" and trip.rule in (
-        Rule.DEVICE_NO_REPLY,
-        Rule.DEVICE_WATCHDOG,
-        Rule.PLASMA_STATUS_STALE,
+    lost = (
+        trip.device == "plasma"
+        and not trip.answered
+        and trip.rule
+        in (
+            Rule.DEVICE_NO_REPLY,
+            Rule.DEVICE_WATCHDOG,
+            Rule.PLASMA_STATUS_STALE,
+        )
     )
     return lost or c.calls.silent("plasma")
 

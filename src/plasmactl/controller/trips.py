@@ -70,6 +70,7 @@ class Trip:
     rule: Rule
     reason: str
     device: str | None = None  # the device concerned, when there is one
+    answered: bool = False  # a command the device refused with an answer (it is not silent)
 
     @property
     def latch(self) -> Latch:

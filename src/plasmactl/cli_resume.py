@@ -1,0 +1,102 @@
+"""``plasmactl resume RUN_DIR --out NEW_DIR``: after a session ended early and its cause is gone, a new session
+treats the spots the earlier record shows untouched (see plasmactl.resume for which, and why never more).
+
+Exit codes as ``run``'s (0 complete, 3 safe stop, ...); 2 for bad input or a record that cannot be resumed
+(a missing folder, a log that does not verify, nothing left to treat, a rig file changed since), with one
+message and never a traceback. What would be treated is printed before anything is opened.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from plasmactl.cli_output import Output, write_json
+from plasmactl.cli_progress import reporter
+from plasmactl.inputs import InputError
+from plasmactl.out_dir import ensure_out_dir
+
+
+def register(app: typer.Typer) -> None:
+    app.command("resume")(resume)
+
+
+def resume(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="The earlier session's output folder (holding events.jsonl).")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder of the new session (must not hold a log).")],
+    rig: Annotated[
+        Path | None, typer.Option(help="Rig file (TOML); default: the one the earlier session used.")
+    ] = None,
+    faults: Annotated[Path | None, typer.Option(help="Fault scenario (TOML) for the new session.")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the simulated devices.")] = 0,
+    realtime: Annotated[bool, typer.Option(help="Run on the real clock instead of virtual time.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout; text on stderr.")] = False,
+) -> None:
+    """Continue a plan after a session that ended early: only the spots its record shows untouched."""
+    from plasmactl.cli import exit_code
+    from plasmactl.resume import ResumeRefused, plan_resumption
+    from plasmactl.run_log import LogError, read_run_log
+    from plasmactl.session import run_blocking
+
+    output = Output(json_mode=json_output)
+    try:
+        if out.resolve() == run_dir.resolve():
+            raise InputError(str(out), ["--out is the earlier session's own folder; give a new one"])
+        if (out / "events.jsonl").exists():
+            raise InputError(str(out), ["already holds a session's events.jsonl; choose another --out"])
+        log = read_run_log(run_dir)
+        plan = plan_resumption(log, rig_path=rig, faults_path=faults, seed=seed)
+        ensure_out_dir(out)
+    except InputError as exc:
+        raise output.bad_input(exc) from None
+    except (LogError, ResumeRefused) as exc:
+        raise output.bad_input(InputError(str(run_dir), [str(exc)])) from None
+    for warning in plan.warnings:
+        output.err.print(f"warning: {escape(warning)}")
+    inputs = plan.inputs
+    if not inputs.rig.virtual_time_ok and not realtime:
+        realtime = True
+    left = f"; not re-treated, touched but not complete: {plan.left_partial[:20]}" if plan.left_partial else ""
+    output.info(
+        f"plasmactl resume: plan {escape(inputs.plan.name)}: {len(plan.spots)} spot(s) left {plan.spots[:20]}"
+        f" ({len(plan.done)} done before{left}) -> {escape(str(out))}"
+    )
+    progress = reporter(output.err, title=inputs.plan.name, unit="pulse", total=inputs.plan.pulse_count)
+
+    def show(e: Mapping[str, Any]) -> None:
+        if e.get("event") == "pulse_end":
+            progress.update(int(e["pulse"]), t=float(e["t"]))
+
+    try:
+        with progress:
+            result = run_blocking(inputs, out, realtime=realtime, listeners=(show,))
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    code = exit_code(result)
+    output.final(
+        f"session {escape(result.outcome)}"
+        + (f" ({escape(result.cause)})" if result.cause else "")
+        + f": {result.pulses} pulses on {len(plan.spots)} remaining spot(s); log {escape(str(out / 'events.jsonl'))}"
+    )
+    if json_output:
+        write_json(
+            {
+                "ok": code == 0,
+                "exit_code": code,
+                "outcome": result.outcome,
+                "cause": result.cause,
+                "out_dir": str(out),
+                "spots": plan.spots,
+                "left_partial": plan.left_partial,
+                "pulses": result.pulses,
+            }
+        )
+    raise typer.Exit(code)
