@@ -26,7 +26,7 @@ from rich.markup import escape
 from plasmactl import cli_check, cli_monitor, cli_replay, cli_report, cli_resume, cli_sweep, cli_tools
 from plasmactl.cli_inputs import load_inputs
 from plasmactl.cli_output import NOTABLE, RED_EVENTS, JsonCommand, LogLevel, Output, console_level, write_json
-from plasmactl.cli_progress import reporter
+from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.console_format import describe
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import ensure_out_dir
@@ -140,18 +140,12 @@ def run(
         session_time=True,
         enabled=not quiet,
     )
-    spot_of: dict[int, int] = {}
-    at = {"pulse": 0, "spot": 0}
+    advance = follow_spots(progress)
 
     def show(e: Mapping[str, Any]) -> None:
-        name = e["event"]
-        if name == "pulse_start":
-            spot_of[e["pulse"]] = e["spot"]
-        elif name == "pulse_end":
-            at["pulse"], at["spot"] = e["pulse"], spot_of.get(e["pulse"], at["spot"])
-        progress.update(at["pulse"], shown=at["spot"], t=e["t"])
+        advance(e)
         if output.shows(e):
-            style = "bold red" if name in RED_EVENTS else ""
+            style = "bold red" if e["event"] in RED_EVENTS else ""
             output.human.print(describe(e), style=style, markup=False, soft_wrap=True)
 
     try:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -129,3 +130,20 @@ def reporter(
     if console.is_terminal:
         return Bar(console, title, total, session_time=session_time)
     return Lines(console, unit, total, shown_total)
+
+
+def follow_spots(progress: Reporter) -> Callable[[Mapping[str, Any]], None]:
+    """A log listener that moves ``progress`` on at each pulse end: pulses done, the spot reached, and the
+    session time of the record (for the time left)."""
+    spot_of: dict[int, int] = {}
+    at = {"pulse": 0, "spot": 0}
+
+    def on_event(e: Mapping[str, Any]) -> None:
+        name = e["event"]
+        if name == "pulse_start":
+            spot_of[e["pulse"]] = e["spot"]
+        elif name == "pulse_end":
+            at["pulse"], at["spot"] = e["pulse"], spot_of.get(e["pulse"], at["spot"])
+        progress.update(at["pulse"], shown=at["spot"], t=e["t"])
+
+    return on_event

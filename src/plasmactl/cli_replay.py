@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -77,7 +76,7 @@ def replay(
     compare the new log with it event by event (hashes and wall time left out, times within --tolerance-ms).
 
     Exit 0: no divergence; 3: the first divergent line, expected vs got; 2: bad input."""
-    from plasmactl.cli_progress import reporter
+    from plasmactl.cli_progress import follow_spots, reporter
     from plasmactl.inputs import InputError
     from plasmactl.replay import compare_replay, ended, log_file, prepare, read_recorded, run_replay
     from plasmactl.replay_compare import Tolerances
@@ -110,16 +109,7 @@ def replay(
         session_time=True,
         enabled=not quiet,
     )
-    spot_of: dict[int, int] = {}
-    at = {"pulse": 0, "spot": 0}
-
-    def show(e: Mapping[str, Any]) -> None:
-        name = e["event"]
-        if name == "pulse_start":
-            spot_of[e["pulse"]] = e["spot"]
-        elif name == "pulse_end":
-            at["pulse"], at["spot"] = e["pulse"], spot_of.get(e["pulse"], at["spot"])
-        progress.update(at["pulse"], shown=at["spot"], t=e["t"])
+    show = follow_spots(progress)
 
     try:
         with progress:

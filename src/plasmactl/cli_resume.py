@@ -9,15 +9,14 @@ message and never a traceback. What would be treated is printed before anything 
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from plasmactl.cli_output import Output, write_json
-from plasmactl.cli_progress import reporter
+from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import ensure_out_dir
 
@@ -68,11 +67,16 @@ def resume(
         f"plasmactl resume: plan {escape(inputs.plan.name)}: {len(plan.spots)} spot(s) left {plan.spots[:20]}"
         f" ({len(plan.done)} done before{left}) -> {escape(str(out))}"
     )
-    progress = reporter(output.err, title=inputs.plan.name, unit="pulse", total=inputs.plan.pulse_count)
-
-    def show(e: Mapping[str, Any]) -> None:
-        if e.get("event") == "pulse_end":
-            progress.update(int(e["pulse"]), t=float(e["t"]))
+    plan_now = inputs.plan
+    progress = reporter(
+        output.err,
+        title=plan_now.name,
+        unit="spot",
+        total=plan_now.pulse_count,
+        shown_total=plan_now.spots.count,
+        session_time=True,
+    )
+    show = follow_spots(progress)
 
     try:
         with progress:

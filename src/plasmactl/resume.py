@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from plasmactl.budget import budget_problems
+from plasmactl.cli_inputs import check_together
 from plasmactl.controller.ledger import ledger_from_events
-from plasmactl.faults import FaultScenario, check_against_plan, load_faults
+from plasmactl.faults import FaultScenario, load_faults
 from plasmactl.inputs import InputError, LoadedFile, read_toml
 from plasmactl.plan import Plan
 from plasmactl.rig import Rig, load_rig
@@ -102,12 +102,8 @@ def plan_resumption(
         raise ResumeRefused(f"the remaining spots do not make a valid plan: {exc.errors()[0]['msg']}") from None
     rig, rig_file = _rig(log, rig_path)
     faults, faults_file = (FaultScenario(), None) if faults_path is None else load_faults(str(faults_path))
-    problems = check_against_plan(faults, new_plan.pulse_count, new_plan.limits.max_session_s)
-    if problems:
-        raise InputError(str(faults_path), problems)
-    combination = budget_problems(new_plan, rig)
-    if combination:
-        raise InputError(f"the resumed plan on {rig_path or 'the recorded rig'}", combination)
+    where = f"the resumed plan on {rig_path or 'the recorded rig'}"
+    check_together(new_plan, rig, faults, faults_source=str(faults_path), combination=where)
     spots = [numbers[s - 1] for s in untouched]
     record = {
         "log": str(log.path.resolve()),
