@@ -28,7 +28,8 @@ def test_self_test_passes_and_the_generator_holds_the_setpoints(hil_runner: HilR
 
 
 def test_plan_completes_every_pulse_cooled(hil_runner: HilRunner, hil_plan: Plan, hil_measure: Measurements) -> None:
-    run = hil_runner.run()
+    run = hil_runner.run_to_completion()
+    hil_measure.add("sessions_run_again", float(len(hil_runner.retried)))
     assert run.result.outcome == "complete", run.events[-1]
     assert cooling_violations(run.events) == []
     assert skin_violations(run.events) == []
@@ -72,7 +73,8 @@ def test_cooling_latency_across_many_pulses(hil_runner: HilRunner, hil_plan: Pla
     data["pulse"] = {**data["pulse"], "interval_s": 0.15, "pulses_per_spot": 1}
     data["cooling"] = {**data["cooling"], "spray_ms": 100.0, "when": "pulse"}
     plan = Plan.model_validate(data)
-    run = hil_runner.run(plan=plan)
+    run = hil_runner.run_to_completion(plan=plan)
+    hil_measure.add("sessions_run_again", float(len(hil_runner.retried)))
     assert run.result.outcome == "complete", run.events[-1]
     delays = [float(e["delay_ms"]) for e in run.all("spray_start")]
     hil_measure.add("cooling_latency_ms", *delays)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import random
 import signal
@@ -327,6 +328,7 @@ def serve_sim_main(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         watch = loop.create_task(_until_stdin_closes(stop)) if lifeline else None
+        gc.freeze()  # what is set up lives as long as the server: no collector pass walks it between requests
         try:
             print(json.dumps(sim.as_json()) if json_output else sim.describe(), file=out, flush=True)
             await stop.wait()
