@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from plasmactl import invariants
 from plasmactl.controller.trips import LATCH, Rule
 from plasmactl.faults import Fault, FaultScenario
 from plasmactl.hil_runner import HilRun, HilRunner, Measurements, Trigger
@@ -73,7 +74,11 @@ CASES: dict[Rule, Case] = {
 
 # the generator's heartbeat window (300 ms) must pass before the controller's watchdog (500 ms) does: on a
 # loaded host the controller's may come first (a device_watchdog fault instead, as safe)
-ATTEMPTS = {Rule.DEVICE_FAULT: 3}
+# on one shared RTU bus a silent spray unit's timeouts also delay the safety reads: the safety inputs may go
+# stale first (a pause, then a device_watchdog fault: as safe). Every case gets a second try on a wire rig;
+# every try that is set aside must still hold every safety invariant on its record.
+ATTEMPTS = {Rule.DEVICE_FAULT: 3, Rule.SPRAY_STATUS_STALE: 3}
+DEFAULT_ATTEMPTS = 2
 
 NOT_INJECTABLE: dict[Rule, str] = {
     Rule.DOSE_LIMIT: "the ledger never fires a pulse a spot is not owed, so no device fault reaches the dose guard"
@@ -143,11 +148,15 @@ def test_interlock_trips_on_the_rig(
         run = hil_runner.run(plan=_plan(hil_plan, case), faults=FaultScenario(fault=[case.fault]))
         _check_safe_state(run, rule)
         return
-    for _ in range(ATTEMPTS.get(rule, 1)):  # a race by nature is tried again before it counts as failed
+    attempts = ATTEMPTS.get(rule, 1 if hil_runner.virtual else DEFAULT_ATTEMPTS)
+    for attempt in range(1, attempts + 1):  # a race by nature is tried again before it counts as failed
         trigger = Trigger(case.at, case.fault, nth=case.nth, clear_after_s=case.clear_s)
         run = hil_runner.run(plan=_plan(hil_plan, case, hil_runner.rig, rule), triggers=[trigger])
-        if rule in run.trips() or not trigger.injectable:
+        if rule in run.trips() or not trigger.injectable or attempt == attempts:
             break
+        broken = invariants.check(run.events, summary=run.summary)
+        assert not broken, f"{run.out_dir}: a try set aside broke safety invariants: {broken}"
+        hil_measure.add("tries_set_aside", 1.0)
     if not trigger.injectable:
         hil_measure.not_verified.append(f"{rule}: {trigger.error}")
         pytest.skip(f"not verified on this rig: {trigger.error}")
