@@ -229,6 +229,8 @@ async def test_ctrl_c_in_a_live_session_is_the_abort(tmp_path: Path) -> None:
             await until(pilot, lambda: app.model.pulses_started >= 3)
             await pilot.press("ctrl+c")
             await until(pilot, lambda: app.model.ended and not session.running, within_s=60.0)
+            await until(pilot, lambda: not app._live_running, within_s=10.0)  # the session thread's end seen
+            await pilot.pause(0.3)
             assert app.model.outcome == "aborted"
             await pilot.press("ctrl+c")  # the session over: Ctrl-C now quits
         assert app.return_code == 0
