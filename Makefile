@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup sysdeps run test lint bench campaign campaign-doc live-check diagram clean
+.PHONY: setup sysdeps run test lint bench campaign campaign-doc live-check realclock-check diagram clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "plasmactl needs Python 3.11+"'
@@ -34,7 +34,7 @@ lint: $(STAMP)
 
 # tests/test_hil_suite.py runs hil/ itself, on the served TCP and RTU rigs, and reads its reports.
 test: lint sysdeps
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=20 tests
 
 # The generative fault campaign's long profile: 10,000 random multi-fault sessions, a fresh seed each time
 # (SESSIONS=..., SEED=... and TRANSPORT=inprocess,tcp to change it); counts by invariant, exit 1 on any.
@@ -48,6 +48,11 @@ campaign: $(STAMP)
 STEPS ?= 100000
 live-check: $(STAMP)
 	PLASMACTL_LIVE_STEPS=$(STEPS) $(if $(SEED),PLASMACTL_LIVE_SEED=$(SEED),) $(BIN)/pytest -q -s -p no:cacheprovider tests/test_live_controller.py
+
+# Every example plan on the served TCP and RTU rigs on the real clock, 3 runs each, two CPU-bound processes
+# beside it (the full-face plan is 25 minutes a run: about 2.5 hours in all).
+realclock-check: $(STAMP) sysdeps
+	PLASMACTL_REALCLOCK_RUNS=3 PLASMACTL_REALCLOCK_PLANS=all $(BIN)/pytest -q -p no:cacheprovider tests/test_examples_realclock.py
 
 # Every fault kind at every moment of the pulse cycle, in-process and over Modbus TCP: docs/campaign.md.
 campaign-doc: $(STAMP)

@@ -26,7 +26,8 @@ Since virtual time gives the controller's own work no duration, (b) is split at 
 showing the E-stop, and the part after it is also timed in real time (perf_counter), with the audit log's
 fsyncs in it (``interlock_trip`` is fsynced before the off command goes out). ``--realtime`` runs the TCP
 sessions on the real clock instead (slow). Beside them, in the same run, the raw pymodbus round trip of the very
-write the controller sends (COMMAND = OUTPUT_OFF, unit 1) against the same served TCP stack, and the ratio.
+write the controller sends (COMMAND = OUTPUT_OFF, unit 1; on the map v2 units the owner's write, one FC16 request
+at WRITE_TOKEN) against the same served TCP stack, and the ratio.
 Target: (b) p99 <= 10 ms over TCP loopback.
 Run: .venv/bin/python benchmarks/estop_reaction.py [--trials 500] [--workers 2] [--safety-poll-ms MS] [--realtime]
 """
@@ -303,8 +304,9 @@ def measure(
 
 
 async def raw_writes(n: int) -> list[float]:
-    """The controller's E-stop write (COMMAND = OUTPUT_OFF to the generator), sent by a bare pymodbus client to
-    the same served stack (``serve``, the TCP rig's simulators) on this loop."""
+    """The controller's E-stop write (COMMAND = OUTPUT_OFF to the generator, as the lease owner's write on map
+    v2), sent by a bare pymodbus client to the same served stack (``serve``, the TCP rig's simulators) on this
+    loop."""
     from plasmactl.simulators.served import serve
 
     sim = await serve(rig("tcp"), FaultScenario(), 0, modbus_tcp=("127.0.0.1", 0))
@@ -360,7 +362,7 @@ def main() -> None:
     )
     r50, r99, _ = stats_ms(raw)
     print(
-        f"raw pymodbus write_register(COMMAND = OUTPUT_OFF, unit 1), same served stack, {len(raw)} writes:"
+        f"raw pymodbus owner's write (COMMAND = OUTPUT_OFF, unit 1), same served stack, {len(raw)} writes:"
         f" p50 {r50:.3f} ms  p99 {r99:.3f} ms"
     )
     sw = [r for r in tcp if r.software_s is not None]

@@ -59,11 +59,47 @@ def test_the_devices_at_rest_through_the_drivers(hil_runner: HilRunner) -> None:
     assert 5.0 <= seen["skin"].value_c <= 50.0
 
 
-def test_device_lease(hil_measure: Measurements) -> None:
-    """An owner lease in the devices' register map (map version 2) is not there yet: nothing on a device
-    stops a controller on another host. This host's sessions lock each endpoint (the second-controller test)."""
-    hil_measure.not_verified.append("device-side owner lease: the register map (version 1) has none")
-    pytest.skip("not verified on this rig: the register map (version 1) has no owner lease")
+def test_device_lease(hil_runner: HilRunner, hil_measure: Measurements) -> None:
+    """Map v2: while a session holds the devices, a second controller on the same wire (another host: no host
+    lock stops it) is refused by the generator itself, its claim and its writes, and nothing changes."""
+    from plasmactl.drivers.devices import LeaseHeld, ModbusPlasma
+    from plasmactl.ports import DeviceError
+
+    async def second_controller(d: Devices) -> dict[str, Any]:
+        plasma = d.plasma
+        if not isinstance(plasma, ModbusPlasma):
+            return {"skip": "in-process simulators: no register map, no lease"}
+        if not plasma.has_lease:
+            version = plasma.identity.map_version if plasma.identity else "?"
+            return {"skip": f"the generator's register map is version {version}: no lease"}
+        before = await plasma.status()
+        other = ModbusPlasma(
+            plasma.link, plasma.cfg, plasma.clock, name="plasma", token=(plasma.token or 0) ^ 0x5A5A5A5A
+        )
+        found: dict[str, Any] = {"owner": await plasma.lease_owner(), "token": plasma.token}
+        try:
+            await other.connect()
+        except LeaseHeld as exc:
+            found["claim"] = str(exc)
+        other.identity = plasma.identity  # as a controller that skipped the claim would write anyway
+        for command in (other.arm, other.fire):
+            try:
+                await command()
+            except DeviceError as exc:
+                found.setdefault("writes", []).append(exc.code)
+        after = await plasma.status()
+        found["unchanged"] = (before.armed, before.pulse_count) == (after.armed, after.pulse_count)
+        await other.close()
+        return found
+
+    seen = hil_runner.with_devices(second_controller)
+    if "skip" in seen:
+        hil_measure.not_verified.append(f"device-side owner lease: {seen['skip']}")
+        pytest.skip(f"not verified on this rig: {seen['skip']}")
+    assert seen["owner"] == seen["token"]
+    assert f"session token 0x{seen['token']:08X}" in seen["claim"], seen
+    assert seen["writes"] == [1, 1], seen  # exception 1: not the owner's write
+    assert seen["unchanged"], seen
 
 
 def test_cooling_latency_across_many_pulses(hil_runner: HilRunner, hil_plan: Plan, hil_measure: Measurements) -> None:

@@ -36,5 +36,16 @@ def test_campaign_in_process_500_sessions() -> None:
 
 
 @pytest.mark.slow
-def test_campaign_over_modbus_tcp_60_sessions() -> None:
-    _campaign(60, ("tcp",), SEED + 1, workers=1)  # real sockets on the real clock: no CPU contention of our own
+def test_campaign_over_modbus_tcp_40_sessions() -> None:
+    _campaign(40, ("tcp",), SEED + 1, workers=1)  # real sockets on the real clock: no CPU contention of our own
+
+
+@pytest.mark.slow
+def test_campaign_with_the_trigger_line_150_sessions() -> None:
+    """Hardware-timed cooling: the spray unit armed before each pulse and started by the pulse's end."""
+    _campaign(150, ("trigger",), SEED + 2)
+
+
+@pytest.mark.slow
+def test_campaign_with_the_trigger_line_over_modbus_tcp_10_sessions() -> None:
+    _campaign(10, ("tcp-trigger",), SEED + 3, workers=1)

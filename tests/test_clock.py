@@ -282,6 +282,37 @@ def test_signal_handler_works_on_virtual_loop() -> None:
     assert clock.run(main(), virtual=True) < 1.0
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
+def test_signal_is_seen_while_virtual_time_jumps() -> None:
+    """No hold, and only a timer chain: every iteration jumps, so only the poll before each jump can see the
+    signal's byte in the self-pipe (no task wakes to poll it otherwise)."""
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[str] = loop.create_future()
+        give_up = time.monotonic() + 5.0
+
+        def tick() -> None:
+            if time.monotonic() > give_up:
+                if not got.done():
+                    got.set_result("not seen")
+                return
+            loop.call_at(loop.time() + 0.001, tick)
+
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None if got.done() else got.set_result("seen"))
+        try:
+            loop.call_at(0.001, tick)
+            thread = threading.Timer(0.03, os.kill, (os.getpid(), signal.SIGUSR1))
+            thread.start()
+            result = await got
+            thread.join()
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+        return result
+
+    assert clock.run(main(), virtual=True) == "seen"
+
+
 def test_run_cancels_leftover_tasks_and_closes_loop() -> None:
     cancelled = []
     loops: list[asyncio.AbstractEventLoop] = []

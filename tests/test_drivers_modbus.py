@@ -1,5 +1,10 @@
 """Modbus drivers against a PLAIN pymodbus server holding only the register maps' defaults (no device logic),
-a silent socket, and a server that goes away and comes back."""
+a silent socket, and a server that goes away and comes back.
+
+The plain server speaks register map version 2's write rule and nothing more: a direct write is refused
+(exception 1) except a claim, and the owner's write at WRITE_TOKEN lands its values where it points. It keeps
+no lease (any token is taken; the lease itself is ``test_lease``'s), checks no range, runs no device. The
+drivers are given a session token, as ``open_devices`` gives them one."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Any, cast
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -32,11 +38,13 @@ from plasmactl.drivers.errors import (
 )
 from plasmactl.drivers.link_registry import LinkRegistry
 from plasmactl.drivers.modbus import ModbusLink, RequestPolicy, RtuEndpoint, TcpEndpoint
-from plasmactl.drivers.registers import PLASMA, SPRAY, DeviceMap, PlasmaCommand, SprayCommand, split
+from plasmactl.drivers.registers import NOT_OWNER, PLASMA, SPRAY, DeviceMap, PlasmaCommand, SprayCommand, split
 from plasmactl.drivers.rig import open_devices
 from plasmactl.rig import Identity, ModbusRtu, ModbusTcp, Rig
 
 HOST = "127.0.0.1"
+TOKEN = 0x7E57_0D01  # the drivers' session token
+CLAIM, WRITE_TOKEN = PLASMA["LEASE_CLAIM"].address, PLASMA["WRITE_TOKEN"].address  # the same on every v2 map
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -50,9 +58,32 @@ def map_words(m: DeviceMap, **overrides: int) -> list[int]:
     return words
 
 
-def sim_device(m: DeviceMap, **overrides: int) -> SimDevice:
+async def owner_writes(
+    function_code: int, start: int, address: int, count: int, registers: list[int], values: Any
+) -> ExcCodes | None:
+    """Map v2's write rule on a plain server: a claim is stored as written, the owner's write lands its values
+    where it points (whatever its token: a plain server keeps no lease), any other write is refused."""
+    del function_code, count
+    if values is None or address == CLAIM:
+        return None
+    words = [int(v) for v in values]
+    if address != WRITE_TOKEN or len(words) < 5:
+        return ExcCodes(NOT_OWNER)
+    target, n = words[2], words[3]
+    if n != len(words) - 4:
+        return ExcCodes.ILLEGAL_VALUE
+    registers[target - start : target - start + n] = words[4:]
+    return None
+
+
+def sim_device(m: DeviceMap, map_version: int = 2, **overrides: int) -> SimDevice:
+    """A plain unit of map version 2 (the owner's write taken), or 1 (older firmware: direct writes)."""
     return SimDevice(
-        id=m.unit_id, simdata=[SimData(address=0, values=map_words(m, **overrides), datatype=DataType.REGISTERS)]
+        id=m.unit_id,
+        simdata=[
+            SimData(address=0, values=map_words(m, MAP_VERSION=map_version, **overrides), datatype=DataType.REGISTERS)
+        ],
+        action=owner_writes if map_version >= 2 else None,
     )
 
 
@@ -125,13 +156,27 @@ def rtu(unit: int, pdu: str) -> bytes:
 
 
 def is_heartbeat(frame: bytes, tcp_frame: bool = True) -> bool:
-    """A heartbeat write (FC6 to HEARTBEAT: PLASMA's on unit 1, SPRAY's on unit 2)."""
+    """A heartbeat write (PLASMA's HEARTBEAT on unit 1, SPRAY's on unit 2): the owner's write (FC16 at
+    WRITE_TOKEN carrying the HEARTBEAT address) on map v2, FC6 to HEARTBEAT on map v1."""
     unit, pdu = (frame[6], frame[7:]) if tcp_frame else (frame[0], frame[1:-2])
     address = (PLASMA if unit == PLASMA.unit_id else SPRAY)["HEARTBEAT"].address
+    if pdu[:1] == b"\x10" and int.from_bytes(pdu[1:3], "big") == WRITE_TOKEN:
+        return int.from_bytes(pdu[10:12], "big") == address  # after FC, address, count, byte count, token
     return pdu[:1] == b"\x06" and int.from_bytes(pdu[1:3], "big") == address
 
 
-IDENTITY_REPLY = "0314" + "504C 0101 0001 0000 0000 0001 0000 0001 0000 0000"
+IDENTITY_REPLY = "0314" + "504C 0101 0001 0000 0000 0002 0000 0001 0000 0000"  # map v2, CAPABILITIES 0
+TOKEN_HEX = f"{TOKEN:08X}"
+
+
+def owner_pdu(address: int, *words: int) -> str:
+    """The PDU (hex) of the owner's write of ``words`` at ``address`` with TOKEN."""
+    n = 4 + len(words)
+    body = " ".join(f"{w:04X}" for w in (address, len(words), *words))
+    return f"10 {WRITE_TOKEN:04X} {n:04X} {2 * n:02X} {TOKEN_HEX} {body}"
+
+
+CLAIM_PDU = f"10 {CLAIM:04X} 0002 04 {TOKEN_HEX}"
 
 
 def status_after_setpoint(beats: int) -> str:
@@ -154,13 +199,14 @@ async def test_identity_and_default_status(plain: int) -> None:
     clock = LoopClock()
     links = LinkRegistry()
     plasma_cfg, safety_cfg, spray_cfg = tcp(plain, 1), tcp(plain, 1), tcp(plain, 2)
-    plasma = ModbusPlasma(links.acquire(plasma_cfg), plasma_cfg, clock)
+    plasma = ModbusPlasma(links.acquire(plasma_cfg), plasma_cfg, clock, token=TOKEN)
     safety = ModbusSafety(links.acquire(safety_cfg), safety_cfg, clock)
-    spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock)
+    spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock, token=TOKEN)
     assert len(links.links) == 1  # one client for the endpoint
     try:
         ident = await plasma.connect()
-        assert (ident.vendor, ident.model, ident.map_version, ident.firmware) == (0x504C, 0x0101, 1, (1, 0, 0))
+        assert (ident.vendor, ident.model, ident.map_version, ident.firmware) == (0x504C, 0x0101, 2, (1, 0, 0))
+        assert plasma.owned
         assert (await spray.connect()).model == 0x0201
         assert (await safety.connect()).model == 0x0101
 
@@ -186,14 +232,23 @@ async def test_identity_and_default_status(plain: int) -> None:
         await links.close()
 
 
-async def test_commands_land_in_the_registers(plain: int) -> None:
+@pytest.mark.parametrize("map_version", [2, 1], ids=["v2-owner-writes", "v1-direct"])
+async def test_commands_land_in_the_registers(map_version: int) -> None:
+    """Map v2: the claim, then every write as the owner's write (landed by the plain server where it points;
+    a direct write would be refused). Map v1 (older firmware, no lease): the same writes, direct."""
+    server, plain = await serve([sim_device(PLASMA, map_version), sim_device(SPRAY, map_version)])
     clock = LoopClock()
     links = LinkRegistry()
-    plasma_cfg, spray_cfg = tcp(plain, 1, heartbeat_ms=250), tcp(plain, 2, heartbeat_ms=900)
-    plasma = ModbusPlasma(links.acquire(plasma_cfg), plasma_cfg, clock)
-    spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock)
+    identity = Identity(map_version=map_version)
+    plasma_cfg = tcp(plain, 1, heartbeat_ms=250, identity=identity)
+    spray_cfg = tcp(plain, 2, heartbeat_ms=900, identity=identity)
+    plasma = ModbusPlasma(links.acquire(plasma_cfg), plasma_cfg, clock, token=TOKEN)
+    spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock, token=TOKEN)
     await plasma.connect()
     await spray.connect()
+    assert plasma.owned == spray.owned == (map_version >= 2)
+    claimed = split(TOKEN, 2) if map_version >= 2 else [0, 0]
+    assert await raw_read(plain, 1, CLAIM, 2) == claimed and await raw_read(plain, 2, CLAIM, 2) == claimed
     try:
         await plasma.configure(0.06, 5.0, 0.072)
         assert await raw_read(plain, 1, 11, 3) == [0x0000, 0xEA60, 500]
@@ -213,19 +268,26 @@ async def test_commands_land_in_the_registers(plain: int) -> None:
         await spray.close()
         await plasma.close()
         await links.close()
-    # Closing leaves the generator off, disarmed and released (the commands written: OUTPUT_OFF, DISARM, RELEASE),
-    # and the spray unit released.
-    assert await raw_read(plain, 1, 10, 1) == [int(PlasmaCommand.RELEASE)]
-    assert await raw_read(plain, 2, 10, 1) == [int(SprayCommand.RELEASE)]
+    try:
+        # Closing leaves the generator off, disarmed and released (the commands written: OUTPUT_OFF, DISARM,
+        # RELEASE), and the spray unit released.
+        assert await raw_read(plain, 1, 10, 1) == [int(PlasmaCommand.RELEASE)]
+        assert await raw_read(plain, 2, 10, 1) == [int(SprayCommand.RELEASE)]
+        if map_version >= 2:  # the last write on each unit, as the owner's write: token, address, count, value
+            assert await raw_read(plain, 1, WRITE_TOKEN, 5) == [*split(TOKEN, 2), 10, 1, int(PlasmaCommand.RELEASE)]
+            assert await raw_read(plain, 2, WRITE_TOKEN, 5) == [*split(TOKEN, 2), 10, 1, int(SprayCommand.RELEASE)]
+    finally:
+        await stop(server)
 
 
 async def test_identity_mismatch_refuses() -> None:
-    server, port = await serve([sim_device(PLASMA, MODEL=0x0999), sim_device(SPRAY, MAP_VERSION=2)])
+    # a generator of another model; a spray unit of older firmware (map v1) where the rig expects map v2
+    server, port = await serve([sim_device(PLASMA, MODEL=0x0999), sim_device(SPRAY, map_version=1)])
     clock = LoopClock()
     links = LinkRegistry()
     try:
         cfg = tcp(port, 1)
-        plasma = ModbusPlasma(links.acquire(cfg), cfg, clock)
+        plasma = ModbusPlasma(links.acquire(cfg), cfg, clock, token=TOKEN)
         with pytest.raises(IdentityMismatch) as info:
             await plasma.connect()
         assert info.value.expected["model"] == 0x0101 and info.value.found["model"] == 0x0999
@@ -233,9 +295,11 @@ async def test_identity_mismatch_refuses() -> None:
         assert plasma._heartbeat_task is None  # nothing started for a refused device
 
         spray_cfg = tcp(port, 2)
-        spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock)
-        with pytest.raises(IdentityMismatch, match="map_version"):
+        spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock, token=TOKEN)
+        with pytest.raises(IdentityMismatch, match="expected map_version=0x0002, found map_version=0x0001"):
             await spray.connect()
+        assert not plasma.owned and not spray.owned  # refused before any claim
+        assert await raw_read(port, 1, CLAIM, 2) == [0, 0] and await raw_read(port, 2, CLAIM, 2) == [0, 0]
 
         # The rig may name another model explicitly.
         other = tcp(port, 1, identity=Identity(model=0x0999))
@@ -249,7 +313,7 @@ async def test_identity_mismatch_refuses() -> None:
 async def test_heartbeat_must_beat_the_device_watchdog(plain: int) -> None:
     links = LinkRegistry()
     cfg = tcp(plain, 1, heartbeat_ms=300)  # PLASMA's WATCHDOG_MS is 300: it would switch off between beats
-    plasma = ModbusPlasma(links.acquire(cfg), cfg, LoopClock())
+    plasma = ModbusPlasma(links.acquire(cfg), cfg, LoopClock(), token=TOKEN)
     try:
         with pytest.raises(DeviceError, match=r"heartbeat_ms \(300\) must be below the device's WATCHDOG_MS \(300\)"):
             await plasma.connect()
@@ -263,8 +327,8 @@ async def test_out_of_range_raises_before_sending(plain: int) -> None:
     clock = LoopClock()
     links = LinkRegistry(trace_packet=trace)
     plasma_cfg, spray_cfg = tcp(plain, 1, heartbeat_ms=250), tcp(plain, 2, heartbeat_ms=900)
-    plasma = ModbusPlasma(links.acquire(plasma_cfg), plasma_cfg, clock)
-    spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock)
+    plasma = ModbusPlasma(links.acquire(plasma_cfg), plasma_cfg, clock, token=TOKEN)
+    spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock, token=TOKEN)
     await plasma.connect()
     await spray.connect()
     await asyncio.sleep(0.01)  # let the first heartbeats go out
@@ -305,7 +369,7 @@ async def test_exact_tcp_frames(plain: int) -> None:
     clock = LoopClock()
     links = LinkRegistry(trace_packet=trace)
     cfg = tcp(plain, 1, heartbeat_ms=250)
-    plasma = ModbusPlasma(links.acquire(cfg), cfg, clock)
+    plasma = ModbusPlasma(links.acquire(cfg), cfg, clock, token=TOKEN)
     await plasma.connect()
     await plasma.configure(0.06, 5.0, 0.072)
     await plasma.status()
@@ -319,27 +383,35 @@ async def test_exact_tcp_frames(plain: int) -> None:
     pairs = [(frames[i][1], frames[i + 1][1]) for i in range(0, len(frames), 2)]
     assert all(frames[i][0] and not frames[i + 1][0] for i in range(0, len(frames), 2))
     heartbeat = [p for p in pairs if is_heartbeat(p[0])]
-    assert heartbeat and heartbeat[0][0] == mbap(int.from_bytes(heartbeat[0][0][:2], "big"), 1, "06 000E 0001")
+    assert heartbeat
+    first_beat = int.from_bytes(heartbeat[0][0][:2], "big")
+    assert heartbeat[0][0] == mbap(first_beat, 1, owner_pdu(0x0E, 1))  # HEARTBEAT = 1
     main = [p for p in pairs if not is_heartbeat(p[0])]
 
     def tid(frame: bytes) -> int:
         return int.from_bytes(frame[:2], "big")
 
-    (id_req, id_rep), (wd_req, wd_rep), (set_req, set_rep), (lim_req, lim_rep), (st_req, st_rep) = main[:5]
+    (id_req, id_rep), (claim_req, claim_rep), (wd_req, wd_rep) = main[:3]
+    (set_req, set_rep), (lim_req, lim_rep), (st_req, st_rep) = main[3:6]
     assert id_req == mbap(1, 1, "03 0000 000A")
     assert id_req.hex() == "00010000000601030000000a"
     assert id_rep == mbap(1, 1, IDENTITY_REPLY)
-    assert wd_req == mbap(2, 1, "03 000F 0001") and wd_rep == mbap(2, 1, "03 02 012C")  # WATCHDOG_MS = 300
-    assert set_req == mbap(tid(set_req), 1, "10 000B 0003 06 0000 EA60 01F4")
-    assert set_rep == mbap(tid(set_req), 1, "10 000B 0003")
-    assert lim_req == mbap(tid(lim_req), 1, "10 0010 0002 04 0001 1940")  # ENERGY_LIMIT, rounded down to a uJ
-    assert lim_rep == mbap(tid(lim_req), 1, "10 0010 0002")
+    # map v2: the claim (the token to LEASE_CLAIM, 42) before anything else is written
+    assert claim_req == mbap(2, 1, CLAIM_PDU) and claim_rep == mbap(2, 1, "10 002A 0002")
+    assert wd_req == mbap(3, 1, "03 000F 0001") and wd_rep == mbap(3, 1, "03 02 012C")  # WATCHDOG_MS = 300
+    assert first_beat > tid(claim_req)  # the heartbeat, an owner's write, starts after the claim
+    # every write after it: the owner's write at WRITE_TOKEN (50), carrying the token, the address and the count
+    assert set_req == mbap(tid(set_req), 1, owner_pdu(0x0B, 0x0000, 0xEA60, 0x01F4))
+    assert set_req == mbap(tid(set_req), 1, f"10 0032 0007 0E {TOKEN_HEX} 000B 0003 0000 EA60 01F4")
+    assert set_rep == mbap(tid(set_req), 1, "10 0032 0007")
+    assert lim_req == mbap(tid(lim_req), 1, owner_pdu(0x10, 0x0001, 0x1940))  # ENERGY_LIMIT, rounded down to a uJ
+    assert lim_rep == mbap(tid(lim_req), 1, "10 0032 0006")
     assert st_req == mbap(tid(st_req), 1, "03 000A 0010")
     beats = sum(1 for r, _ in heartbeat if tid(r) < tid(st_req))
     assert beats >= 1 and st_rep == mbap(tid(st_req), 1, status_after_setpoint(beats))
-    # close(): OUTPUT_OFF, DISARM, then RELEASE, single-register writes, not retried.
-    assert [r for r, _ in main[5:]] == [
-        mbap(tid(r), 1, f"06 000A 000{c}") for (r, _), c in zip(main[5:], (4, 2, 6), strict=True)
+    # close(): OUTPUT_OFF, DISARM, then RELEASE, owner's writes of one register, not retried.
+    assert [r for r, _ in main[6:]] == [
+        mbap(tid(r), 1, owner_pdu(0x0A, c)) for (r, _), c in zip(main[6:], (4, 2, 6), strict=True)
     ]
 
 
@@ -353,8 +425,8 @@ async def test_exact_rtu_frames() -> None:
     cfg = ModbusRtu(kind="modbus-rtu", port=f"socket://{HOST}:{port}", unit_id=1, heartbeat_ms=250)
     spray_cfg = ModbusRtu(kind="modbus-rtu", port=f"socket://{HOST}:{port}", unit_id=2, heartbeat_ms=250)
     try:
-        plasma = ModbusPlasma(links.acquire(cfg), cfg, clock)
-        spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock)
+        plasma = ModbusPlasma(links.acquire(cfg), cfg, clock, token=TOKEN)
+        spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock, token=TOKEN)
         assert len(links.links) == 1
         assert isinstance(links.links[0].endpoint, RtuEndpoint)
         await plasma.connect()
@@ -370,17 +442,23 @@ async def test_exact_rtu_frames() -> None:
         await stop(server)
     sent = [d for d in trace.sent() if not is_heartbeat(d, tcp_frame=False)]
     assert rtu(1, "03 0000 000A").hex() == "01030000000ac5cd"
-    assert sent[:5] == [
+    assert sent[:6] == [
         rtu(1, "03 0000 000A"),
+        rtu(1, CLAIM_PDU),
         rtu(1, "03 000F 0001"),
-        rtu(1, "10 000B 0003 06 0000 EA60 01F4"),
-        rtu(1, "10 0010 0002 04 0001 1940"),
+        rtu(1, owner_pdu(0x0B, 0x0000, 0xEA60, 0x01F4)),
+        rtu(1, owner_pdu(0x10, 0x0001, 0x1940)),
         rtu(1, "03 000A 0010"),
     ]
-    assert sent[5:8] == [rtu(2, "03 0000 000A"), rtu(2, "03 000D 0001"), rtu(2, "10 000A 0002 04 0001 0096")]
+    assert sent[6:10] == [
+        rtu(2, "03 0000 000A"),
+        rtu(2, CLAIM_PDU),
+        rtu(2, "03 000D 0001"),
+        rtu(2, owner_pdu(0x0A, 0x0001, 0x0096)),  # [SPRAY, 150 ms]
+    ]
     received = [d for s, d in trace.frames if not s]
     assert rtu(1, IDENTITY_REPLY) in received and rtu(1, status_after_setpoint(1)) in received
-    assert rtu(1, "10 000B 0003") in received
+    assert rtu(1, "10 002A 0002") in received and rtu(1, "10 0032 0007") in received
 
 
 @pytest.mark.hazard("H13")
@@ -512,8 +590,11 @@ async def test_exception_response_and_bad_reply(plain: int) -> None:
             await link.read(1, 100, 1, device="plasma")
         assert info.value.code == 2 and info.value.function_code == 3 and isinstance(info.value, DeviceError)
         with pytest.raises(ExceptionResponse) as info:
-            await link.read(2, 20, 6)  # one past SPRAY's FAULT_CODE
+            await link.read(2, SPRAY.size - 5, 6)  # one past the end of SPRAY's map
         assert info.value.code == 2
+        with pytest.raises(ExceptionResponse) as info:
+            await link.write(1, 14, [7])  # a direct write on map v2
+        assert info.value.code == NOT_OWNER and info.value.function_code == 6
         assert await link.read(1, 30, 2) == [2, 50]
 
         # A reply that does not answer the request (here: 2 registers for a 16-register read) is never taken.
@@ -551,7 +632,7 @@ async def test_reconnects_by_itself() -> None:
     clock = LoopClock()
     links = LinkRegistry()
     cfg = tcp(port, 1, timeout_ms=50, retries=1, reconnect_max_ms=200, heartbeat_ms=20)
-    plasma = ModbusPlasma(links.acquire(cfg), cfg, clock)
+    plasma = ModbusPlasma(links.acquire(cfg), cfg, clock, token=TOKEN)
     link = links.links[0]
     try:
         await plasma.connect()
@@ -593,7 +674,7 @@ async def test_heartbeat_period(plain: int) -> None:
     clock = LoopClock()
     links = LinkRegistry()
     cfg = tcp(plain, 1, heartbeat_ms=50)
-    plasma = ModbusPlasma(links.acquire(cfg), cfg, clock)
+    plasma = ModbusPlasma(links.acquire(cfg), cfg, clock, token=TOKEN)
     watcher = AsyncModbusTcpClient(HOST, port=plain, timeout=1, retries=0, reconnect_delay=0)
     assert await watcher.connect()
     address = PLASMA["HEARTBEAT"].address
@@ -651,7 +732,7 @@ def test_driver_on_virtual_time_loop() -> None:
         clock = LoopClock()
         links = LinkRegistry()
         cfg = tcp(box["port"], 1, timeout_ms=20, retries=0, heartbeat_ms=100)
-        plasma = ModbusPlasma(links.acquire(cfg), cfg, clock)
+        plasma = ModbusPlasma(links.acquire(cfg), cfg, clock, token=TOKEN)
         await plasma.connect()
         ok = 0
         for _ in range(100):

@@ -233,3 +233,34 @@ def test_unknown_trigger_is_a_bug_not_a_refusal() -> None:
     with pytest.raises(AttributeError):
         model.go("to_fault")
     assert model.state == "disconnected"
+
+
+def _outcome(model: ControllerModel, trigger: str, snapshot: object) -> tuple[object, ...]:
+    """What ``go`` did: the (src, dest) it returned, or the refusal (its trip's rule, and why in words)."""
+    try:
+        return ("moved", model.go(trigger, snapshot), model.state)  # type: ignore[arg-type]
+    except TransitionRefused as refused:
+        rule = None if refused.trip is None else refused.trip.rule
+        return ("refused", rule, str(refused), model.state, model.refusal)
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_plain_edges_do_what_the_machine_does(state: str) -> None:
+    """``go``'s index of the machine's plain edges against the machine itself (the index emptied): every
+    trigger, on a passing, a failing and a missing snapshot, ends the same way in the same state."""
+    assert len(_model_in(state).edges) == len(EDGES)  # every edge of the table is a plain one
+    for trigger in TRIGGERS:
+        for snapshot in (healthy(), healthy(safety=safety(estop=True)), healthy(spray=None), None):
+            indexed, machine_only = _model_in(state), _model_in(state)
+            machine_only.edges = {}
+            assert _outcome(indexed, trigger, snapshot) == _outcome(machine_only, trigger, snapshot)
+
+
+def test_a_model_with_its_own_guard_goes_through_the_machine() -> None:
+    class Probe(ControllerModel):
+        def guard_passes(self, event: object) -> bool:
+            return True
+
+    model = Probe()
+    build_machine(model)
+    assert model.edges == {}

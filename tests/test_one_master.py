@@ -128,6 +128,50 @@ def test_two_controllers_on_one_simulator_one_is_refused(transport: str, tmp_pat
         server.wait(timeout=10)
 
 
+def test_two_controllers_on_two_hosts_the_device_refuses_one(tmp_path: Path) -> None:
+    """No host lock between them (each its own PLASMACTL_LOCK_DIR, as on two hosts): the generator's owner
+    lease (map v2) refuses the second controller's claim before it writes anything, naming the owner."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN, encoding="utf-8")
+    args = ["serve-sim", "--modbus-tcp", "127.0.0.1:0", "--serial", "pty", "--json", "--lifeline"]
+    server = subprocess.Popen([str(PLASMACTL), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
+    try:
+        assert server.stdout is not None
+        where = json.loads(server.stdout.readline())
+        rig = tmp_path / "rig.toml"
+        rig.write_text(_rig("tcp", where), encoding="utf-8")
+        fired = 0
+        for trial in range(max(2, TRIALS // 2)):
+            outs = [tmp_path / f"h{trial}-{n}" for n in (1, 2)]
+            procs = [
+                subprocess.Popen(
+                    [str(PLASMACTL), "run", str(plan), "--rig", str(rig), "--out", str(out)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    cwd=REPO,
+                    env={**os.environ, "PLASMACTL_LOCK_DIR": str(tmp_path / f"host-{trial}-{n}")},
+                )
+                for n, out in enumerate(outs)
+            ]
+            codes = [p.wait(timeout=120) for p in procs]
+            logs = [read_events(out / "events.jsonl") for out in outs]
+            owned = [any("owned by another controller" in str(e.get("problems")) for e in log) for log in logs]
+            assert sorted(owned) == [False, True], (trial, codes, [log[-1] for log in logs])
+            winner, loser = (0, 1) if owned[1] else (1, 0)
+            assert (codes[winner], logs[winner][-1]["outcome"]) == (0, "complete"), logs[winner][-1]
+            assert codes[loser] == 3
+            assert not [e for e in logs[loser] if e["event"] in ("plasma_arm", "pulse_start")]
+            lease = next(e for e in logs[winner] if e["event"] == "device_lease")
+            problems = next(e for e in logs[loser] if e["event"] == "self_test")["problems"]
+            assert f"session token {lease['token']}" in problems[0], problems
+            fired += len([e for e in logs[winner] if e["event"] == "pulse_start"])
+        assert asyncio.run(_pulse_count(int(where["modbus_tcp"]["port"]))) == fired
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=10)
+
+
 def test_a_lock_names_its_holder_and_dies_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Any spelling of a host is one endpoint; a holder killed by SIGKILL leaves the endpoint free."""
     from plasmactl.drivers.host_locks import EndpointBusy, HostLocks, tcp_key

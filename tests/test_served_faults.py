@@ -17,9 +17,20 @@ from pymodbus.framer import FramerRTU
 
 from plasmactl.drivers import lineproto
 from plasmactl.drivers.registers import PLASMA, SPRAY, PlasmaCommand, PlasmaStatusBit
+from plasmactl.faults import Fault
 from plasmactl.simulators.served import ServedSim
 from plasmactl.simulators.served_wire import rtu_wire_time
-from test_served_support import command, configure, line_client, modbus_client, read, scenario, served
+from test_served_support import (
+    as_owner,
+    claim,
+    command,
+    configure,
+    line_client,
+    modbus_client,
+    read,
+    scenario,
+    served,
+)
 
 
 def link(kind: str, target: str = "plasma", **extra: Any) -> dict[str, Any]:
@@ -87,15 +98,22 @@ GOOD_RTU_REPLY_LEN = 5 + 20  # unit + FC + byte count + 10 registers + CRC
 
 
 async def test_tcp_timeout_is_silence_and_the_request_never_reaches_the_device() -> None:
-    async with served(faults=scenario(link("timeout", duration_s=0.3))) as sim:
+    """An ARM the lease's owner sends inside the timeout is never answered and never reaches the generator:
+    not armed, and not even refused there (the lease was claimed just before the fault: it would be taken)."""
+    async with served() as sim:
         async with modbus_client(sim, "tcp", timeout_s=0.1) as client:
+            assert not (await claim(client, PLASMA)).isError()  # live for 300 ms
+            sim.world.inject(Fault.model_validate(link("timeout", duration_s=0.3)))
             with pytest.raises(ModbusIOException):
-                await client.write_register(PLASMA["COMMAND"].address, PlasmaCommand.ARM, device_id=1)
+                await as_owner(client, PLASMA, PLASMA["COMMAND"].address, [PlasmaCommand.ARM])
             # another device on the same gateway connection answers
             assert await read(client, SPRAY, "VENDOR") == 0x504C
         await asyncio.sleep(0.3)
         async with modbus_client(sim, "tcp", timeout_s=0.1) as client:
             assert not (await read(client, PLASMA, "STATUS")) >> PlasmaStatusBit.ARMED & 1
+            assert sim.plasma.lease is not None and sim.plasma.lease.refused == 0
+            assert not (await command(client, PlasmaCommand.ARM)).isError()  # the same ARM, after the fault
+            assert (await read(client, PLASMA, "STATUS")) >> PlasmaStatusBit.ARMED & 1
 
 
 async def test_tcp_delay_adds_the_value_to_each_reply() -> None:
@@ -163,12 +181,12 @@ async def test_a_safety_link_fault_hits_only_the_safety_registers() -> None:
 async def test_a_link_fault_after_a_pulse_starts_when_that_pulse_ends() -> None:
     faults = scenario({"device": "link", "kind": "timeout", "target": "plasma", "after_pulses": 1})
     async with served(faults=faults) as sim, modbus_client(sim, "tcp", timeout_s=0.1) as client:
-        await configure(client, 1.0, 10.0)
+        await configure(client, 1.0, 40.0)  # long enough that a read inside it survives a loaded machine
         await command(client, PlasmaCommand.ARM)
         await command(client, PlasmaCommand.FIRE)
         await asyncio.sleep(0.002)  # past the 0.5 ms fire latency
         assert await read(client, PLASMA, "PULSE_COUNT") == 1  # still inside the pulse
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
         with pytest.raises(ModbusIOException):
             await read(client, PLASMA, "STATUS")
 

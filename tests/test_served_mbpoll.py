@@ -2,6 +2,10 @@
 
 mbpoll's register references are 1-based: ``-r 1`` is address 0. A missing mbpoll is installed (Debian
 package), never skipped.
+
+The units serve register map version 2: mbpoll writes as the lease's owner, a claim (the token to
+LEASE_CLAIM) and then the owner's write at WRITE_TOKEN, each one FC16 request (``-t 4`` with several values);
+a direct write of one value (FC6) is refused with exception 1, "Illegal function".
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from plasmactl.drivers.registers import PLASMA, split
+from plasmactl.drivers.registers import PLASMA, Capability, owner_write, split
 from plasmactl.simulators.served import ServedSim
-from test_served_support import Transport, served
+from test_served_support import TOKEN, Transport, served
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +61,20 @@ async def run_mbpoll(
     return proc.returncode, out.decode(), err.decode()
 
 
+async def mbpoll_owner_write(
+    mbpoll: str, sim: ServedSim, transport: Transport, address: int, values: tuple[int, ...]
+) -> tuple[int, str, str]:
+    """Claim the generator's lease with ``TOKEN``, then write ``values`` at ``address`` as its owner: two
+    mbpoll runs (the lease lives LEASE_MS, 300 ms, after the claim); the second run's result."""
+    claim = PLASMA["LEASE_CLAIM"]
+    rc, out, err = await run_mbpoll(
+        mbpoll, sim, transport, "-a", "1", "-t", "4", "-r", str(claim.address + 1), values=tuple(split(TOKEN, 2))
+    )
+    assert rc == 0 and "Written 2 references" in out, (out, err)
+    at, words = owner_write(TOKEN, address, values)
+    return await run_mbpoll(mbpoll, sim, transport, "-a", "1", "-t", "4", "-r", str(at + 1), values=tuple(words))
+
+
 def registers(out: str) -> dict[int, int]:
     """``[ref]: value`` lines of mbpoll's output -> {address (0-based): value}."""
     return {int(ref) - 1: int(v, 0) for ref, v in re.findall(r"^\[(\d+)\]:\s+(\S+)$", out, re.MULTILINE)}
@@ -67,7 +85,9 @@ async def test_mbpoll_reads_the_identity_block(mbpoll: str, sim: tuple[ServedSim
     rc, out, err = await run_mbpoll(mbpoll, s, transport, "-a", "1", "-t", "4:hex", "-r", "1", "-c", "10")
     assert rc == 0, err
     expected = [w for r in PLASMA.registers if r.address < 10 for w in split(r.default, r.words)]
+    expected[PLASMA["CAPABILITIES"].address] = 1 << Capability.TRIGGER_LINE  # the served units have the line
     assert registers(out) == dict(enumerate(expected))
+    assert registers(out)[PLASMA["MAP_VERSION"].address] == 2
 
 
 async def test_mbpoll_reads_status_and_writes_a_setpoint(mbpoll: str, sim: tuple[ServedSim, Transport]) -> None:
@@ -80,11 +100,15 @@ async def test_mbpoll_reads_status_and_writes_a_setpoint(mbpoll: str, sim: tuple
     assert registers(out) == dict(zip(range(first, first + count), [0, 0, 0, 0xFFFF, 0xFFFF, 0], strict=True))
 
     pulse = PLASMA["PULSE_SET"]
+    # a direct write (FC6) is refused: only the lease's owner writes
     rc, out, err = await run_mbpoll(
         mbpoll, s, transport, "-a", "1", "-t", "4", "-r", str(pulse.address + 1), values=(500,)
     )
+    assert rc != 0 and "Illegal function" in err, (out, err)
+    assert s.plasma.plasma.pulse_ms == 0.0
+    rc, out, err = await mbpoll_owner_write(mbpoll, s, transport, pulse.address, (500,))
     assert rc == 0, err
-    assert "Written 1 references" in out
+    assert "Written 5 references" in out  # the token, the address, the count and the value
     assert s.plasma.plasma.pulse_ms == 5.0
     rc, out, err = await run_mbpoll(mbpoll, s, transport, "-a", "1", "-t", "4", "-r", str(pulse.address + 1))
     assert rc == 0 and registers(out) == {pulse.address: 500}, (out, err)
@@ -93,17 +117,18 @@ async def test_mbpoll_reads_status_and_writes_a_setpoint(mbpoll: str, sim: tuple
 async def test_mbpoll_sees_the_contract_exceptions(mbpoll: str, sim: tuple[ServedSim, Transport]) -> None:
     s, transport = sim
     cmd = PLASMA["COMMAND"]
-    rc, _, err = await run_mbpoll(
-        mbpoll, s, transport, "-a", "1", "-t", "4", "-r", str(cmd.address + 1), values=(cmd.high + 1,)
-    )
+    rc, _, err = await mbpoll_owner_write(mbpoll, s, transport, cmd.address, (cmd.high + 1,))
     assert rc != 0 and "Illegal data value" in err
     mapped = {a for r in PLASMA for a in r.addresses}
     gap = min(a for a in range(PLASMA.size) if a not in mapped)
     rc, _, err = await run_mbpoll(mbpoll, s, transport, "-a", "1", "-t", "4", "-r", str(gap + 1))
     assert rc != 0 and "Illegal data address" in err
-    status = PLASMA["STATUS"].address + 1  # read-only
-    rc, _, err = await run_mbpoll(mbpoll, s, transport, "-a", "1", "-t", "4", "-r", str(status), values=(1,))
+    status = PLASMA["STATUS"].address  # read-only
+    rc, _, err = await mbpoll_owner_write(mbpoll, s, transport, status, (1,))
     assert rc != 0 and "Illegal data address" in err
+    rc, _, err = await run_mbpoll(mbpoll, s, transport, "-a", "1", "-t", "4", "-r", str(cmd.address + 1), values=(1,))
+    assert rc != 0 and "Illegal function" in err  # a direct write, even of a good value
+    assert not s.plasma.plasma.armed
     if transport == "tcp":
         rc, _, err = await run_mbpoll(mbpoll, s, transport, "-a", "9", "-t", "4", "-r", "1")
         assert rc != 0 and "Target device failed to respond" in err

@@ -1,5 +1,8 @@
 """The served Modbus devices against raw pymodbus clients, over TCP and over RTU on a pty: the register
-contract (identity, pulse cycle, spray, write checks, exceptions) and unknown unit ids."""
+contract (identity, pulse cycle, spray, write checks, exceptions) and unknown unit ids.
+
+The units serve register map version 2: every write is the lease owner's write (``write_words``: a claim,
+then the owner's write at WRITE_TOKEN), and a direct write is refused with exception 1 (NOT_OWNER)."""
 
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ from pymodbus.framer import FramerRTU
 
 from plasmactl.drivers.registers import (
     NO_ENERGY,
+    NOT_OWNER,
     PLASMA,
     SPRAY,
+    Capability,
     DeviceMap,
     PlasmaCommand,
     PlasmaStatusBit,
@@ -27,9 +32,12 @@ from plasmactl.drivers.registers import (
 )
 from plasmactl.simulators.served import ServedSim
 from test_served_support import (
+    TOKEN,
     Client,
     Transport,
+    as_owner,
     bit,
+    claim,
     command,
     configure,
     modbus_client,
@@ -39,6 +47,7 @@ from test_served_support import (
     scenario,
     served,
     write,
+    write_words,
 )
 
 TRANSPORTS: list[Transport] = ["tcp", "rtu"]
@@ -64,12 +73,18 @@ def _defaults(dmap: DeviceMap, first: int, count: int) -> list[int]:
 
 @pytest.mark.parametrize("dmap", [PLASMA, SPRAY], ids=["plasma", "spray"])
 async def test_identity_block_serves_the_declared_defaults(bus: tuple[ServedSim, Client], dmap: DeviceMap) -> None:
+    """The declared defaults, but CAPABILITIES: the served world wires the pulse-end trigger line (bit 0)."""
     _, client = bus
     start, count = dmap.block("VENDOR", "RESERVED")
     rr = await client.read_holding_registers(start, count=count, device_id=dmap.unit_id)
     assert not rr.isError(), rr
-    assert rr.registers == _defaults(dmap, start, count)
+    capabilities = dmap["CAPABILITIES"].address - start
+    expected = _defaults(dmap, start, count)
+    expected[capabilities] = 1 << Capability.TRIGGER_LINE
+    assert rr.registers == expected
     assert rr.registers[:2] == [0x504C, dmap.model]
+    assert rr.registers[dmap["MAP_VERSION"].address - start] == 2
+    assert rr.registers[capabilities] == 1
 
 
 async def test_pulse_cycle(bus: tuple[ServedSim, Client]) -> None:
@@ -126,8 +141,9 @@ async def test_fire_refusals(bus: tuple[ServedSim, Client]) -> None:
 
 async def test_spray_command_with_its_length_in_one_write(bus: tuple[ServedSim, Client]) -> None:
     sim, client = bus
+    assert not (await claim(client, SPRAY)).isError()
     t_write = time.perf_counter()
-    rr = await client.write_registers(SPRAY["COMMAND"].address, [SprayCommand.SPRAY, 120], device_id=SPRAY.unit_id)
+    rr = await as_owner(client, SPRAY, SPRAY["COMMAND"].address, [SprayCommand.SPRAY, 120])
     assert not rr.isError(), rr
     assert await read(client, SPRAY, "SPRAY_MS") == 120
     assert await read(client, SPRAY, "SPRAY_COUNT") == 1
@@ -152,7 +168,8 @@ async def test_spray_command_with_its_length_in_one_write(bus: tuple[ServedSim, 
 
 async def test_spray_stop(bus: tuple[ServedSim, Client]) -> None:
     _, client = bus
-    await client.write_registers(SPRAY["COMMAND"].address, [SprayCommand.SPRAY, 5000], device_id=SPRAY.unit_id)
+    rr = await write_words(client, SPRAY, SPRAY["COMMAND"].address, [SprayCommand.SPRAY, 5000])
+    assert not rr.isError(), rr
 
     async def valve_open() -> bool:
         return bit(await read(client, SPRAY, "STATUS"), SprayStatusBit.VALVE_OPEN)
@@ -170,7 +187,7 @@ async def test_spray_stop(bus: tuple[ServedSim, Client]) -> None:
         (PLASMA, PLASMA["PULSE_SET"].address, [0], 3),  # below the range
         (PLASMA, PLASMA["ENERGY_SET"].address, split(10_000_001, 2), 3),
         (SPRAY, SPRAY["SPRAY_MS"].address, [0], 3),
-        (SPRAY, SPRAY["COMMAND"].address, [4], 3),
+        (SPRAY, SPRAY["COMMAND"].address, [6], 3),  # above 0..5 (4 and 5 arm and disarm the trigger)
         (PLASMA, PLASMA["STATUS"].address, [1], 2),  # read-only
         (PLASMA, PLASMA["VENDOR"].address, [1], 2),  # identity is read-only
         (PLASMA, PLASMA["WATCHDOG_MS"].address, [1000], 2),
@@ -185,15 +202,61 @@ async def test_spray_stop(bus: tuple[ServedSim, Client]) -> None:
 async def test_bad_writes_get_the_contract_exception(
     bus: tuple[ServedSim, Client], dmap: DeviceMap, address: int, values: list[int], code: int
 ) -> None:
+    """The owner's write (the lease claimed, the token right) keeps every check of the contract: the embedded
+    write gets the exception a direct one got on map v1, and changes nothing."""
     _, client = bus
-    if len(values) == 1:
-        rr = await client.write_register(address, values[0], device_id=dmap.unit_id)
-    else:
-        rr = await client.write_registers(address, values, device_id=dmap.unit_id)
+    rr = await write_words(client, dmap, address, values)
     assert rr.isError() and rr.exception_code == code, rr
+    assert await read(client, dmap, "LEASE_OWNER") == TOKEN  # the claim was taken: the embedded write refused
     # nothing changed
     assert await read(client, PLASMA, "PULSE_SET") == 0
     assert await read(client, SPRAY, "SPRAY_MS") == SPRAY["SPRAY_MS"].default
+
+
+DIRECT_WRITES = [
+    pytest.param(PLASMA, [PlasmaCommand.ARM], id="plasma-fc6"),
+    pytest.param(PLASMA, [PlasmaCommand.ARM, *PLASMA["ENERGY_SET"].encode(1.0)], id="plasma-fc16"),
+    pytest.param(SPRAY, [SprayCommand.SPRAY], id="spray-fc6"),
+    pytest.param(SPRAY, [SprayCommand.SPRAY, 120], id="spray-fc16"),
+]
+WATCHED = {
+    "plasma": ("COMMAND", "ENERGY_SET", "PULSE_SET", "STATUS", "PULSE_COUNT", "FAULT_CODE"),
+    "spray": ("COMMAND", "SPRAY_MS", "STATUS", "SPRAY_COUNT", "FAULT_CODE"),
+}
+
+
+@pytest.mark.parametrize(("dmap", "words"), DIRECT_WRITES)
+async def test_a_direct_write_to_command_is_refused_on_a_v2_unit(
+    bus: tuple[ServedSim, Client], dmap: DeviceMap, words: list[int]
+) -> None:
+    """Map v2: a direct write to COMMAND (FC6, or FC16 at COMMAND) is refused with exception 1 (NOT_OWNER) and
+    changes nothing, on a free unit and on one whose lease the writer's own token holds; the same words as the
+    owner's write are taken (the refusal is the write's form, not its content)."""
+    sim, client = bus
+    unit = sim.plasma if dmap is PLASMA else sim.spray
+    assert unit.lease is not None
+
+    async def snapshot() -> dict[str, int]:
+        return {name: await read(client, dmap, name) for name in WATCHED[dmap.device]}
+
+    before = await snapshot()
+    for owned in (False, True):
+        if owned:
+            assert not (await claim(client, dmap)).isError()
+        if len(words) == 1:
+            rr = await client.write_register(dmap["COMMAND"].address, words[0], device_id=dmap.unit_id)
+        else:
+            rr = await client.write_registers(dmap["COMMAND"].address, words, device_id=dmap.unit_id)
+        assert rr.isError() and rr.exception_code == NOT_OWNER, rr
+        assert await snapshot() == before
+        assert await read(client, dmap, "LEASE_OWNER") == (TOKEN if owned else 0)  # the lease is untouched
+    assert unit.lease.refused == 2
+    assert not sim.plasma.plasma.armed
+
+    rr = await as_owner(client, dmap, dmap["COMMAND"].address, words)
+    assert not rr.isError(), rr
+    assert await read(client, dmap, "COMMAND") == words[0]
+    assert await snapshot() != before
 
 
 READ_GAPS = [
@@ -333,7 +396,7 @@ async def test_one_write_configures_then_fires() -> None:
         await write(client, PLASMA, "ENERGY_LIMIT", round(1.8 * PLASMA["ENERGY_LIMIT"].scale))
         await command(client, PlasmaCommand.ARM)
         words = [PlasmaCommand.FIRE, *PLASMA["ENERGY_SET"].encode(1.5), *PLASMA["PULSE_SET"].encode(30.0)]
-        rr = await client.write_registers(PLASMA["COMMAND"].address, words, device_id=PLASMA.unit_id)
+        rr = await write_words(client, PLASMA, PLASMA["COMMAND"].address, words)
         assert not rr.isError(), rr
         await asyncio.sleep(0.002)
         assert bit(await read(client, PLASMA, "STATUS"), PlasmaStatusBit.OUTPUT_ON)

@@ -12,7 +12,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.pdu import ModbusPDU
 
 from plasmactl.drivers import lineproto
-from plasmactl.drivers.registers import PLASMA, DeviceMap, join, split
+from plasmactl.drivers.registers import PLASMA, DeviceMap, join, owner_write, split
 from plasmactl.faults import FaultScenario
 from plasmactl.rig import PlasmaSim, Rig
 from plasmactl.simulators.served import ServedSim, serve
@@ -80,21 +80,44 @@ async def read(client: Client, dmap: DeviceMap, name: str) -> int:
     return join(rr.registers)
 
 
+TOKEN = 0x7E57_0001  # the tests' session token (map v2: only the lease's owner writes)
+
+
+async def claim(client: Client, dmap: DeviceMap, token: int = TOKEN) -> ModbusPDU:
+    """Claim the unit's lease (renews it when ``token`` already owns it); returns the response."""
+    reg = dmap["LEASE_CLAIM"]
+    return await client.write_registers(reg.address, split(token, 2), device_id=dmap.unit_id)
+
+
+async def as_owner(client: Client, dmap: DeviceMap, address: int, words: list[int], token: int = TOKEN) -> ModbusPDU:
+    """The owner's write alone (no claim first): one FC16 request at WRITE_TOKEN carrying ``token``; refused
+    (exception 1) unless ``token`` holds a live lease, e.g. from a :func:`claim` less than LEASE_MS ago."""
+    at, request = owner_write(token, address, words)
+    return await client.write_registers(at, request, device_id=dmap.unit_id)
+
+
+async def write_words(client: Client, dmap: DeviceMap, address: int, words: list[int], token: int = TOKEN) -> ModbusPDU:
+    """Write ``words`` at ``address`` as a controller does on a map v2 unit: claim the lease (a refused claim
+    is returned as the response), then the owner's write carrying the token."""
+    rr = await claim(client, dmap, token)
+    if rr.isError():
+        return rr
+    return await as_owner(client, dmap, address, words, token)
+
+
 async def write(client: Client, dmap: DeviceMap, name: str, raw: int) -> ModbusPDU:
-    """Write one register by name (FC 6 for one word, FC 16 for two); returns the response (maybe an error)."""
+    """Write one register by name as the lease's owner; returns the response (maybe an error)."""
     reg = dmap[name]
-    if reg.words == 1:
-        return await client.write_register(reg.address, raw, device_id=dmap.unit_id)
-    return await client.write_registers(reg.address, split(raw, reg.words), device_id=dmap.unit_id)
+    return await write_words(client, dmap, reg.address, split(raw, reg.words))
 
 
 async def configure(client: Client, energy_j: float, pulse_ms: float, limit_j: float | None = None) -> None:
     """Setpoints and the dose monitor's limit (default: the setpoint + 20 %, as the controller sets it)."""
     words = PLASMA["ENERGY_SET"].encode(energy_j) + PLASMA["PULSE_SET"].encode(pulse_ms)
-    rr = await client.write_registers(PLASMA["ENERGY_SET"].address, words, device_id=PLASMA.unit_id)
+    rr = await write_words(client, PLASMA, PLASMA["ENERGY_SET"].address, words)
     assert not rr.isError(), rr
     limit = PLASMA["ENERGY_LIMIT"].encode(energy_j * 1.2 if limit_j is None else limit_j)
-    rr = await client.write_registers(PLASMA["ENERGY_LIMIT"].address, limit, device_id=PLASMA.unit_id)
+    rr = await write_words(client, PLASMA, PLASMA["ENERGY_LIMIT"].address, limit)
     assert not rr.isError(), rr
 
 

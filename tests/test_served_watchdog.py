@@ -4,6 +4,7 @@ controller process that is SIGKILLed mid-pulse), its hardware pulse limit, the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -35,6 +36,7 @@ from test_served_support import (
     scenario,
     served,
     write,
+    write_words,
 )
 
 WINDOW_S = PLASMA["WATCHDOG_MS"].default / 1000.0  # 300 ms
@@ -43,7 +45,9 @@ STUCK = scenario({"device": "plasma", "kind": "stuck_on", "at_s": 0.0})
 
 @asynccontextmanager
 async def heartbeat(client: Client, period_s: float = 0.05) -> AsyncIterator[list[float]]:
-    """Write a changing HEARTBEAT every ``period_s``; yields the perf_counter times of the acknowledged writes."""
+    """Write a changing HEARTBEAT every ``period_s`` as the lease's owner; yields the perf_counter times of the
+    acknowledged writes. A refused beat fails the test where it is (not a wait for a first ack that never
+    comes: the helper used to hang there when its direct writes were refused on a map v2 unit)."""
     acks: list[float] = []
     first = asyncio.Event()
 
@@ -52,19 +56,23 @@ async def heartbeat(client: Client, period_s: float = 0.05) -> AsyncIterator[lis
         while True:
             beat = (beat + 1) & 0xFFFF
             rr = await write(client, PLASMA, "HEARTBEAT", beat)
-            assert not rr.isError(), rr
+            assert not rr.isError(), f"heartbeat {beat} refused: {rr}"
             acks.append(time.perf_counter())
             first.set()
             await asyncio.sleep(period_s)
 
     task = asyncio.create_task(run())
+    acked = asyncio.create_task(first.wait())
     try:
-        await first.wait()
+        await asyncio.wait({task, acked}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # the first beat failed: raise its error
         yield acks
     finally:
+        acked.cancel()
         task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # a beat that failed meanwhile raises here
 
 
 async def _output_on(client: Client) -> bool:
@@ -191,9 +199,10 @@ async def test_an_output_switched_off_before_the_limit_latches_no_fault() -> Non
 async def test_spray_watchdog_closes_the_valve() -> None:
     window_s = SPRAY["WATCHDOG_MS"].default / 1000.0
     async with served() as sim, modbus_client(sim, "tcp") as client:
-        await write(client, SPRAY, "HEARTBEAT", 1)
+        assert not (await write(client, SPRAY, "HEARTBEAT", 1)).isError()
         t_beat = time.perf_counter()
-        await client.write_registers(SPRAY["COMMAND"].address, [SprayCommand.SPRAY, 5000], device_id=SPRAY.unit_id)
+        rr = await write_words(client, SPRAY, SPRAY["COMMAND"].address, [SprayCommand.SPRAY, 5000])
+        assert not rr.isError(), rr
 
         async def closed() -> bool:
             return not bit(await read(client, SPRAY, "STATUS"), SprayStatusBit.VALVE_OPEN)
@@ -205,34 +214,47 @@ async def test_spray_watchdog_closes_the_valve() -> None:
         assert window_s - 0.01 <= t_closed - t_beat <= window_s + 0.03
         assert await read(client, SPRAY, "FAULT_CODE") == FaultCode.WATCHDOG
         assert bit(await read(client, SPRAY, "STATUS"), SprayStatusBit.FAULT)
-        await write(client, SPRAY, "HEARTBEAT", 2)
+        assert not (await write(client, SPRAY, "HEARTBEAT", 2)).isError()
         assert await read(client, SPRAY, "FAULT_CODE") == 0
 
 
 CONTROLLER = """
 import asyncio, sys
 from pymodbus.client import AsyncModbusTcpClient
-from plasmactl.drivers.registers import PLASMA, PlasmaCommand
+from plasmactl.drivers.registers import PLASMA, PlasmaCommand, owner_write, split
+
+TOKEN = 0x7E57_00C1
 
 async def main(port: int) -> None:
     c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0)
     assert await c.connect()
     beat = 0
 
-    async def heartbeat() -> None:
+    async def put(address, words):  # map v2: the owner's write
+        at, request = owner_write(TOKEN, address, words)
+        rr = await c.write_registers(at, request, device_id=PLASMA.unit_id)
+        if rr.isError():
+            print(f"error {rr} writing {words} at {address}", flush=True)
+        return rr
+
+    async def heartbeat() -> None:  # the owner's heartbeat also keeps its lease
         nonlocal beat
         while True:
             beat = (beat + 1) & 0xFFFF
-            await c.write_register(PLASMA["HEARTBEAT"].address, beat, device_id=PLASMA.unit_id)
+            await put(PLASMA["HEARTBEAT"].address, [beat])
             await asyncio.sleep(0.05)
 
+    rr = await c.write_registers(PLASMA["LEASE_CLAIM"].address, split(TOKEN, 2), device_id=PLASMA.unit_id)
+    if rr.isError():
+        print(f"error {rr} claiming", flush=True)
+        return
     task = asyncio.create_task(heartbeat())
     words = PLASMA["ENERGY_SET"].encode(2.0) + PLASMA["PULSE_SET"].encode(100.0)
-    await c.write_registers(PLASMA["ENERGY_SET"].address, words, device_id=PLASMA.unit_id)
+    await put(PLASMA["ENERGY_SET"].address, words)
     limit = PLASMA["ENERGY_LIMIT"].encode(10.0)  # the dose monitor out of the way: the watchdog must act
-    await c.write_registers(PLASMA["ENERGY_LIMIT"].address, limit, device_id=PLASMA.unit_id)
-    await c.write_register(PLASMA["COMMAND"].address, PlasmaCommand.ARM, device_id=PLASMA.unit_id)
-    rr = await c.write_register(PLASMA["COMMAND"].address, PlasmaCommand.FIRE, device_id=PLASMA.unit_id)
+    await put(PLASMA["ENERGY_LIMIT"].address, limit)
+    await put(PLASMA["COMMAND"].address, [PlasmaCommand.ARM])
+    rr = await put(PLASMA["COMMAND"].address, [PlasmaCommand.FIRE])
     print("fired" if not rr.isError() else f"error {rr}", flush=True)
     await task
 
@@ -276,3 +298,4 @@ async def test_sigkilled_controller_leaves_the_output_on_no_longer_than_the_watc
         assert on_device <= WINDOW_S + 0.050
         assert on_wire <= WINDOW_S + 0.050
         assert await read(client, PLASMA, "FAULT_CODE") == FaultCode.WATCHDOG
+        assert await read(client, PLASMA, "LEASE_OWNER") == 0  # the dead controller's lease lapsed with it

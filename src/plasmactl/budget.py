@@ -13,6 +13,10 @@ figures are computed from the plan and the rig's links, before anything runs:
   and the valve feedback read that confirms water. A plan whose worst case is outside the window is refused
   too (it would fault on a healthy rig at random); under 20 % of margin is a warning.
 
+With the pulse-end trigger line wired (``spray.trigger_line``), the spray unit starts its valve by itself at
+the delay after the pulse's end: no detection and no command stand between the pulse and the water, and the
+worst case is the later of the water and the controller seeing the pulse over, plus the confirming read.
+
 An exchange's length comes from the link: on RTU its two frames at the baud rate (11 bits a character, the
 3.5-character gap) plus the device's reply time; on TCP a round trip; in-process simulators answer at once
 (their own latencies count). A real valve's latency is learned at the first spray, so for a rig of real
@@ -130,12 +134,27 @@ def cooling_budget(plan: Plan, rig: Rig) -> CoolingBudget:
             if 0.5 * rig.max_age_s(device, lim.reading_max_age_ms) * 1000.0 < ages_ms[device]:
                 late_ms += links.queue_ms(device) + links.exchange_ms(device, what)
         late_ms += links.queue_ms("plasma") + links.exchange_ms("plasma", "write_one")
+        if rig.trigger_line:  # the spot's last pulse arms the spray unit's trigger before it fires
+            late_ms += links.queue_ms("spray") + links.exchange_ms("spray", "spray_command")
     status = links.exchange_ms("plasma", "plasma_status")
     # the read that straddles the end shows it still on; the next one, behind the queue, shows it over
     detect = PULSE_POLL_S * 1000.0 + status + links.queue_ms("plasma") + status
     command = HOST_MS + links.queue_ms("spray") + links.exchange_ms("spray", "spray_command")
     spray_read = links.exchange_ms("spray", "spray_status")
     confirm = HOST_MS + VALVE_POLL_S * 1000.0 + spray_read + links.queue_ms("spray") + spray_read
+    if rig.trigger_line:
+        # the unit opens its valve by itself at the delay after the edge; the controller, once it has seen
+        # the pulse over, looks for the valve feedback: whichever comes later, then the confirming read
+        water = max(detect + HOST_MS, c.delay_ms + valve_ms)
+        parts: tuple[tuple[str, float], ...] = (
+            ("spot's pulses", group_ms),
+            ("late last pulse", late_ms),
+            ("pulse end seen" if water > c.delay_ms + valve_ms else "trigger delay and valve", water),
+            ("valve feedback", confirm),
+        )
+        worst = group_ms + late_ms + water + confirm
+        earliest = group_ms + c.delay_ms + valve_ms
+        return CoolingBudget(earliest, lim.max_cooling_delay_ms, valve_ms > 0, worst, parts)
     after_pulses = max(group_ms + late_ms + detect, c.delay_ms)
     parts = (
         ("spot's pulses", group_ms),

@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
     from plasmactl import cli_sim_control
 
     cli_sim_control.register(app)
+    from plasmactl import cli_clear_fault
+
+    cli_clear_fault.register(app)
 
 
 def probe(

@@ -119,6 +119,12 @@ class _VirtualSelector(selectors.DefaultSelector):
         self.now = 0.0
         self.holds = 0
         self._busy = 0
+        # epoll and poll objects answer poll(0) with the ready fds: when that is empty (nearly every time) the
+        # wrapper's select (timeout conversion, key lookups) is not needed. The OS is asked all the same.
+        native: Any = getattr(self, "_selector", None)
+        self._peek: Callable[[int], list[Any]] | None = (
+            native.poll if isinstance(self, selectors.EpollSelector | selectors.PollSelector) else None
+        )
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if self.holds == 0:
@@ -127,7 +133,8 @@ class _VirtualSelector(selectors.DefaultSelector):
                 if self._busy < self.BUSY_POLL_EVERY:
                     return []
             self._busy = 0
-            events = super().select(0)
+            peek = self._peek
+            events = [] if peek is not None and not peek(0) else super().select(0)
             if events or timeout == 0:
                 return events
             if timeout is not None:

@@ -15,7 +15,6 @@ hashes each line right after writing it, so what is hashed is exactly what is on
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
@@ -59,11 +58,12 @@ def _round(value: float) -> float | str:
 
     ``round(v, 9)`` is exact but costs a decimal conversion per value, and an event carries a dozen floats;
     in the range the log holds (|v| < 1e6: session seconds, joules, millilitres) the nearest multiple of
-    1e-9 is computed as well by one multiplication and one correctly rounded division."""
+    1e-9 is computed as well by one multiplication and one correctly rounded division. (``x // 1.0`` is
+    ``math.floor(x)`` as a float, exactly, for these |x| < 2**53, without the call and the int.)"""
     if value - value != 0.0:  # inf or nan
         return str(value)
     if -1e6 < value < 1e6:
-        return math.floor(value * 1e9 + 0.5) / 1e9
+        return (value * 1e9 + 0.5) // 1.0 / 1e9
     return round(value, 9)
 
 
@@ -133,7 +133,7 @@ class AuditLog:
         self._defer = 0  # inside sync_after
         self._sync_due = False
 
-        now, floor, sink = clock.now, math.floor, self._sink
+        now, sink = clock.now, self._sink
 
         def stamp_and_render(_: Any, __: str, event_dict: EventDict) -> bytes:
             # One processor, not a stamper and a renderer: the chain runs ~20k times per session.
@@ -141,7 +141,7 @@ class AuditLog:
             for k, v in event_dict.items():
                 kind = type(v)
                 if kind is float and -1e6 < v < 1e6:
-                    ordered[k] = floor(v * 1e9 + 0.5) / 1e9  # _round's common case, inline
+                    ordered[k] = (v * 1e9 + 0.5) // 1.0 / 1e9  # _round's common case, inline
                 else:
                     ordered[k] = v if kind in _PLAIN else _round(v) if kind is float else _jsonable(v)
             prev = sink.last_sha256

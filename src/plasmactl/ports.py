@@ -87,6 +87,7 @@ class SprayStatus:
     flow_ml_s: float
     spray_count: int
     fault_code: int = 0
+    trigger_armed: bool = False  # an armed trigger waits for the generator's pulse-end edge
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +121,17 @@ class PlasmaSource(Protocol):
 
 
 class SprayUnit(Protocol):
-    """Cold-spray unit: ``spray`` opens the valve (after its latency) for a duration, ``stop`` closes it."""
+    """Cold-spray unit: ``spray`` opens the valve (after its latency) for a duration, ``stop`` closes it.
+
+    ``arm_trigger`` has the unit itself open the valve for ``duration_s`` at ``delay_s`` after the next
+    pulse-end edge on the generator's trigger line (hardware-timed cooling, where the rig wires that line);
+    ``disarm_trigger`` forgets it."""
 
     async def spray(self, duration_s: float) -> None: ...
     async def stop(self) -> None: ...
     async def status(self) -> SprayStatus: ...
+    async def arm_trigger(self, duration_s: float, delay_s: float) -> None: ...
+    async def disarm_trigger(self) -> None: ...
 
 
 class SkinThermometer(Protocol):

@@ -109,10 +109,17 @@ def cases(count: int, seed: int, transports: tuple[str, ...]) -> list[Case]:
     return out
 
 
+TRANSPORTS = ("inprocess", "tcp", "trigger", "tcp-trigger")
+
+
 def rig_for(transport: str) -> Rig:
     """``inprocess``: the in-process simulators; ``tcp``: the in-process served rig over Modbus TCP (its
-    server takes a free port: ``modbus_tcp`` port 0)."""
-    return load_rig(str(TCP_RIG))[0] if transport == "tcp" else Rig()
+    server takes a free port: ``modbus_tcp`` port 0); ``trigger`` / ``tcp-trigger``: the same with the
+    pulse-end trigger line wired (hardware-timed cooling)."""
+    rig = load_rig(str(TCP_RIG))[0] if transport.startswith("tcp") else Rig()
+    if transport.endswith("trigger"):
+        rig = rig.model_copy(update={"spray": rig.spray.model_copy(update={"trigger_line": True})})
+    return rig
 
 
 @dataclass(frozen=True)
@@ -208,13 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=None, help="campaign seed (default: a fresh one)")
-    parser.add_argument("--transport", default="inprocess", help="inprocess, tcp, or both: inprocess,tcp")
+    parser.add_argument(
+        "--transport", default="inprocess", help=f"one or more of {', '.join(TRANSPORTS)}, comma-separated"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     transports = tuple(t.strip() for t in args.transport.split(",") if t.strip())
-    if not transports or set(transports) - {"inprocess", "tcp"}:
-        parser.error("--transport takes inprocess, tcp or inprocess,tcp")
+    if not transports or set(transports) - set(TRANSPORTS):
+        parser.error(f"--transport takes {', '.join(TRANSPORTS)} (comma-separated)")
     print(f"campaign seed {seed}: {args.sessions} sessions on {', '.join(transports)}, {args.workers} workers")
     results = run(cases(args.sessions, seed, transports), args.workers)
     return 1 if report(results) else 0

@@ -142,6 +142,8 @@ def sim_rig(rig: Rig) -> Rig:
         }
         if device == "safety":
             settings["heartbeat_ms"] = rig.refresh_period_ms("safety")
+        if device == "spray":  # hardware-timed cooling stays hardware-timed (the simulators have the line)
+            settings["trigger_line"] = rig.trigger_line
         devices[device] = SIMULATORS[device](**settings)
     return Rig(
         name=f"{rig.name} (replayed on in-process simulators)", description=rig.description, skin=rig.skin, **devices

@@ -137,6 +137,24 @@ class Rig(_Strict):
                 raise ValueError(f'{device}.port = 0 (the served port) needs [serve] modbus_tcp = "HOST:PORT"')
         return self
 
+    @model_validator(mode="after")
+    def _trigger_line(self) -> Rig:
+        for device in DEVICES:
+            if device != "spray" and getattr(getattr(self, device), "trigger_line", False):
+                raise ValueError(f"{device}.trigger_line: the trigger line is a spray unit setting ([spray])")
+        spray = self.spray
+        if isinstance(spray, ModbusTcp | ModbusRtu) and spray.trigger_line and spray.identity.map_version < 2:
+            raise ValueError(
+                f"spray.trigger_line needs a register map of version 2 (spray.identity.map_version is"
+                f" {spray.identity.map_version}): version 1 devices have no trigger input"
+            )
+        return self
+
+    @property
+    def trigger_line(self) -> bool:
+        """Whether cooling is hardware-timed: the spray unit starts on the generator's pulse-end line."""
+        return bool(getattr(self.spray, "trigger_line", False))
+
     def with_served_tcp(self, report: dict[str, Any]) -> Rig:
         """The rig with each Modbus TCP device of ``port = 0`` pointed at the port its server reported."""
         tcp = report.get("modbus_tcp")

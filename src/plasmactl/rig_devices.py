@@ -65,6 +65,9 @@ class SpraySim(DeviceTiming):
     valve_latency_ms: NonNeg = 15.0
     reservoir_ml: NonNeg = 500.0
     flow_ml_s: PosFloat = 0.5
+    # the generator's pulse-end line is wired to this unit's trigger input: the unit, armed before each
+    # pulse, opens its valve by itself after the pulse ends (hardware-timed cooling)
+    trigger_line: bool = False
 
 
 class ThermometerSim(DeviceTiming):
@@ -119,7 +122,7 @@ class Identity(_Strict):
 
     vendor: Annotated[int, Field(ge=0, le=0xFFFF)] = 0x504C
     model: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None  # None: the model of the device's role
-    map_version: Annotated[int, Field(ge=0, le=0xFFFF)] = 1
+    map_version: Annotated[int, Field(ge=0, le=0xFFFF)] = 2  # 2: owner lease, trigger line; 1: older firmware
 
 
 class _Wire(DeviceTiming):
@@ -129,6 +132,7 @@ class _Wire(DeviceTiming):
     retries: Annotated[int, Field(ge=0, le=5)] = 1
     reconnect_max_ms: Annotated[float, Field(ge=10, le=60_000)] = 2000.0
     heartbeat_ms: Annotated[float, Field(ge=10, le=10_000)] = 100.0
+    trigger_line: bool = False  # spray unit only: the generator's pulse-end line is wired to its trigger input
 
     @model_validator(mode="after")
     def _retries_fit(self) -> _Wire:

@@ -123,12 +123,17 @@ async def open_rig(
     if inputs.rig.all_simulated:
         yield build_devices(inputs, clock, log)
         return
+    from plasmactl.drivers.modbus_device import new_token
     from plasmactl.drivers.rig import open_devices
 
     faults_path = inputs.faults_file.path if inputs.faults_file else None
     served = serve_rig(inputs.rig, clock, faults=inputs.faults, seed=inputs.seed, faults_path=faults_path, log=log)
     async with served as (rig, ports, world):
-        devices, close = await open_devices(rig, clock, ports, holder=f"the session writing {log.path.parent}")
+        token = new_token()
+        holder = f"the session writing {log.path.parent}"
+        devices, close = await open_devices(rig, clock, ports, holder=holder, token=token)
+        leased = [d for d in ("plasma", "spray") if getattr(getattr(devices, d), "owned", False)]
+        log.emit("device_lease", token=f"0x{token:08X}", devices=leased)
         try:
             yield devices, world
         finally:

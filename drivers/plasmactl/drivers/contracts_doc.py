@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import inspect
 
-from plasmactl.drivers import lineproto
+from plasmactl.drivers import lineproto, registers
 from plasmactl.drivers.registers import MAPS, _markdown_table
+
+
+def _v2_text() -> list[str]:
+    """The module docstring's map v2 paragraphs (declared once, there)."""
+    doc = inspect.cleandoc(registers.__doc__ or "")
+    start = doc.index("Map version 2 adds")
+    return doc[start:].splitlines()
 
 
 def contracts_markdown() -> str:
@@ -19,6 +26,10 @@ def contracts_markdown() -> str:
         "a write outside a register's range, to a read-only register or to an unmapped address gets a",
         "Modbus exception (3 illegal value, 2 illegal address). The identity block 0-9 is the same on every",
         "device. On a TCP gateway, every device answers on one port under its unit id.",
+        "",
+        "## Register map version 2: owner lease, owner's write, trigger line",
+        "",
+        *_v2_text(),
         "",
     ]
     for m in MAPS.values():

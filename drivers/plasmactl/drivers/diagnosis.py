@@ -59,6 +59,11 @@ def exception_hint(exception_code: int, device: str) -> str:
         return f" (nothing answers this unit id behind the gateway: check {device}.unit_id)"
     if exception_code == 0x0A:
         return " (the gateway has no path to the device: check its bus wiring and configuration)"
+    if exception_code == 0x01:
+        return (
+            " (on a map v2 device: the write did not carry the owner's token; another controller owns it, or"
+            " the lease lapsed)"
+        )
     return ""
 
 

@@ -1,9 +1,9 @@
 """``plasmactl probe``: every device of a rig, each on its own, by reads only.
 
 A session stops at the first device that does not answer; a bench engineer setting up a rig wants them
-all: which answer, who they say they are (identity block or ``$ID``), their state and fault code, and the
-round trip. Nothing is written (no command, no heartbeat), so probing leaves every device as it was and can
-run beside a session.
+all: which answer, who they say they are (identity block or ``$ID``), their state and fault code, who owns
+their lease (map v2), and the round trip. Nothing is written (no command, no heartbeat), so probing leaves
+every device as it was and can run beside a session.
 """
 
 from __future__ import annotations
@@ -60,12 +60,17 @@ def _times(samples: list[float]) -> dict[str, float]:
 
 
 async def _status(device: str, driver: ModbusPlasma | ModbusSpray | ModbusSafety) -> dict[str, Any]:
+    lease: dict[str, Any] = {}
+    if isinstance(driver, ModbusPlasma | ModbusSpray) and driver.has_lease:  # map v2: who owns it now
+        owner = await driver.lease_owner()
+        lease = {"lease_owner": f"0x{owner:08X}" if owner else "free"}
     if isinstance(driver, ModbusPlasma):
         p = await driver.status()
-        return {"armed": p.armed, "output_on": p.output_on, "fault_code": p.fault_code, "pulse_count": p.pulse_count}
+        state = {"armed": p.armed, "output_on": p.output_on, "fault_code": p.fault_code, "pulse_count": p.pulse_count}
+        return state | lease
     if isinstance(driver, ModbusSpray):
         s = await driver.status()
-        return {"valve_open": s.valve_open, "reservoir_ml": s.reservoir_ml, "fault_code": s.fault_code}
+        return {"valve_open": s.valve_open, "reservoir_ml": s.reservoir_ml, "fault_code": s.fault_code} | lease
     st = await driver.read()
     return {"estop": st.estop, "footswitch": st.footswitch, "tip_distance_mm": st.tip_distance_mm}
 

@@ -4,6 +4,21 @@ Drivers read and write through these declarations and the simulators serve them,
 apart; ``docs/device-contracts.md`` is generated from them (``plasmactl contracts``) and a test fails
 when it is stale. All registers are holding registers (function codes 3, 6, 16); 32-bit values take two
 registers, high word first. Every Modbus device starts with the same identity block at 0-9.
+
+Map version 2 adds, on every Modbus device:
+
+- **an owner lease** (40-44): a controller claims the device by writing its session token to LEASE_CLAIM;
+  the claim is refused (exception 1) while another owner's lease is live. The lease lapses when the owner's
+  heartbeat has not changed for LEASE_MS (the device's heartbeat window), or at COMMAND = RELEASE.
+- **the owner's write** (50-61): every write except a claim goes as one FC16 request to WRITE_TOKEN:
+  ``[token high, token low, address, count, value, ...]`` (:func:`owner_write`). The device applies the
+  embedded write, with every check a direct write would have, only when the token is the live owner's;
+  otherwise it answers exception 1 and changes nothing. A direct write (FC6, or FC16 elsewhere) is refused
+  with exception 1: on a v2 device nothing but the owner writes.
+- **hardware-timed cooling**: the generator reports each pulse's end on its own clock (END_COUNT,
+  LAST_END_US) and drives a pulse-end trigger line; the spray unit, armed by COMMAND = ARM_TRIGGER, opens
+  its valve for SPRAY_MS at TRIGGER_DELAY after the next edge on that line, timed by the device itself, and
+  records the edge and the valve command on its own clock. CAPABILITIES bit 0 says the line is there.
 """
 
 from __future__ import annotations
@@ -17,7 +32,10 @@ from typing import Literal
 Access = Literal["R", "W", "RW"]
 
 VENDOR_ID = 0x504C  # "PL"
-MAP_VERSION = 1
+MAP_VERSION = 2
+NOT_OWNER = 1  # the exception code of a write that does not carry the live owner's token (ILLEGAL_FUNCTION:
+# "the server is in the wrong state to process a request of this type")
+OWNER_WRITE_MAX = 8  # registers one owner write may carry
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,31 @@ class DeviceMap:
     def size(self) -> int:
         return max(r.address + r.words for r in self.registers)
 
+    def in_version(self, version: int) -> DeviceMap:
+        """The map as a device of register map ``version`` serves it (v1: without the v2 registers, and the
+        spray unit's COMMAND only up to RELEASE)."""
+        if version >= MAP_VERSION:
+            return self
+        kept = []
+        for r in self.registers:
+            if r.name in V2_ONLY:
+                continue
+            if (self.device, r.name) in V1_HIGH:
+                r = Register(
+                    r.name,
+                    r.address,
+                    r.words,
+                    r.access,
+                    r.unit,
+                    r.scale,
+                    r.low,
+                    V1_HIGH[self.device, r.name],
+                    r.default,
+                    r.doc,
+                )
+            kept.append(r)
+        return DeviceMap(self.device, self.unit_id, self.model, tuple(kept))
+
     def block(self, first: str, last: str) -> tuple[int, int]:
         """(start address, count) of the registers from ``first`` to ``last`` inclusive (one read)."""
         a, b = self[first], self[last]
@@ -116,7 +159,7 @@ def _identity(model: int) -> tuple[Register, ...]:
         Register("FW_PATCH", 4, 1, ro, "", 1, 0, 0xFFFF, 0, "firmware patch version"),
         Register("MAP_VERSION", 5, 1, ro, "", 1, 0, 0xFFFF, MAP_VERSION, "register map version"),
         Register("SERIAL", 6, 2, ro, "", 1, 0, 0xFFFFFFFF, 1, "serial number"),
-        Register("CAPABILITIES", 8, 1, ro, "", 1, 0, 0xFFFF, 0, "capability flags (none defined in map v1)"),
+        Register("CAPABILITIES", 8, 1, ro, "", 1, 0, 0xFFFF, 0, "capability flags: bit 0 pulse-end trigger line"),
         Register("RESERVED", 9, 1, ro, "", 1, 0, 0xFFFF, 0, "reserved, reads 0"),
     )
 
@@ -148,12 +191,19 @@ class SprayCommand(IntEnum):
     SPRAY = 1  # open the valve for SPRAY_MS (write [SPRAY, ms] to COMMAND..SPRAY_MS in one request)
     STOP = 2
     RELEASE = 3  # the controller is done: valve closed, the heartbeat watchdog stands down
+    ARM_TRIGGER = 4  # spray for SPRAY_MS at TRIGGER_DELAY after the next pulse-end edge (write [4, ms] at once)
+    DISARM_TRIGGER = 5  # forget an armed trigger
 
 
 class SprayStatusBit(IntEnum):
     VALVE_OPEN = 0  # the valve's feedback contact
     SPRAY_COMMANDED = 1
     FAULT = 2
+    TRIGGER_ARMED = 3  # an ARM_TRIGGER waits for its pulse-end edge
+
+
+class Capability(IntEnum):
+    TRIGGER_LINE = 0  # generator: drives the pulse-end line; spray unit: its trigger input is wired
 
 
 class FaultCode(IntEnum):
@@ -165,6 +215,43 @@ class FaultCode(IntEnum):
 
 
 NO_ENERGY = 0xFFFFFFFF  # LAST_ENERGY before any pulse
+
+
+def _lease(window_ms: int) -> tuple[Register, ...]:
+    """The owner lease and the owner's write (map v2), at the same addresses on every Modbus device."""
+    rw: Access = "RW"
+    return (
+        Register("LEASE_OWNER", 40, 2, "R", "", 1, 0, 0xFFFFFFFF, 0, "the owner's session token, 0 = free"),
+        Register(
+            "LEASE_CLAIM", 42, 2, rw, "", 1, 1, 0xFFFFFFFF, 0, "write your token to claim; refused while owned; reads 0"
+        ),
+        Register("LEASE_MS", 44, 1, "R", "ms", 1, 0, 0xFFFF, window_ms, "the lease lapses this long after a heartbeat"),
+        Register("WRITE_TOKEN", 50, 2, rw, "", 1, 0, 0xFFFFFFFF, 0, "owner's write: the token (reads 0)"),
+        Register("WRITE_ADDRESS", 52, 1, rw, "", 1, 0, 0xFFFF, 0, "owner's write: first register written"),
+        Register("WRITE_COUNT", 53, 1, rw, "", 1, 1, OWNER_WRITE_MAX, 1, "owner's write: registers carried"),
+        *(
+            Register(f"WRITE_DATA_{i}", 54 + i, 1, rw, "", 1, 0, 0xFFFF, 0, "owner's write: a value")
+            for i in range(OWNER_WRITE_MAX)
+        ),
+    )
+
+
+# what a map v1 device (older firmware) does not have (END_COUNT's place read 0 there: it stays, reading 0)
+V2_ONLY = frozenset(
+    {"LAST_END_US", "DEVICE_US", "TRIGGER_DELAY", "TRIGGER_COUNT", "EDGE_US", "TRIGGERED_US"}
+    | {r.name for r in _lease(0)}
+)
+V1_HIGH = {("spray", "COMMAND"): 3}
+
+LEASE_FIRST, LEASE_END = 40, 54 + OWNER_WRITE_MAX  # the addresses an owner's write may not target
+
+
+def owner_write(token: int, address: int, values: Sequence[int]) -> tuple[int, list[int]]:
+    """(address, words) of the FC16 request that writes ``values`` at ``address`` as the owner ``token``."""
+    if not 1 <= len(values) <= OWNER_WRITE_MAX:
+        raise ValueError(f"an owner's write carries 1..{OWNER_WRITE_MAX} registers, not {len(values)}")
+    return 50, [*split(token, 2), address, len(values), *values]
+
 
 PLASMA = DeviceMap(
     "plasma",
@@ -191,15 +278,18 @@ PLASMA = DeviceMap(
             0,
             "dose monitor (uJ): a pulse ends when its energy reaches this; 0 = not set, FIRE refused",
         ),
-        *(Register(f"RESERVED_{a}", a, 1, "R", "", 1, 0, 0xFFFF, 0, "reserved, reads 0") for a in range(18, 20)),
+        Register("END_COUNT", 18, 2, "R", "", 1, 0, 0xFFFFFFFF, 0, "pulses ended since power-up (v2)"),
         Register("STATUS", 20, 1, "R", "", 1, 0, 0xFFFF, 0, "bits: 0 armed, 1 output on, 2 fault, 3 watchdog"),
         Register("PULSE_COUNT", 21, 2, "R", "", 1, 0, 0xFFFFFFFF, 0, "pulses emitted since power-up"),
         Register(
             "LAST_ENERGY", 23, 2, "R", "J", 1e6, 0, 0xFFFFFFFF, NO_ENERGY, "energy of the last completed pulse (uJ)"
         ),
         Register("FAULT_CODE", 25, 1, "R", "", 1, 0, 0xFFFF, 0, "0 none, 1 watchdog, 2 pulse limit, 3 E-stop"),
+        Register("LAST_END_US", 26, 2, "R", "us", 1e6, 0, 0xFFFFFFFF, 0, "the last pulse's end, device clock (v2)"),
+        Register("DEVICE_US", 28, 2, "R", "us", 1e6, 0, 0xFFFFFFFF, 0, "the device clock now (wraps; v2)"),
         Register("SAFETY", 30, 1, "R", "", 1, 0, 0xFFFF, 2, "handpiece inputs, bits: 0 E-stop, 1 footswitch"),
         Register("TIP_DISTANCE", 31, 1, "R", "mm", 100, 0, 0xFFFF, 50, "tip-to-skin gap (0.01 mm units)"),
+        *_lease(300),
     ),
 )
 
@@ -209,15 +299,42 @@ SPRAY = DeviceMap(
     model=0x0201,
     registers=(
         *_identity(0x0201),
-        Register("COMMAND", 10, 1, "RW", "", 1, 0, 3, 0, "1 spray for SPRAY_MS, 2 stop, 3 release"),
+        Register(
+            "COMMAND",
+            10,
+            1,
+            "RW",
+            "",
+            1,
+            0,
+            5,
+            0,
+            "1 spray for SPRAY_MS, 2 stop, 3 release, 4 arm trigger, 5 disarm it",
+        ),
         Register("SPRAY_MS", 11, 1, "RW", "ms", 1, 1, 10_000, 150, "spray length for the next SPRAY command"),
         Register("HEARTBEAT", 12, 1, "RW", "", 1, 0, 0xFFFF, 0, "write a changing value at least every WATCHDOG_MS"),
         Register("WATCHDOG_MS", 13, 1, "R", "ms", 1, 0, 0xFFFF, 1000, "heartbeat window (the unit stops spraying)"),
-        Register("STATUS", 20, 1, "R", "", 1, 0, 0xFFFF, 0, "bits: 0 valve open (feedback), 1 commanded, 2 fault"),
+        Register("TRIGGER_DELAY", 14, 1, "RW", "ms", 100, 0, 10_000, 0, "pulse-end edge to valve command (10 us; v2)"),
+        Register(
+            "STATUS",
+            20,
+            1,
+            "R",
+            "",
+            1,
+            0,
+            0xFFFF,
+            0,
+            "bits: 0 valve open (feedback), 1 commanded, 2 fault, 3 trigger armed",
+        ),
         Register("RESERVOIR", 21, 1, "R", "ml", 10, 0, 0xFFFF, 5000, "reservoir level (0.1 ml units)"),
         Register("FLOW", 22, 1, "R", "ml/s", 1000, 0, 0xFFFF, 500, "flow while the valve is open (0.001 ml/s)"),
         Register("SPRAY_COUNT", 23, 1, "R", "", 1, 0, 0xFFFF, 0, "sprays commanded since power-up (wraps)"),
         Register("FAULT_CODE", 24, 1, "R", "", 1, 0, 0xFFFF, 0, "0 none, 1 watchdog, 4 valve"),
+        Register("TRIGGER_COUNT", 25, 1, "R", "", 1, 0, 0xFFFF, 0, "sprays started by the trigger line (wraps; v2)"),
+        Register("EDGE_US", 26, 2, "R", "us", 1e6, 0, 0xFFFFFFFF, 0, "last pulse-end edge seen, device clock (v2)"),
+        Register("TRIGGERED_US", 28, 2, "R", "us", 1e6, 0, 0xFFFFFFFF, 0, "its valve command, device clock (v2)"),
+        *_lease(1000),
     ),
 )
 

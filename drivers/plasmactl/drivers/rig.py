@@ -14,6 +14,7 @@ from .devices import ModbusPlasma, ModbusSafety, ModbusSpray
 from .host_locks import HostLocks, serial_key, tcp_key
 from .link_registry import LinkRegistry
 from .modbus import ModbusLink, TcpEndpoint, TracePacket
+from .modbus_device import new_token
 from .thermometer import SerialThermometer
 
 __all__ = ["open_devices", "resolve_port"]
@@ -45,13 +46,15 @@ async def open_devices(
     *,
     trace_packet: TracePacket | None = None,
     holder: str = "a plasmactl session",
+    token: int | None = None,
 ) -> tuple[Devices, Callable[[], Awaitable[None]]]:
     """The four port implementations for a rig of real (or served) devices, connected and identity-checked,
     and the coroutine function that closes them. Any failure closes what was opened and raises: a
     :class:`~plasmactl.drivers.errors.IdentityMismatch` or :class:`~plasmactl.drivers.errors.LinkDown` means
     the session must not start, as does :class:`~plasmactl.drivers.host_locks.EndpointBusy` (another session
     on this host holds an endpoint; raised before anything is sent). A ``sim`` device raises ValueError (it
-    is not a driver's business)."""
+    is not a driver's business). ``token``: the session's lease token on map v2 devices (default: a new
+    random one); a device another controller owns raises :class:`~plasmactl.drivers.devices.LeaseHeld`."""
     sims = [d for d in DEVICES if getattr(rig, d).kind == "sim"]
     if sims:
         raise ValueError(f"open_devices builds drivers for real devices; {', '.join(sims)} is 'sim'")
@@ -70,8 +73,9 @@ async def open_devices(
     therm_cfg = rig.thermometer
     if not isinstance(therm_cfg, SerialLine):  # pragma: no cover - excluded above
         raise ValueError("thermometer: not a serial device")
-    plasma = ModbusPlasma(plasma_link, plasma_cfg, clock)
-    spray = ModbusSpray(spray_link, spray_cfg, clock)
+    token = new_token() if token is None else token
+    plasma = ModbusPlasma(plasma_link, plasma_cfg, clock, token=token)
+    spray = ModbusSpray(spray_link, spray_cfg, clock, token=token)
     safety = ModbusSafety(safety_link, safety_cfg, clock)
     thermometer = SerialThermometer(therm_cfg, clock, port=resolve_port("thermometer", therm_cfg.port, served_ports))
 

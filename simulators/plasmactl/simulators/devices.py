@@ -12,9 +12,17 @@ import math
 
 from plasmactl.ports import DeviceError, PlasmaStatus, SprayStatus
 from plasmactl.rig import PlasmaSim, SpraySim
+from plasmactl.simulators.trigger_line import TriggerLine
 from plasmactl.simulators.world import PulseRecord, SimWorld, SprayRecord
 
 MAX_ENERGY_J = 10.0  # the generator's own setpoint range
+MAX_SPRAY_S = 10.0  # the spray unit's own ranges
+MAX_TRIGGER_DELAY_S = 0.1
+
+
+def _check_length(duration_s: float) -> None:
+    if not (0 < duration_s <= MAX_SPRAY_S) or not math.isfinite(duration_s):
+        raise DeviceError("spray", f"spray duration {duration_s!r} s out of range", code=3)
 
 
 class SimPlasma:
@@ -41,6 +49,7 @@ class SimPlasma:
         self.count = 0
         self._pulse: PulseRecord | None = None
         self._last_done: PulseRecord | None = None
+        self.line = TriggerLine.of(world, world.clock)  # its pulse-end output (wired to the spray unit or not)
         world.record.generator_state = self.state_now
         self._schedule_changed()
         world.on_schedule_change(self._schedule_changed)
@@ -159,6 +168,7 @@ class SimPlasma:
             self.count, t_on, t_off, full_energy, t_off - t_on, heat, self.energy_j, self.pulse_ms
         )
         self.w.record.pulses.append(self._pulse)
+        self.line.pulse_ends_at(self.count, t_off)
         self.w.pulse_ends(self.count, t_off)
         if self.w.tissue is not None and heat is not None:
             self.w.tissue.pulse(self.count, t_on, t_off, full_energy)
@@ -183,6 +193,13 @@ class SimPlasma:
             energy_limit_j=self.energy_limit_j,
         )
 
+    def pulse_ends(self) -> tuple[int, float | None]:
+        """(pulses ended so far, when the last one ended): what the generator reports on its own clock."""
+        now = self.w.clock.now()
+        self._retire(now)
+        done = self._last_done
+        return self.count - (1 if self._pulse is not None else 0), None if done is None else done.t_off
+
     def pulse_window(self) -> tuple[float, float] | None:
         """``(t_on, t_off)`` of the pulse in progress or about to start, else None (read-only).
 
@@ -201,6 +218,7 @@ class SimPlasma:
             self._retire(now)
             return
         p.t_off = max(now, p.t_on)
+        self.line.pulse_ends_at(p.number, p.t_off)
         if p.heat is not None:
             self.w.skin.end_heat(p.heat, p.t_off)
             if self.w.tissue is not None:
@@ -227,6 +245,11 @@ class SimSpray:
         self._dry = math.inf  # when water stops coming out of the current spray (<= _close)
         self._cool: int | None = None
         self._record: SprayRecord | None = None
+        self.line = TriggerLine.of(world, world.clock)  # the generator's pulse-end edges, if it is armed
+        self._trigger: tuple[float, float] | None = None  # (spray length, delay) armed for the next edge
+        self.trigger_count = 0  # sprays the trigger started
+        self.edge_t: float | None = None  # the last edge seen, and its spray's command (the unit's own clock)
+        self.triggered_t: float | None = None
         self._schedule_changed()
         world.on_schedule_change(self._schedule_changed)
 
@@ -280,9 +303,42 @@ class SimSpray:
     async def spray(self, duration_s: float) -> None:
         if self._linked:
             await self.w.link("spray")
-        if not (0 < duration_s <= 10.0):
-            raise DeviceError("spray", f"spray duration {duration_s!r} s out of range", code=3)
-        now = self.w.clock.now()
+        _check_length(duration_s)
+        self.line.take_due()
+        self._start(self.w.clock.now(), duration_s)
+
+    async def arm_trigger(self, duration_s: float, delay_s: float) -> None:
+        """Spray for ``duration_s`` at ``delay_s`` after the generator's next pulse-end edge (the unit's own
+        timing: no request in between)."""
+        if self._linked:
+            await self.w.link("spray")
+        _check_length(duration_s)
+        if not (0.0 <= delay_s <= MAX_TRIGGER_DELAY_S) or not math.isfinite(delay_s):
+            raise DeviceError("spray", f"trigger delay {delay_s!r} s out of range", code=3)
+        self.line.take_due()
+        self._trigger = (duration_s, delay_s)
+        self.line.listen(self._edge, delay_s)
+
+    async def disarm_trigger(self) -> None:
+        if self._linked:
+            await self.w.link("spray")
+        self.line.take_due()
+        self._trigger = None
+
+    def _edge(self, pulse: int, t_edge: float) -> None:
+        """The trigger line's edge for ``pulse`` came at ``t_edge``; now is its delay later."""
+        del pulse
+        self.edge_t = t_edge
+        armed, self._trigger = self._trigger, None
+        if armed is None:
+            return
+        duration_s, delay_s = armed
+        self.trigger_count += 1
+        self.triggered_t = t_edge + delay_s
+        self._start(self.triggered_t, duration_s)
+
+    def _start(self, now: float, duration_s: float) -> None:
+        """The valve is commanded open at ``now`` for ``duration_s`` (a command, or the trigger's edge)."""
         self._stop_at(now)
         self._settle(now)
         latency = self.cfg.valve_latency_ms / 1000.0
@@ -307,6 +363,7 @@ class SimSpray:
     async def stop(self) -> None:
         if self._linked:
             await self.w.link("spray")
+        self.line.take_due()
         now = self.w.clock.now()
         self._stop_at(now)
         self._settle(now)
@@ -322,6 +379,7 @@ class SimSpray:
     async def status(self) -> SprayStatus:
         if self._linked:
             await self.w.link("spray")
+        self.line.take_due()
         now = self.w.clock.now()
         self._settle(now)
         is_open = self._open <= now < self._close
@@ -335,4 +393,5 @@ class SimSpray:
             reservoir_ml=reservoir,
             flow_ml_s=self.cfg.flow_ml_s if flowing else 0.0,
             spray_count=self.count,
+            trigger_armed=self._trigger is not None,
         )

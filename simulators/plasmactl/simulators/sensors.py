@@ -46,9 +46,11 @@ class SimThermometer:
 
     def _sample(self, k: int, now: float) -> SkinReading:
         t = k * self._period
+        skin = self.w.skin
         # k * period may lie an ulp after now (6 * 0.1): the skin is never read ahead of the clock, or a pulse
-        # starting now could no longer heat it
-        true_c = self.w.skin.surface_c(max(min(t, now), self.w.skin.time))
+        # starting now could no longer heat it (max(min(t, now), skin.time), without the two calls)
+        at, skin_t = (t if t < now else now), skin.time
+        true_c = skin.surface_c(at if at > skin_t else skin_t)
         self._filtered += self._lag * (true_c - self._filtered)
         # = rng.normal(0.0, noise_c), the same draw and the same float, without its argument handling
         value = self._filtered + (0.0 + self.cfg.noise_c * self._normal())
@@ -111,6 +113,10 @@ class SimSafety:
             tip_distance_mm=tip_mm,
         )
 
+    def _inputs_at(self, now: float) -> tuple[bool, bool, float]:
+        """``_inputs(self._state(now))``; without a safety fault they never change (no state is built)."""
+        return _inputs(self._state(now)) if self._faulted else (False, True, self.cfg.tip_distance_mm)
+
     async def read(self) -> SafetyState:
         if self._linked:
             await self.w.link("safety")
@@ -126,7 +132,7 @@ class SimSafety:
         clock = self.w.clock
         deadline = clock.now() + timeout_s
         before = self._last  # a change since the last state handed out is news at once
-        while before is None or _inputs(self._state(clock.now())) == before:
+        while before is None or self._inputs_at(clock.now()) == before:
             wake = min(deadline, self.w.faults.boundaries_after(clock.now(), ("safety",)))
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiter = fut

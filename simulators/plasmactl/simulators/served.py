@@ -36,7 +36,7 @@ from typing import Any, TextIO
 
 from plasmactl.clock import Clock, LoopClock
 from plasmactl.drivers import lineproto
-from plasmactl.drivers.registers import PLASMA, SPRAY
+from plasmactl.drivers.registers import MAP_VERSION, PLASMA, SPRAY
 from plasmactl.faults import FaultScenario, load_faults
 from plasmactl.inputs import InputError
 from plasmactl.rig import PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim, load_rig, parse_host_port
@@ -215,13 +215,15 @@ async def serve(
     baud: int = 115200,
     clock: Clock | None = None,
     control: tuple[str, int] | None = None,
+    map_version: int = MAP_VERSION,
 ) -> ServedSim:
     """Serve the simulated rig on the running loop (real time) and return where each device is.
 
     ``rig`` supplies the skin and, for devices whose kind is ``sim``, their simulator settings (a device the
     rig puts on a wire is simulated with the defaults). ``modbus_rtu`` / ``serial``: True for a new pty
     pair, a path to serve on that port, False for none. ``control``: (host, port) of the control channel
-    (``served_control``), None for none. ``clock`` defaults to a ``LoopClock`` (the world's
+    (``served_control``), None for none. ``map_version``: the register map the Modbus units serve (2: with the
+    owner lease and the trigger line; 1: without, as older firmware). ``clock`` defaults to a ``LoopClock`` (the world's
     time 0.0 is now).
     """
     if not 300 <= baud <= 4_000_000:
@@ -232,8 +234,10 @@ async def serve(
     spray_cfg: SpraySim = _sim_config(rig.spray, SpraySim())
     thermo_cfg: ThermometerSim = _sim_config(rig.thermometer, ThermometerSim())
     safety_cfg: SafetySim = _sim_config(rig.safety, SafetySim())
-    plasma = ServedPlasma(SimPlasma(world, plasma_cfg, own_watchdog=False), SimSafety(world, safety_cfg), clock)
-    spray = ServedSpray(SimSpray(world, spray_cfg), clock)
+    plasma = ServedPlasma(
+        SimPlasma(world, plasma_cfg, own_watchdog=False), SimSafety(world, safety_cfg), clock, map_version
+    )
+    spray = ServedSpray(SimSpray(world, spray_cfg), clock, map_version)
     engine = ModbusEngine([plasma, spray])
     thermometer = ServedThermometer(SimThermometer(world, thermo_cfg), thermo_cfg, clock)
     sim = ServedSim(world, plasma, spray, engine)

@@ -22,182 +22,50 @@ Device-side protection, as the real boxes have it:
   (the valve closed), and the watchdog stands down until the next HEARTBEAT write, so the end of a session is
   not a lost heartbeat and the next session finds the device without a latched fault.
 
+Map version 2 (the default) adds the owner lease (:mod:`plasmactl.simulators.served_lease`): every write but
+a claim must come as the live owner's write, else exception 1 and nothing changes; RELEASE lets the lease go.
+It also adds the pulse-end trigger line between the two units (``trigger_line``): the generator reports each
+pulse's end on its clock (END_COUNT, LAST_END_US) and the spray unit, armed, opens its valve TRIGGER_DELAY
+after the edge by itself (EDGE_US, TRIGGERED_US on its clock).
+
 A write that carries a command together with other registers (the spray's ``[SPRAY, ms]`` at 10-11, or the
 generator's COMMAND..PULSE_SET) applies the other registers first, then executes the command.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import math
-from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-
-from pymodbus.constants import ExcCodes
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from plasmactl.clock import Clock
 from plasmactl.drivers.registers import (
+    MAP_VERSION,
     NO_ENERGY,
     PLASMA,
     SPRAY,
-    DeviceMap,
     FaultCode,
     PlasmaCommand,
     PlasmaStatusBit,
-    Register,
     SafetyBit,
     SprayCommand,
     SprayStatusBit,
-    join,
-    split,
 )
 from plasmactl.ports import DeviceError
 from plasmactl.simulators.devices import SimPlasma, SimSpray
 from plasmactl.simulators.sensors import SimSafety
+from plasmactl.simulators.served_unit import HeartbeatWatchdog, ServedUnit, bit_of, raw_of
+
+__all__ = ["HeartbeatWatchdog", "ServedPlasma", "ServedSpray", "ServedUnit"]
 
 log = logging.getLogger("plasmactl.served")
-
-
-def _bit(position: int, on: bool) -> int:
-    return (1 << position) if on else 0
-
-
-def _raw(reg: Register, value: float) -> int:
-    """An engineering value as the register's raw integer, clamped to what its words can carry."""
-    if not math.isfinite(value):
-        return 0
-    return min(max(round(value * reg.scale), 0), (1 << (16 * reg.words)) - 1)
-
-
-def _exception_code(exc: DeviceError) -> ExcCodes:
-    try:
-        return ExcCodes(exc.code) if exc.code is not None else ExcCodes.DEVICE_FAILURE
-    except ValueError:
-        return ExcCodes.DEVICE_FAILURE
-
-
-class HeartbeatWatchdog:
-    """Trips ``on_trip`` when the heartbeat value has not changed for longer than ``window_s``.
-
-    Armed by the first heartbeat write (whatever its value); a write of the same value again is no
-    heartbeat. After a trip it is disarmed until the next heartbeat write.
-    """
-
-    def __init__(self, clock: Clock, window_s: float, on_trip: Callable[[], Awaitable[None]]) -> None:
-        self.clock = clock
-        self.window_s = window_s
-        self._on_trip = on_trip
-        self.armed = False
-        self.last_beat = -math.inf
-        self._value: int | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def beat(self, value: int) -> bool:
-        """A HEARTBEAT write; True if it counts as a heartbeat."""
-        if self.armed and value == self._value:
-            return False
-        self._value = value
-        self.last_beat = self.clock.now()
-        if not self.armed:
-            self.armed = True
-            if self._task is None or self._task.done():
-                self._task = asyncio.get_running_loop().create_task(self._run(), name="served heartbeat watchdog")
-        return True
-
-    async def _run(self) -> None:
-        while self.armed:
-            deadline = self.last_beat + self.window_s
-            if self.clock.now() >= deadline:
-                self.armed = False
-                await self._on_trip()
-                return
-            await self.clock.sleep_until(deadline)
-
-    async def stop(self) -> None:
-        self.armed = False
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
-class ServedUnit(ABC):
-    """One Modbus unit over a device map: reads filled from ``read_image``, writes checked then ``write``."""
-
-    def __init__(self, device_map: DeviceMap) -> None:
-        self.map = device_map
-        self._at = {address: reg for reg in device_map for address in reg.addresses}
-        self.trips: list[float] = []  # clock times at which the unit's own watchdog tripped
-
-    @property
-    def unit_id(self) -> int:
-        return self.map.unit_id
-
-    def sim_device(self) -> SimDevice:
-        simdata = [
-            SimData(r.address, values=split(r.default, r.words), datatype=DataType.REGISTERS, readonly=r.access == "R")
-            for r in self.map
-        ]
-        return SimDevice(id=self.map.unit_id, simdata=simdata, action=self._action)
-
-    @abstractmethod
-    async def read_image(self) -> dict[str, int]:
-        """Raw values of the registers that come from the model (the others keep their declared default)."""
-
-    @abstractmethod
-    async def write(self, writes: dict[str, int]) -> None:
-        """Apply checked raw values (a ``DeviceError`` refuses the request)."""
-
-    @abstractmethod
-    async def stop(self) -> None:
-        """Power off: stop the unit's timers and switch its actuator off."""
-
-    async def _action(
-        self,
-        function_code: int,
-        start: int,
-        address: int,
-        count: int,
-        registers: list[int],
-        values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        del function_code
-        if values is None:  # a read (also the read-back of a single-register write)
-            for name, raw in (await self.read_image()).items():
-                shown = self.map[name]
-                for i, word in enumerate(split(raw, shown.words)):
-                    registers[shown.address + i - start] = word
-            return None
-        words = [int(v) for v in values]
-        writes: dict[str, int] = {}
-        i = 0
-        while i < count:
-            reg = self._at.get(address + i)
-            if reg is None or reg.address != address + i or reg.address + reg.words > address + count:
-                return ExcCodes.ILLEGAL_ADDRESS  # unmapped, or only part of a 32-bit register
-            raw = join(words[i : i + reg.words])
-            if not reg.low <= raw <= reg.high:
-                return ExcCodes.ILLEGAL_VALUE
-            writes[reg.name] = raw
-            i += reg.words
-        try:
-            await self.write(writes)
-        except DeviceError as exc:
-            return _exception_code(exc)
-        return None
 
 
 class ServedPlasma(ServedUnit):
     """The PLASMA map (unit 1) over ``SimPlasma``, with ``SimSafety``'s inputs at SAFETY/TIP_DISTANCE."""
 
-    def __init__(self, plasma: SimPlasma, safety: SimSafety, clock: Clock) -> None:
-        super().__init__(PLASMA)
+    def __init__(self, plasma: SimPlasma, safety: SimSafety, clock: Clock, map_version: int = MAP_VERSION) -> None:
+        super().__init__(PLASMA, clock, map_version)
         self.plasma = plasma
         self.safety = safety
-        self.clock = clock
         self.command = PLASMA["COMMAND"].default
         self.heartbeat = PLASMA["HEARTBEAT"].default
         self.fault = FaultCode.NONE
@@ -220,24 +88,36 @@ class ServedPlasma(ServedUnit):
         st = await self.plasma.status()
         inputs = await self.safety.read()
         status = (
-            _bit(PlasmaStatusBit.ARMED, st.armed)
-            | _bit(PlasmaStatusBit.OUTPUT_ON, st.output_on)
-            | _bit(PlasmaStatusBit.FAULT, self.fault != FaultCode.NONE)
-            | _bit(PlasmaStatusBit.WATCHDOG_TRIPPED, self.watchdog_tripped)
+            bit_of(PlasmaStatusBit.ARMED, st.armed)
+            | bit_of(PlasmaStatusBit.OUTPUT_ON, st.output_on)
+            | bit_of(PlasmaStatusBit.FAULT, self.fault != FaultCode.NONE)
+            | bit_of(PlasmaStatusBit.WATCHDOG_TRIPPED, self.watchdog_tripped)
         )
         m = self.map
         return {
             "COMMAND": self.command,
-            "ENERGY_SET": _raw(m["ENERGY_SET"], st.energy_setpoint_j),
-            "PULSE_SET": _raw(m["PULSE_SET"], st.pulse_ms_setpoint),
-            "ENERGY_LIMIT": _raw(m["ENERGY_LIMIT"], st.energy_limit_j),
+            "ENERGY_SET": raw_of(m["ENERGY_SET"], st.energy_setpoint_j),
+            "PULSE_SET": raw_of(m["PULSE_SET"], st.pulse_ms_setpoint),
+            "ENERGY_LIMIT": raw_of(m["ENERGY_LIMIT"], st.energy_limit_j),
             "HEARTBEAT": self.heartbeat,
             "STATUS": status,
             "PULSE_COUNT": st.pulse_count,
-            "LAST_ENERGY": NO_ENERGY if st.last_energy_j is None else _raw(m["LAST_ENERGY"], st.last_energy_j),
+            "LAST_ENERGY": NO_ENERGY if st.last_energy_j is None else raw_of(m["LAST_ENERGY"], st.last_energy_j),
             "FAULT_CODE": int(self.fault),
-            "SAFETY": _bit(SafetyBit.ESTOP, inputs.estop) | _bit(SafetyBit.FOOTSWITCH, inputs.footswitch),
-            "TIP_DISTANCE": _raw(m["TIP_DISTANCE"], inputs.tip_distance_mm),
+            "SAFETY": bit_of(SafetyBit.ESTOP, inputs.estop) | bit_of(SafetyBit.FOOTSWITCH, inputs.footswitch),
+            "TIP_DISTANCE": raw_of(m["TIP_DISTANCE"], inputs.tip_distance_mm),
+            **self._ends(),
+        }
+
+    def _ends(self) -> dict[str, int]:
+        """The pulse-end report on the generator's own clock (map v2)."""
+        if self.map_version < 2:
+            return {}
+        ended, t_end = self.plasma.pulse_ends()
+        return {
+            "END_COUNT": ended,
+            "LAST_END_US": self._device_us(t_end),
+            "DEVICE_US": self._device_us(self.clock.now()),
         }
 
     async def write(self, writes: dict[str, int]) -> None:
@@ -245,7 +125,8 @@ class ServedPlasma(ServedUnit):
         self._check_limit(now)
         if "HEARTBEAT" in writes:
             self.heartbeat = writes["HEARTBEAT"]
-            self.watchdog.beat(self.heartbeat)
+            if self.watchdog.beat(self.heartbeat):
+                self._renew()
         if "ENERGY_SET" in writes or "PULSE_SET" in writes:
             m, p = self.map, self.plasma
             energy = writes["ENERGY_SET"] / m["ENERGY_SET"].scale if "ENERGY_SET" in writes else p.energy_j
@@ -293,6 +174,7 @@ class ServedPlasma(ServedUnit):
             await p.disarm()
             self._cut(now)
             await self.watchdog.stop()
+            self._release()
 
     async def _watchdog_trip(self) -> None:
         now = self.clock.now()
@@ -312,12 +194,12 @@ class ServedPlasma(ServedUnit):
 class ServedSpray(ServedUnit):
     """The SPRAY map (unit 2) over ``SimSpray``."""
 
-    def __init__(self, spray: SimSpray, clock: Clock) -> None:
-        super().__init__(SPRAY)
+    def __init__(self, spray: SimSpray, clock: Clock, map_version: int = MAP_VERSION) -> None:
+        super().__init__(SPRAY, clock, map_version)
         self.spray = spray
-        self.clock = clock
         self.command = SPRAY["COMMAND"].default
         self.spray_ms = SPRAY["SPRAY_MS"].default
+        self.trigger_delay = SPRAY["TRIGGER_DELAY"].default
         self.heartbeat = SPRAY["HEARTBEAT"].default
         self.fault = FaultCode.NONE
         self.watchdog = HeartbeatWatchdog(clock, SPRAY["WATCHDOG_MS"].default / 1000.0, self._watchdog_trip)
@@ -325,18 +207,26 @@ class ServedSpray(ServedUnit):
     async def read_image(self) -> dict[str, int]:
         st = await self.spray.status()
         status = (
-            _bit(SprayStatusBit.VALVE_OPEN, st.valve_open)
-            | _bit(SprayStatusBit.SPRAY_COMMANDED, st.spray_commanded)
-            | _bit(SprayStatusBit.FAULT, self.fault != FaultCode.NONE)
+            bit_of(SprayStatusBit.VALVE_OPEN, st.valve_open)
+            | bit_of(SprayStatusBit.SPRAY_COMMANDED, st.spray_commanded)
+            | bit_of(SprayStatusBit.FAULT, self.fault != FaultCode.NONE)
+            | bit_of(SprayStatusBit.TRIGGER_ARMED, st.trigger_armed)
         )
-        m = self.map
+        m, sp = self.map, self.spray
+        trigger = {
+            "TRIGGER_DELAY": self.trigger_delay,
+            "TRIGGER_COUNT": sp.trigger_count & 0xFFFF,
+            "EDGE_US": self._device_us(sp.edge_t),
+            "TRIGGERED_US": self._device_us(sp.triggered_t),
+        }
         return {
+            **(trigger if self.map_version >= 2 else {}),
             "COMMAND": self.command,
             "SPRAY_MS": self.spray_ms,
             "HEARTBEAT": self.heartbeat,
             "STATUS": status,
-            "RESERVOIR": _raw(m["RESERVOIR"], st.reservoir_ml),
-            "FLOW": _raw(m["FLOW"], st.flow_ml_s),
+            "RESERVOIR": raw_of(m["RESERVOIR"], st.reservoir_ml),
+            "FLOW": raw_of(m["FLOW"], st.flow_ml_s),
             "SPRAY_COUNT": st.spray_count & 0xFFFF,
             "FAULT_CODE": int(self.fault),
         }
@@ -344,19 +234,32 @@ class ServedSpray(ServedUnit):
     async def write(self, writes: dict[str, int]) -> None:
         if "HEARTBEAT" in writes:
             self.heartbeat = writes["HEARTBEAT"]
-            if self.watchdog.beat(self.heartbeat) and self.fault == FaultCode.WATCHDOG:
-                self.fault = FaultCode.NONE
+            if self.watchdog.beat(self.heartbeat):
+                self._renew()
+                if self.fault == FaultCode.WATCHDOG:
+                    self.fault = FaultCode.NONE
         if "SPRAY_MS" in writes:
             self.spray_ms = writes["SPRAY_MS"]
+        if "TRIGGER_DELAY" in writes:
+            self.trigger_delay = writes["TRIGGER_DELAY"]
         if "COMMAND" in writes:
             command = SprayCommand(writes["COMMAND"])
+            if command in (SprayCommand.ARM_TRIGGER, SprayCommand.DISARM_TRIGGER) and self.map_version < 2:
+                raise DeviceError("spray", "no trigger input on a map v1 unit", code=1)
             if command == SprayCommand.SPRAY:
                 await self.spray.spray(self.spray_ms / 1000.0)
+            elif command == SprayCommand.ARM_TRIGGER:
+                delay_s = self.trigger_delay / SPRAY["TRIGGER_DELAY"].scale / 1000.0
+                await self.spray.arm_trigger(self.spray_ms / 1000.0, delay_s)
+            elif command == SprayCommand.DISARM_TRIGGER:
+                await self.spray.disarm_trigger()
             elif command == SprayCommand.STOP:
                 await self.spray.stop()
             elif command == SprayCommand.RELEASE:
+                await self.spray.disarm_trigger()
                 await self.spray.stop()
                 await self.watchdog.stop()
+                self._release()
             self.command = writes["COMMAND"]
 
     async def _watchdog_trip(self) -> None:

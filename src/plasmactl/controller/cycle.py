@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 SPRAY_ATTEMPTS = 3  # a spray command that fails is sent again while its cooling window lasts
 DEADLINE_AFTER_S = 1e-7  # the deadline's timer goes just after the window's last instant (which is in time)
+ARM_ATTEMPTS = 3  # ticks in a row whose trigger arm failed before it is the spray unit's command failure
 FIRE_SAFETY_READS = 3  # reads of the safety inputs before a pulse until one is recent enough to fire on
 
 
@@ -45,6 +46,8 @@ class PulseCycle:
         self.count_base = 0  # the generator's pulse count before the session's first pulse
         self.sprays = 0  # sprays commanded (numbering)
         self.sprays_confirmed = 0
+        self.triggered: int | None = None  # the pulse whose spray the trigger line starts (hardware-timed)
+        self._arm_failures = 0
         self._tick_seq = 0
         self._tick: asyncio.TimerHandle | None = None
         self._spray_due: asyncio.TimerHandle | None = None
@@ -110,6 +113,8 @@ class PulseCycle:
         spot = self.spot_idx + 1
         c.know.spot = c.ledger.facts(spot)
         c.know.cooling_lead_s = self.cooling_lead_s()
+        if c.rig.trigger_line and self.cools_now(c.know.pulses_started + 1) and not await self.arm_trigger():
+            return
         try:
             c.go("fire", c.snapshot())
         except TransitionRefused as refused:
@@ -154,6 +159,31 @@ class PulseCycle:
             know.pulse = facts
         # the first look goes when a pulse that started without waiting on the link would be over
         c.spawn("pulse", watchers.watch_pulse(c, facts, c.latencies.usual_fire_s))
+
+    async def arm_trigger(self) -> bool:
+        """Arm the spray unit to start this pulse's spray by itself on the generator's pulse-end line, just
+        before the fire guards are judged; False: no pulse now. A failed arm is tried again at the next tick
+        (a spray poll period later: the staleness guards judge a unit that stays silent), and after
+        ``ARM_ATTEMPTS`` in a row it is the spray unit's command failure (a trip)."""
+        c = self.c
+        try:
+            with c.calls.within(self.window_end()), bus_priority.at(BusPriority.COOLING):
+                await c.calls.command("spray", lambda: c.d.spray.arm_trigger(c.spray_s, c.plan.cooling.delay_ms / 1e3))
+        except DeviceError as exc:
+            self._arm_failures += 1
+            c.log.emit("comm_error", device="spray", error=str(exc), attempt=self._arm_failures, command="arm_trigger")
+            trip = il.first_trip(machine.GUARDS[machine.GUARD_OF["fire"]], c.snapshot())
+            if trip is None and self._arm_failures >= ARM_ATTEMPTS:
+                trip = il.command_failed("spray", exc)
+            if trip is not None:
+                await c.on_trip(trip)
+            elif c.state == "armed" and c.result is None:
+                self.cancel_timers()
+                self._tick = c.schedule(c.clock.now() + c.poll_s["spray"], Tick(self._tick_seq))
+            return False
+        self._arm_failures = 0
+        self.triggered = c.know.pulses_started + 1
+        return True
 
     def safety_age(self) -> float:
         """How old the safety inputs are now, from the moment their latest read was sent."""
@@ -223,7 +253,9 @@ class PulseCycle:
         cools = self.cools_now(number)
         delay_s = c.plan.cooling.delay_ms / 1000.0
         spray: tuple[int, float] | None = None
-        if cools and delay_s == 0:
+        if cools and self.triggered == number:
+            spray = self.spray_by_trigger(delay_s)  # the unit started it on the pulse's end, by itself
+        elif cools and delay_s == 0:
             spray = await self.send_spray()  # first: every moment between pulse end and valve open counts
         trip = il.first_trip(machine.PULSE_END, c.snapshot())
         if trip is not None:
@@ -268,6 +300,26 @@ class PulseCycle:
             pulses=list(pend.pulses),
             spray_ms=c.plan.cooling.spray_ms,
             attempt=attempt,
+        )
+        return self.sprays, t_cmd
+
+    def spray_by_trigger(self, delay_s: float) -> tuple[int, float]:
+        """Record the spray the trigger line started for the pulses waiting: commanded (by the unit itself)
+        at the earliest the window can have started, plus the delay. Confirmed by its feedback as any spray."""
+        c = self.c
+        pend = c.know.pending
+        assert pend is not None
+        self.triggered = None
+        self.sprays += 1
+        t_cmd = pend.window_start + delay_s
+        c.know.pending = replace(pend, spray=self.sprays, t_spray_cmd=t_cmd)
+        c.log.emit(
+            "spray_command",
+            spray=self.sprays,
+            pulses=list(pend.pulses),
+            spray_ms=c.plan.cooling.spray_ms,
+            attempt=0,
+            timed_by="trigger_line",
         )
         return self.sprays, t_cmd
 

@@ -10,15 +10,15 @@ on a reply that the guards have not seen.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import math
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from plasmactl.clock import Clock
 from plasmactl.controller.trips import CoolingFacts, PulseFacts, Snapshot, SpotFacts
-from plasmactl.deadline import with_timeout
+from plasmactl.deadline import SUSPENDED, first_step, rest_within
 from plasmactl.events import AuditLog
 from plasmactl.limits import Limits
 from plasmactl.ports import (
@@ -41,6 +41,7 @@ _SNAPSHOT_FIELDS = """now limits energy_j pulse_s spray_s safety reading plasma 
     cooling_lead_s"""
 if Snapshot._fields != tuple(_SNAPSHOT_FIELDS.split()):
     raise TypeError("Snapshot's fields changed: update Knowledge.snapshot, which fills them by position")
+_new_snapshot = tuple.__new__  # Snapshot._make less its frame and its length check (the check above holds)
 
 
 class Knowledge:
@@ -103,7 +104,8 @@ class Knowledge:
     def snapshot(self, now: float) -> Snapshot:
         # Positional, every field in Snapshot's order (tens of thousands per session; keywords cost 3x).
         moved = self._moved
-        return Snapshot._make(
+        return _new_snapshot(
+            Snapshot,
             (
                 now,
                 self.limits,
@@ -127,8 +129,23 @@ class Knowledge:
                 self.paused_since,
                 self.output_off_since,
                 self.cooling_lead_s,
-            )
+            ),
         )
+
+
+class _Within(AbstractContextManager[None]):
+    """``DeviceCalls.within``'s block: a class, not a generator (several per pulse, one per valve poll)."""
+
+    __slots__ = ("_end", "_token")
+
+    def __init__(self, t_end: float) -> None:
+        self._end = t_end
+
+    def __enter__(self) -> None:
+        self._token = _WINDOW_END.set(min(self._end, _WINDOW_END.get()))
+
+    def __exit__(self, *exc: object) -> None:
+        _WINDOW_END.reset(self._token)
 
 
 class DeviceCalls:
@@ -144,15 +161,10 @@ class DeviceCalls:
         self.log = log
         self._errors: dict[str, int] = {}  # failed polls in the current streak, per device
 
-    @contextlib.contextmanager
-    def within(self, t_end: float) -> Iterator[None]:
+    def within(self, t_end: float) -> AbstractContextManager[None]:
         """Calls made (by this task) inside the block end by ``t_end`` at the latest: a cooling window's end,
         which the owner must be free to act on (a call that would run past it fails as unanswered)."""
-        token = _WINDOW_END.set(min(t_end, _WINDOW_END.get()))
-        try:
-            yield
-        finally:
-            _WINDOW_END.reset(token)
+        return _Within(t_end)
 
     async def call(self, device: str, aw: Awaitable[T], timeout_s: float | None = None) -> T:
         limit = self.budget_s[device] if timeout_s is None else timeout_s
@@ -160,7 +172,10 @@ class DeviceCalls:
         if window_end != math.inf:
             limit = min(limit, max(0.0, window_end - self.clock.now()))
         try:
-            result = await with_timeout(aw, limit)
+            # with_timeout's two halves, inline: most calls complete at their first step, without a timer
+            result, first, it = first_step(aw)
+            if result is SUSPENDED:
+                result = await rest_within(it, first, limit)
         except TimeoutError:
             raise DeviceNoReply(device, limit) from None
         self.know.last_heard[device] = self.clock.now()

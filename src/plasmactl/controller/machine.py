@@ -6,7 +6,9 @@ machine itself re-checks it (the snapshot travels with the trigger), so a transi
 is refused even if a caller forgot to ask. The latched states (fault, estop) leave only by ``reset``.
 ``docs/state-machine.md`` is generated from this table (``plasmactl diagram``) and a test fails when it
 is stale. The machine is transitions' synchronous ``Machine``: guards are pure and every action (device
-I/O) belongs to the one task that triggers it, so nothing here awaits.
+I/O) belongs to the one task that triggers it, so nothing here awaits. When the built machine has nothing
+but the table (no callbacks; the one guard condition), ``go`` takes its edges from an index of that very
+machine (a session takes thousands): the same edges, the same guard on the same snapshot, the same state.
 """
 
 from __future__ import annotations
@@ -151,6 +153,8 @@ class ControllerModel:
     def __init__(self) -> None:
         self.refusal: Trip | None = None  # why the last guarded trigger was refused
         self.events: Mapping[str, Event] = {}  # the machine's events, set by build_machine
+        # (state, trigger) -> (dest, guarded) for the machine's plain edges, set by build_machine (see _plain_edges)
+        self.edges: Mapping[tuple[str, str], tuple[str, bool]] = {}
 
     def guard_passes(self, event: EventData) -> bool:
         """The condition of every guarded row: the row's rule set on the snapshot sent with the trigger."""
@@ -164,6 +168,18 @@ class ControllerModel:
     def go(self, trigger: str, snapshot: Snapshot | None = None) -> tuple[str, str]:
         """Fire ``trigger``; returns (source, destination) or raises :class:`TransitionRefused`."""
         src = self.state
+        edge = self.edges.get((src, trigger))
+        if edge is not None:  # what the machine does on this edge, without its per-trigger bookkeeping
+            dest, guarded = edge
+            if guarded:
+                if not isinstance(snapshot, Snapshot):
+                    self.refusal = None
+                    raise TransitionRefused(trigger, src, None)  # fail closed, as guard_passes does
+                self.refusal = il.first_trip(GUARDS[GUARD_OF[trigger]], snapshot)
+                if self.refusal is not None:
+                    raise TransitionRefused(trigger, src, self.refusal)
+            self.state = dest
+            return src, dest
         event = self.events.get(trigger)
         try:
             if event is not None:  # the machine's own event, without model.trigger's lookup by name
@@ -207,7 +223,40 @@ def build_machine(
         **kwargs,
     )
     model.events = machine.events
+    model.edges = _plain_edges(machine, model)
     return machine
+
+
+def _plain_edges(machine: Machine, model: ControllerModel) -> dict[tuple[str, str], tuple[str, bool]]:
+    """The edges on which the machine would only check ``guard_passes`` and set the state: one row for the
+    (state, trigger), no callbacks anywhere, the model's guard the one above. Empty when any of that does
+    not hold (a probe model's own guard, callbacks passed in): then every trigger goes through the machine."""
+    hooks = ("prepare_event", "before_state_change", "after_state_change", "finalize_event", "on_exception")
+    if (
+        type(model).guard_passes is not ControllerModel.guard_passes
+        or machine.model_attribute != "state"
+        or machine.has_queue
+        or any(getattr(machine, hook) for hook in (*hooks, "on_final"))
+        or any(st.on_enter or st.on_exit or st.final for st in machine.states.values())
+    ):
+        return {}
+    edges: dict[tuple[str, str], tuple[str, bool]] = {}
+    for name, event in machine.events.items():
+        for src, rows in event.transitions.items():
+            if len(rows) != 1:
+                continue
+            row = rows[0]
+            conditions = [(c.func, c.target) for c in row.conditions]
+            if (
+                row.prepare
+                or row.before
+                or row.after
+                or row.dest is None
+                or conditions not in ([], [("guard_passes", True)])
+            ):
+                continue
+            edges[(src, name)] = (row.dest, bool(conditions))
+    return edges
 
 
 def edges() -> list[tuple[str, str, str]]:
