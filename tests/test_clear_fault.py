@@ -4,7 +4,6 @@ session; only the operator's explicit ``plasmactl clear-fault`` clears it, after
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from plasmactl.drivers.devices import ModbusPlasma
 from plasmactl.drivers.modbus import ModbusLink, TcpEndpoint
 from plasmactl.events import read_events
 from plasmactl.rig import ModbusTcp
-from test_one_master import PLAN, PLASMACTL, REPO, _rig
+from test_one_master import PLASMACTL, REPO, served_tcp
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.hazard("H7")]
 
@@ -38,15 +37,7 @@ def _plasmactl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_latched_fault_refuses_sessions_until_the_operator_clears_it(tmp_path: Path) -> None:
-    plan = tmp_path / "plan.toml"
-    plan.write_text(PLAN, encoding="utf-8")
-    args = ["serve-sim", "--modbus-tcp", "127.0.0.1:0", "--serial", "pty", "--json", "--lifeline"]
-    server = subprocess.Popen([str(PLASMACTL), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
-    try:
-        assert server.stdout is not None
-        where = json.loads(server.stdout.readline())
-        rig = tmp_path / "rig.toml"
-        rig.write_text(_rig("tcp", where), encoding="utf-8")
+    with served_tcp(tmp_path) as (plan, rig, where):
         done = _plasmactl("clear-fault", str(rig))
         assert (done.returncode, done.stdout.strip()) == (0, "plasma: no fault latched"), done
         asyncio.run(_die_holding_the_generator(int(where["modbus_tcp"]["port"])))
@@ -61,10 +52,6 @@ def test_a_latched_fault_refuses_sessions_until_the_operator_clears_it(tmp_path:
         ran = _plasmactl("run", str(plan), "--rig", str(rig), "--out", str(tmp_path / "after"))
         assert ran.returncode == 0, ran.stdout[-2000:]
         assert read_events(tmp_path / "after" / "events.jsonl")[-1]["outcome"] == "complete"
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(timeout=10)
 
 
 def test_clear_fault_refuses_rigs_with_nothing_to_clear() -> None:

@@ -9,11 +9,14 @@ pulses. Before, both armed and fired, each one's safety disarm cut into the othe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -128,9 +131,10 @@ def test_two_controllers_on_one_simulator_one_is_refused(transport: str, tmp_pat
         server.wait(timeout=10)
 
 
-def test_two_controllers_on_two_hosts_the_device_refuses_one(tmp_path: Path) -> None:
-    """No host lock between them (each its own PLASMACTL_LOCK_DIR, as on two hosts): the generator's owner
-    lease (map v2) refuses the second controller's claim before it writes anything, naming the owner."""
+@contextlib.contextmanager
+def served_tcp(tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, Any]]]:
+    """A serve-sim of its own (TCP on a free port, the thermometer on a pty) for the length of the block: the
+    test plan's file, a rig file pointed at the server, and the server's report."""
     plan = tmp_path / "plan.toml"
     plan.write_text(PLAN, encoding="utf-8")
     args = ["serve-sim", "--modbus-tcp", "127.0.0.1:0", "--serial", "pty", "--json", "--lifeline"]
@@ -140,6 +144,17 @@ def test_two_controllers_on_two_hosts_the_device_refuses_one(tmp_path: Path) -> 
         where = json.loads(server.stdout.readline())
         rig = tmp_path / "rig.toml"
         rig.write_text(_rig("tcp", where), encoding="utf-8")
+        yield plan, rig, where
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=10)
+
+
+def test_two_controllers_on_two_hosts_the_device_refuses_one(tmp_path: Path) -> None:
+    """No host lock between them (each its own PLASMACTL_LOCK_DIR, as on two hosts): the generator's owner
+    lease (map v2) refuses the second controller's claim before it writes anything, naming the owner."""
+    with served_tcp(tmp_path) as (plan, rig, where):
         fired = 0
         for trial in range(max(2, TRIALS // 2)):
             outs = [tmp_path / f"h{trial}-{n}" for n in (1, 2)]
@@ -166,10 +181,6 @@ def test_two_controllers_on_two_hosts_the_device_refuses_one(tmp_path: Path) -> 
             assert f"session token {lease['token']}" in problems[0], problems
             fired += len([e for e in logs[winner] if e["event"] == "pulse_start"])
         assert asyncio.run(_pulse_count(int(where["modbus_tcp"]["port"]))) == fired
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(timeout=10)
 
 
 def test_a_lock_names_its_holder_and_dies_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

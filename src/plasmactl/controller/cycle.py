@@ -292,14 +292,15 @@ class PulseCycle:
                 c.log.emit("comm_error", device="spray", error=str(exc), attempt=attempt)
                 if attempt == SPRAY_ATTEMPTS or c.clock.now() + c.calls.budget_s["spray"] > deadline:
                     raise
+        return self._spray_commanded(pend, t_cmd, attempt=attempt)
+
+    def _spray_commanded(self, pend: CoolingFacts, t_cmd: float, **how: object) -> tuple[int, float]:
+        """Number the spray commanded at ``t_cmd`` for the pulses ``pend`` waiting, and record it."""
+        c = self.c
         self.sprays += 1
         c.know.pending = replace(pend, spray=self.sprays, t_spray_cmd=t_cmd)
         c.log.emit(
-            "spray_command",
-            spray=self.sprays,
-            pulses=list(pend.pulses),
-            spray_ms=c.plan.cooling.spray_ms,
-            attempt=attempt,
+            "spray_command", spray=self.sprays, pulses=list(pend.pulses), spray_ms=c.plan.cooling.spray_ms, **how
         )
         return self.sprays, t_cmd
 
@@ -310,18 +311,7 @@ class PulseCycle:
         pend = c.know.pending
         assert pend is not None
         self.triggered = None
-        self.sprays += 1
-        t_cmd = pend.window_start + delay_s
-        c.know.pending = replace(pend, spray=self.sprays, t_spray_cmd=t_cmd)
-        c.log.emit(
-            "spray_command",
-            spray=self.sprays,
-            pulses=list(pend.pulses),
-            spray_ms=c.plan.cooling.spray_ms,
-            attempt=0,
-            timed_by="trigger_line",
-        )
-        return self.sprays, t_cmd
+        return self._spray_commanded(pend, pend.window_start + delay_s, attempt=0, timed_by="trigger_line")
 
     def watch_spray(self, spray: int, t_cmd: float) -> None:
         c = self.c
