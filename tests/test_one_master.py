@@ -79,6 +79,21 @@ async def _pulse_count(port: int) -> int:
     return value
 
 
+def _run_together(plan: Path, rig: Path, outs: list[Path], envs: list[dict[str, str]] | None = None) -> list[int]:
+    """``plasmactl run`` of ``plan`` on ``rig`` once per out folder, all started together; their exit codes."""
+    procs = [
+        subprocess.Popen(
+            [str(PLASMACTL), "run", str(plan), "--rig", str(rig), "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env={**os.environ, **(envs[n] if envs else {})},
+        )
+        for n, out in enumerate(outs)
+    ]
+    return [p.wait(timeout=120) for p in procs]
+
+
 @pytest.mark.parametrize("transport", ["tcp", "rtu"])
 def test_two_controllers_on_one_simulator_one_is_refused(transport: str, tmp_path: Path) -> None:
     plan = tmp_path / "plan.toml"
@@ -96,16 +111,7 @@ def test_two_controllers_on_one_simulator_one_is_refused(transport: str, tmp_pat
         fired = 0
         for trial in range(TRIALS):
             outs = [tmp_path / f"t{trial}-{n}" for n in (1, 2)]
-            procs = [
-                subprocess.Popen(
-                    [str(PLASMACTL), "run", str(plan), "--rig", str(rig), "--out", str(out)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    cwd=REPO,
-                )
-                for out in outs
-            ]
-            codes = [p.wait(timeout=120) for p in procs]
+            codes = _run_together(plan, rig, outs)
             logs = [read_events(out / "events.jsonl") for out in outs]
             ends = [log[-1] for log in logs]
             busy = [any("in use by another" in str(e.get("problems")) for e in log) for log in logs]
@@ -158,17 +164,8 @@ def test_two_controllers_on_two_hosts_the_device_refuses_one(tmp_path: Path) -> 
         fired = 0
         for trial in range(max(2, TRIALS // 2)):
             outs = [tmp_path / f"h{trial}-{n}" for n in (1, 2)]
-            procs = [
-                subprocess.Popen(
-                    [str(PLASMACTL), "run", str(plan), "--rig", str(rig), "--out", str(out)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    cwd=REPO,
-                    env={**os.environ, "PLASMACTL_LOCK_DIR": str(tmp_path / f"host-{trial}-{n}")},
-                )
-                for n, out in enumerate(outs)
-            ]
-            codes = [p.wait(timeout=120) for p in procs]
+            hosts = [{"PLASMACTL_LOCK_DIR": str(tmp_path / f"host-{trial}-{n}")} for n in (1, 2)]
+            codes = _run_together(plan, rig, outs, hosts)
             logs = [read_events(out / "events.jsonl") for out in outs]
             owned = [any("owned by another controller" in str(e.get("problems")) for e in log) for log in logs]
             assert sorted(owned) == [False, True], (trial, codes, [log[-1] for log in logs])

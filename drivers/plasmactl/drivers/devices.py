@@ -47,9 +47,7 @@ class ModbusPlasma(ModbusDevice):
 
     async def connect(self) -> DeviceIdentity:
         ident = await super().connect()
-        await self.claim()
-        await self._check_watchdog()
-        self._start_heartbeat(self.cfg.heartbeat_ms / 1000.0)
+        await self._take_over()
         return ident
 
     async def configure(self, energy_j: float, pulse_ms: float, energy_limit_j: float) -> None:
@@ -104,7 +102,7 @@ class ModbusPlasma(ModbusDevice):
         """Stop the heartbeat, leave the generator off and disarmed, and release it (its watchdog stands
         down, so the end of a session is not a lost heartbeat); best effort, bounded."""
         await super().close()
-        if self.link.connected and (self.owned or not self.has_lease):
+        if self.may_release:
             for command in (PlasmaCommand.OUTPUT_OFF, PlasmaCommand.DISARM, PlasmaCommand.RELEASE):
                 with contextlib.suppress(DeviceError):
                     await self._command(command, retry=False)
@@ -126,9 +124,7 @@ class ModbusSpray(ModbusDevice):
                 f"the rig says spray.trigger_line = true, but the unit reports no trigger input (CAPABILITIES"
                 f" 0x{ident.capabilities:04X}); wire the line and use a unit that has one, or set it false",
             )
-        await self.claim()
-        await self._check_watchdog()
-        self._start_heartbeat(self.cfg.heartbeat_ms / 1000.0)
+        await self._take_over()
         return ident
 
     async def arm_trigger(self, duration_s: float, delay_s: float) -> None:
@@ -157,7 +153,7 @@ class ModbusSpray(ModbusDevice):
     async def close(self) -> None:
         """Stop the heartbeat and release the unit (valve closed, its watchdog stands down); best effort."""
         await super().close()
-        if self.link.connected and (self.owned or not self.has_lease):
+        if self.may_release:
             with contextlib.suppress(DeviceError):
                 await self._write(SPRAY["COMMAND"].address, [int(SprayCommand.RELEASE)], retry=False)
         self.owned = False

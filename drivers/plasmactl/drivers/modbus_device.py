@@ -157,12 +157,24 @@ class ModbusDevice:
         return await self.link.read(self.unit, address, count, policy=self.policy, device=self.name)
 
     async def _write(self, address: int, values: Sequence[int], *, retry: bool = True) -> None:
-        policy = self.policy if retry else RequestPolicy(self.policy.timeout_s, 0)
+        await self._send(address, values, self.policy if retry else RequestPolicy(self.policy.timeout_s, 0))
+
+    async def _send(self, address: int, values: Sequence[int], policy: RequestPolicy) -> None:
+        """One write: as the owner's write (carrying the token) once the lease is ours, else direct (map v1)."""
         if self.owned and self.token is not None:
-            address, words = owner_write(self.token, address, values)
-            await self.link.write(self.unit, address, words, policy=policy, device=self.name)
-        else:
-            await self.link.write(self.unit, address, values, policy=policy, device=self.name)
+            address, values = owner_write(self.token, address, values)
+        await self.link.write(self.unit, address, values, policy=policy, device=self.name)
+
+    async def _take_over(self) -> None:
+        """After the identity check: the lease claimed, the device's watchdog checked, the heartbeat going."""
+        await self.claim()
+        await self._check_watchdog()
+        self._start_heartbeat(self.cfg.heartbeat_ms / 1000.0)
+
+    @property
+    def may_release(self) -> bool:
+        """Whether this driver may send its goodbye commands: the link is up and the device is ours to write."""
+        return self.link.connected and (self.owned or not self.has_lease)
 
     # ------------------------------------------------------------------ lease (map v2)
 
@@ -234,11 +246,7 @@ class ModbusDevice:
             self._beat = (self._beat + 1) & 0xFFFF
             self._heartbeat_busy = True
             try:
-                if self.owned and self.token is not None:  # the owner's heartbeat keeps its lease
-                    at, words = owner_write(self.token, address, [self._beat])
-                    await self.link.write(self.unit, at, words, policy=policy, device=self.name)
-                else:
-                    await self.link.write(self.unit, address, [self._beat], policy=policy, device=self.name)
+                await self._send(address, [self._beat], policy)  # the owner's heartbeat keeps its lease
                 self.heartbeats += 1
             except Exception as exc:  # noqa: BLE001 - counted; a heartbeat must never crash anything
                 self.heartbeat_failures += 1

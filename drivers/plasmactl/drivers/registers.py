@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Literal
 
@@ -128,18 +128,7 @@ class DeviceMap:
             if r.name in V2_ONLY:
                 continue
             if (self.device, r.name) in V1_HIGH:
-                r = Register(
-                    r.name,
-                    r.address,
-                    r.words,
-                    r.access,
-                    r.unit,
-                    r.scale,
-                    r.low,
-                    V1_HIGH[self.device, r.name],
-                    r.default,
-                    r.doc,
-                )
+                r = replace(r, high=V1_HIGH[self.device, r.name])
             kept.append(r)
         return DeviceMap(self.device, self.unit_id, self.model, tuple(kept))
 

@@ -244,8 +244,6 @@ class ServedSpray(ServedUnit):
             self.trigger_delay = writes["TRIGGER_DELAY"]
         if "COMMAND" in writes:
             command = SprayCommand(writes["COMMAND"])
-            if command in (SprayCommand.ARM_TRIGGER, SprayCommand.DISARM_TRIGGER) and self.map_version < 2:
-                raise DeviceError("spray", "no trigger input on a map v1 unit", code=1)
             if command == SprayCommand.SPRAY:
                 await self.spray.spray(self.spray_ms / 1000.0)
             elif command == SprayCommand.ARM_TRIGGER:
