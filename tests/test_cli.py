@@ -583,7 +583,6 @@ def test_bad_input_report_goes_to_stderr_of_the_real_command(tmp_path: Path) -> 
 
 # one 115200-baud RTU bus, software-timed cooling: a spot of two pulses and one spray cannot be guaranteed
 BUDGET_REFUSED = {
-    ("periorbital", "sim-rtu"),
     ("periorbital", "sim-rtu-inprocess"),
     ("periorbital", "bench-template"),
     ("periorbital", "bench-hil"),

@@ -20,8 +20,9 @@ from test_cli import EXAMPLES, all_output, flat, invoke
 PLANS = sorted(p.stem for p in (EXAMPLES / "plans").glob("*.toml"))
 RIGS = sorted(p.stem for p in (EXAMPLES / "rigs").glob("*.toml") if p.stem != "bench-template")
 # one 115200-baud bus for the generator, the spray unit and the safety inputs, with software-timed cooling:
-# a spot of two pulses and one spray after it cannot be guaranteed inside 100 ms there
-REFUSED = {("periorbital", "sim-rtu"), ("periorbital", "sim-rtu-inprocess"), ("periorbital", "bench-hil")}
+# a spot of two pulses and one spray after it cannot be guaranteed inside 100 ms there (sim-rtu, at 460800
+# baud with the trigger line wired, can)
+REFUSED = {("periorbital", "sim-rtu-inprocess"), ("periorbital", "bench-hil")}
 
 
 def plan_of(name: str) -> Plan:
@@ -52,11 +53,13 @@ def test_every_example_has_a_budget_that_fits(plan: str, rig: str) -> None:
         b.worst_water_ms, abs=0.05
     )
     assert earliest <= worst < b.window_ms
-    assert "valve feedback" in m.group(3) and "pulse end seen" in m.group(3)
+    # the worst case names the later of the pulse seen over and (trigger line) the valve's own opening
+    assert "valve feedback" in m.group(3)
+    assert "pulse end seen" in m.group(3) or "trigger delay and valve" in m.group(3)
 
 
 def _rtu_rig(tmp_path: Path, baud: int) -> Path:
-    text = (EXAMPLES / "rigs" / "sim-rtu.toml").read_text().replace("115200", str(baud))
+    text = re.sub(r"(?m)^baud = \d+", f"baud = {baud}", (EXAMPLES / "rigs" / "sim-rtu.toml").read_text())
     path = tmp_path / f"rtu{baud}.toml"
     path.write_text(text)
     return path

@@ -240,8 +240,8 @@ async def test_commands_land_in_the_registers(map_version: int) -> None:
     clock = LoopClock()
     links = LinkRegistry()
     identity = Identity(map_version=map_version)
-    plasma_cfg = tcp(plain, 1, heartbeat_ms=250, identity=identity)
-    spray_cfg = tcp(plain, 2, heartbeat_ms=900, identity=identity)
+    plasma_cfg = tcp(plain, 1, heartbeat_ms=100, identity=identity)
+    spray_cfg = tcp(plain, 2, heartbeat_ms=800, identity=identity)
     plasma = ModbusPlasma(links.acquire(plasma_cfg), plasma_cfg, clock, token=TOKEN)
     spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock, token=TOKEN)
     await plasma.connect()
@@ -312,10 +312,15 @@ async def test_identity_mismatch_refuses() -> None:
 
 async def test_heartbeat_must_beat_the_device_watchdog(plain: int) -> None:
     links = LinkRegistry()
-    cfg = tcp(plain, 1, heartbeat_ms=300)  # PLASMA's WATCHDOG_MS is 300: it would switch off between beats
+    # PLASMA's WATCHDOG_MS is 300: a beat every 200 ms, held back up to 100 ms by a cooling chain, can come late
+    cfg = tcp(plain, 1, heartbeat_ms=200)
     plasma = ModbusPlasma(links.acquire(cfg), cfg, LoopClock(), token=TOKEN)
     try:
-        with pytest.raises(DeviceError, match=r"heartbeat_ms \(300\) must be below the device's WATCHDOG_MS \(300\)"):
+        with pytest.raises(
+            DeviceError,
+            match=r"heartbeat_ms \(200\) plus the longest routine hold of a cooling chain \(100 ms\) must be below"
+            r" the device's WATCHDOG_MS \(300\)",
+        ):
             await plasma.connect()
         assert plasma._heartbeat_task is None
     finally:
@@ -326,7 +331,7 @@ async def test_out_of_range_raises_before_sending(plain: int) -> None:
     trace = Trace()
     clock = LoopClock()
     links = LinkRegistry(trace_packet=trace)
-    plasma_cfg, spray_cfg = tcp(plain, 1, heartbeat_ms=250), tcp(plain, 2, heartbeat_ms=900)
+    plasma_cfg, spray_cfg = tcp(plain, 1, heartbeat_ms=100), tcp(plain, 2, heartbeat_ms=800)
     plasma = ModbusPlasma(links.acquire(plasma_cfg), plasma_cfg, clock, token=TOKEN)
     spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock, token=TOKEN)
     await plasma.connect()
@@ -368,7 +373,7 @@ async def test_exact_tcp_frames(plain: int) -> None:
     trace = Trace()
     clock = LoopClock()
     links = LinkRegistry(trace_packet=trace)
-    cfg = tcp(plain, 1, heartbeat_ms=250)
+    cfg = tcp(plain, 1, heartbeat_ms=100)
     plasma = ModbusPlasma(links.acquire(cfg), cfg, clock, token=TOKEN)
     await plasma.connect()
     await plasma.configure(0.06, 5.0, 0.072)
@@ -422,8 +427,8 @@ async def test_exact_rtu_frames() -> None:
     trace = Trace()
     clock = LoopClock()
     links = LinkRegistry(trace_packet=trace)
-    cfg = ModbusRtu(kind="modbus-rtu", port=f"socket://{HOST}:{port}", unit_id=1, heartbeat_ms=250)
-    spray_cfg = ModbusRtu(kind="modbus-rtu", port=f"socket://{HOST}:{port}", unit_id=2, heartbeat_ms=250)
+    cfg = ModbusRtu(kind="modbus-rtu", port=f"socket://{HOST}:{port}", unit_id=1, heartbeat_ms=100)
+    spray_cfg = ModbusRtu(kind="modbus-rtu", port=f"socket://{HOST}:{port}", unit_id=2, heartbeat_ms=100)
     try:
         plasma = ModbusPlasma(links.acquire(cfg), cfg, clock, token=TOKEN)
         spray = ModbusSpray(links.acquire(spray_cfg), spray_cfg, clock, token=TOKEN)

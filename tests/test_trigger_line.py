@@ -138,3 +138,45 @@ async def test_the_served_units_time_the_spray_on_the_line_and_report_it_on_thei
             await spray.close()
             await plasma.close()
             await link.close()
+
+
+def _spot_plan(interval_s: float) -> Plan:
+    """Two pulses a spot ``interval_s`` apart, one spray after the second, a 100 ms window."""
+    base = plan_named("fast").model_dump(mode="json")
+    base["pulse"] = {**base["pulse"], "pulses_per_spot": 2, "interval_s": interval_s, "spot_interval_s": 0.6}
+    base["cooling"] = {**base["cooling"], "when": "spot"}
+    base["limits"] = {**base["limits"], "max_cooling_delay_ms": 100.0}
+    return Plan.model_validate(base)
+
+
+def test_a_spots_spray_is_timed_from_its_last_pulse_not_the_first() -> None:
+    """The spray the line starts after a spot's second pulse was recorded as commanded at the first pulse's
+    end (the window's start): the valve then looked 60 ms slower than it is, and the fire guard predicting the
+    next spot's water refused its second pulse (cooling_window_unreachable) on a healthy rig."""
+    rec = _run(_spot_plan(0.06))
+    assert rec.events[-1]["outcome"] == "complete", [e for e in rec.events if e["event"] == "interlock_trip"]
+    starts = [e for e in rec.events if e["event"] == "spray_start"]
+    assert len(starts) == rec.summary["pulses"] // 2 and all(e["delay_ms"] < 100.0 for e in starts)
+
+
+def test_a_spots_last_pulse_is_armed_in_the_gap_after_its_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arm write goes as soon as the spot's first pulse is seen over, before the second is due, and the
+    tick does not arm again: on a shared bus it is not one more exchange between the spot's pulses."""
+    from plasmactl.simulators.devices import SimSpray
+
+    arms: list[float] = []
+    arm = SimSpray.arm_trigger
+
+    async def spy(self: SimSpray, duration_s: float, delay_s: float) -> None:
+        arms.append(self.w.clock.now())
+        await arm(self, duration_s, delay_s)
+
+    monkeypatch.setattr(SimSpray, "arm_trigger", spy)
+    interval = 0.05
+    rec = _run(_spot_plan(interval))
+    assert rec.events[-1]["outcome"] == "complete"
+    firsts = [e for e in rec.events if e["event"] == "pulse_start" and e["pulse"] % 2 == 1]
+    ends = {e["pulse"]: e["t"] for e in rec.events if e["event"] == "pulse_end"}
+    assert len(arms) == len(firsts)  # one arm a spot
+    for first, t_arm in zip(firsts, arms, strict=True):
+        assert ends[first["pulse"]] - 1e-6 <= t_arm < first["t"] + interval  # after its first pulse, before the tick

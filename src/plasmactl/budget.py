@@ -26,11 +26,22 @@ the real round trips to compare with the figures ``check`` prints.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from plasmactl.controller.watchers import PULSE_POLL_S, VALVE_POLL_S
 from plasmactl.plan import Plan
-from plasmactl.rig import DEVICES, STATUS_REGISTERS, TCP_ONE_WAY_MS, ModbusRtu, ModbusTcp, Rig, SerialLine, SpraySim
+from plasmactl.rig import (
+    DEVICES,
+    FIRE_LATENCY_MS,
+    STATUS_REGISTERS,
+    TCP_ONE_WAY_MS,
+    ModbusRtu,
+    ModbusTcp,
+    Rig,
+    SerialLine,
+    SpraySim,
+)
 
 # (request, reply) characters of each exchange on RTU (address, function, data, CRC)
 RTU_CHARS = {
@@ -100,6 +111,10 @@ class _Links:
         key = self.key(device)
         return [self.exchange_ms(d, k) for d in DEVICES if self.key(d) == key for k in kinds[d]] or [0.0]
 
+    def shares_safety(self) -> bool:
+        """Whether the safety inputs are read over the generator's link (their reads take its turns)."""
+        return self.key("safety") is not None and self.key("safety") == self.key("plasma")
+
     def queue_ms(self, device: str) -> float:
         """The worst wait before a request to ``device`` reaches the wire: the exchange in flight, and a
         safety read waiting ahead of it when the safety inputs share its link."""
@@ -124,8 +139,10 @@ def cooling_budget(plan: Plan, rig: Rig) -> CoolingBudget:
     # the last pulse of a spot starts late by its checks (a fresh safety read; a status only when it is
     # older than its bound by then) and its fire command, each behind the link's queue
     late_ms = 0.0
+    prefire_ms = 0.0  # the same steps without their waits (the trigger chain counts those as a whole)
     if grouped:
         late_ms += links.queue_ms("safety") + links.exchange_ms("safety", "safety_read") + HOST_MS
+        prefire_ms += links.exchange_ms("safety", "safety_read") + HOST_MS
         # a status is read again when older than half its bound (knowledge.refresh): the generator's and the
         # spray unit's were read at the spot's first pulse, the thermometer's by the monitor
         ages_ms = {"plasma": p.interval_s * 1000.0 + 10.0, "spray": p.interval_s * 1000.0 + 10.0}
@@ -133,9 +150,9 @@ def cooling_budget(plan: Plan, rig: Rig) -> CoolingBudget:
         for device, what in (("plasma", "plasma_status"), ("spray", "spray_status"), ("thermometer", "serial")):
             if 0.5 * rig.max_age_s(device, lim.reading_max_age_ms) * 1000.0 < ages_ms[device]:
                 late_ms += links.queue_ms(device) + links.exchange_ms(device, what)
+                prefire_ms += links.exchange_ms(device, what)
         late_ms += links.queue_ms("plasma") + links.exchange_ms("plasma", "write_one")
-        if rig.trigger_line:  # the spot's last pulse arms the spray unit's trigger before it fires
-            late_ms += links.queue_ms("spray") + links.exchange_ms("spray", "spray_command")
+        prefire_ms += links.exchange_ms("plasma", "write_one") + HOST_MS
     status = links.exchange_ms("plasma", "plasma_status")
     # the read that straddles the end shows it still on; the next one, behind the queue, shows it over
     detect = PULSE_POLL_S * 1000.0 + status + links.queue_ms("plasma") + status
@@ -143,18 +160,7 @@ def cooling_budget(plan: Plan, rig: Rig) -> CoolingBudget:
     spray_read = links.exchange_ms("spray", "spray_status")
     confirm = HOST_MS + VALVE_POLL_S * 1000.0 + spray_read + links.queue_ms("spray") + spray_read
     if rig.trigger_line:
-        # the unit opens its valve by itself at the delay after the edge; the controller, once it has seen
-        # the pulse over, looks for the valve feedback: whichever comes later, then the confirming read
-        water = max(detect + HOST_MS, c.delay_ms + valve_ms)
-        parts: tuple[tuple[str, float], ...] = (
-            ("spot's pulses", group_ms),
-            ("late last pulse", late_ms),
-            ("pulse end seen" if water > c.delay_ms + valve_ms else "trigger delay and valve", water),
-            ("valve feedback", confirm),
-        )
-        worst = group_ms + late_ms + water + confirm
-        earliest = group_ms + c.delay_ms + valve_ms
-        return CoolingBudget(earliest, lim.max_cooling_delay_ms, valve_ms > 0, worst, parts)
+        return _trigger_budget(plan, rig, links, prefire_ms, valve_ms)
     after_pulses = max(group_ms + late_ms + detect, c.delay_ms)
     parts = (
         ("spot's pulses", group_ms),
@@ -168,6 +174,49 @@ def cooling_budget(plan: Plan, rig: Rig) -> CoolingBudget:
     worst = after_pulses + command + valve_ms + confirm
     earliest = max(group_ms + lat.detect_s * 1000.0, c.delay_ms) + valve_ms
     return CoolingBudget(earliest, lim.max_cooling_delay_ms, valve_ms > 0, worst, parts)
+
+
+def _trigger_budget(plan: Plan, rig: Rig, links: _Links, prefire_ms: float, valve_ms: float) -> CoolingBudget:
+    """The trigger line's worst case: one chain of exchanges from the end of the first pulse a spray covers
+    to its water seen. The controller holds routine traffic back while the chain is open
+    (``bus_priority.hold_routine``), so what else can take the link is one exchange already on the wire when
+    it starts and the safety listener's reads, one a poll period after the latest (ours included): the
+    chain's length ``R`` is the smallest with ``R = chain + in flight + floor(R / period) x read``."""
+    p, c, lim = plan.pulse, plan.cooling, plan.limits
+    status = links.exchange_ms("plasma", "plasma_status")
+    seen_ms = 2 * status + HOST_MS  # the read in flight at the end shows it on; the next, back to back, over
+    parts: list[tuple[str, float]] = []
+    own_safety = 0
+    if c.when == "spot" and p.pulses_per_spot > 1:
+        # the spot's first pulse seen over and the trigger armed in the gap; the next pulse goes when both are
+        # done and its interval is up, after its checks (``prefire_ms``) and its fire command
+        ahead_ms = seen_ms + links.exchange_ms("spray", "spray_command") + HOST_MS
+        spot_ms = (p.pulses_per_spot - 1) * max(p.interval_s * 1000.0, ahead_ms + p.pulse_ms)
+        parts += [("spot's pulses", spot_ms), ("late last pulse", prefire_ms + FIRE_LATENCY_MS)]
+        own_safety = 1
+    water = c.delay_ms + valve_ms
+    # the spray watch reads from the pulse seen over: one read once the water is there; a read that straddles
+    # the valve's opening is followed by another (after the valve poll). The later of the two bounds both.
+    spray_read = links.exchange_ms("spray", "spray_status")
+    if seen_ms + spray_read >= water + VALVE_POLL_S * 1000.0 + 2 * spray_read:
+        parts += [("pulse end seen", seen_ms), ("valve feedback", spray_read)]
+    else:
+        parts += [("trigger delay and valve", water), ("valve feedback", VALVE_POLL_S * 1000.0 + 2 * spray_read)]
+    chain = sum(ms for _, ms in parts)
+    in_flight = links.queue_ms("plasma") - (links.exchange_ms("safety", "safety_read") if links.shares_safety() else 0)
+    read, period = (links.exchange_ms("safety", "safety_read"), rig.safety.poll_ms) if links.shares_safety() else (0, 1)
+    total = chain + in_flight
+    for _ in range(100):  # a fixed point: R grows by whole reads, and stops at the first R that holds them
+        reads = max(0, math.floor(total / period) + 1 - own_safety)
+        nxt = chain + in_flight + reads * read
+        if nxt <= total + 1e-9:
+            break
+        total = nxt
+    reads = max(0, math.floor(total / period) + 1 - own_safety)
+    parts += [("an exchange in flight", in_flight), (f"{reads} safety reads", reads * read)]
+    worst = sum(ms for _, ms in parts)
+    group_ms = (p.pulses_per_spot - 1) * p.interval_s * 1000.0 if own_safety else 0.0
+    return CoolingBudget(group_ms + water, lim.max_cooling_delay_ms, valve_ms > 0, worst, tuple(parts))
 
 
 def budget_problems(plan: Plan, rig: Rig) -> list[str]:

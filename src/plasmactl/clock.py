@@ -22,6 +22,8 @@ __all__ = ["Clock", "LoopClock", "VirtualTimeLoop", "io_hold", "run"]
 
 T = TypeVar("T")
 
+SELECTOR_RESOLUTION_S = 1e-3  # a real loop's timer granularity: epoll/poll timeouts are whole milliseconds
+
 
 class Clock(Protocol):
     """What controller code may ask about time; never call ``time.monotonic``/``asyncio.sleep`` directly."""
@@ -44,6 +46,16 @@ class Clock(Protocol):
 
     def wall_time(self) -> float:
         """``time.time()``: for wall-clock fields in records only, never for control timing."""
+        ...
+
+    @property
+    def timer_resolution_s(self) -> float:
+        """The shortest sleep the clock times faithfully: a shorter one lasts this long (0: exact)."""
+        ...
+
+    @property
+    def virtual(self) -> bool:
+        """Whether this is virtual time (a pause of the host is no pause of the clock)."""
         ...
 
 
@@ -95,6 +107,15 @@ class LoopClock:
 
     def wall_time(self) -> float:
         return time.time()
+
+    @property
+    def virtual(self) -> bool:
+        return self._virtual is not None
+
+    @property
+    def timer_resolution_s(self) -> float:
+        # asyncio's selectors wait in whole milliseconds (epoll, poll), rounded up; a virtual loop jumps exactly
+        return 0.0 if self._virtual is not None else SELECTOR_RESOLUTION_S
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -112,6 +112,10 @@ class PlasmaSource(Protocol):
     """Plasma handpiece generator: a pulse is ``fire``d and ends by itself after the set length, or earlier
     when its delivered energy reaches the energy limit."""
 
+    # When the latest ``fire`` reached the wire (a driver) or the generator (a simulator), clock time; None
+    # when not known. Emission cannot have started before it: the controller times the pulse from it.
+    fired_at: float | None
+
     async def configure(self, energy_j: float, pulse_ms: float, energy_limit_j: float) -> None: ...
     async def arm(self) -> None: ...
     async def disarm(self) -> None: ...

@@ -10,6 +10,7 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from plasmactl.bus_priority import ROUTINE_HOLD_MAX_S
 from plasmactl.inputs import InputError, LoadedFile, read_toml, validate
 from plasmactl.rig_devices import (
     RTU_BITS_PER_CHAR,
@@ -177,13 +178,16 @@ class Rig(_Strict):
         for device in DEVICES:
             cfg = self.timing(device)
             gap = self.refresh_period_ms(device) + cfg.call_budget_ms
+            held = device in ("plasma", "spray") and isinstance(cfg, ModbusRtu | ModbusTcp)
             if device in ("plasma", "spray"):
-                gap += monitor_ms
+                gap += monitor_ms + (ROUTINE_HOLD_MAX_S * 1000.0 if held else 0.0)
             if gap >= cfg.watchdog_ms:
+                extra = ", plus the monitor period" if device in ("plasma", "spray") else ""
+                extra += " and the longest routine hold of a cooling chain" if held else ""
                 raise ValueError(
                     f"{device}: a healthy device can be silent for {gap:g} ms (its poll or heartbeat period plus one"
-                    f" call{', plus the monitor period' if device in ('plasma', 'spray') else ''}), not below its"
-                    f" watchdog_ms {cfg.watchdog_ms:g}: the session would stop at device_watchdog"
+                    f" call{extra}), not below its watchdog_ms {cfg.watchdog_ms:g}: the session would stop at"
+                    " device_watchdog"
                 )
         plasma = self.plasma
         if (

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from plasmactl import clock as clockmod
 from plasmactl.controller import interlocks as il
 from plasmactl.controller.owner import Controller
-from plasmactl.events import AuditLog, Listener, read_events
+from plasmactl.events import AuditLog, Listener
 from plasmactl.faults import Fault, FaultScenario
 from plasmactl.inputs import LoadedFile
 from plasmactl.log_chain import ANCHOR_KEY, SUMMARY_NAME, anchor_of
@@ -30,7 +30,7 @@ from plasmactl.plan import Plan
 from plasmactl.ports import DeviceError, Devices, SessionResult
 from plasmactl.rig import DEVICES, Rig
 from plasmactl.spawn import SpawnError
-from plasmactl.summary import summarize
+from plasmactl.summary import records_of, summarize
 from plasmactl.version import VERSION
 
 SIMULATOR_RECORD = "simulator.json"
@@ -335,7 +335,7 @@ def write_summary(out_dir: Path, anchor: dict[str, Any] | None = None) -> dict[s
     """summary.json from the log, with the log's anchor (``log``: records and the last line's hash) as the
     writer gives it (else as the file holds it); replaced whole, so a crash never leaves half an anchor."""
     log = out_dir / "events.jsonl"
-    summary = summarize(read_events(log))
+    summary = summarize(records_of(log, anchor))
     summary[ANCHOR_KEY] = anchor if anchor is not None else anchor_of(log)
     tmp = out_dir / (SUMMARY_NAME + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

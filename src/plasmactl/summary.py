@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from plasmactl.controller.ledger import DoseLedger, ledger_from_events
+from plasmactl.events import read_events, writer_of
 from plasmactl.log_chain import PREV_FIELD
 
 # What the skin physics reports per spot and, as maxima over spots, per session (summary "tissue").
@@ -24,12 +27,32 @@ TISSUE_METRICS = (
 )
 
 
+# The events whose fields beyond "t" and "event" the summary reads (here and in ``ledger_from_events``): a
+# summary of any other record needs those two alone (``records_of`` parses only these lines).
+FIELDS_READ = frozenset(
+    {
+        "session_start",
+        "pulse_start",
+        "pulse_end",
+        "spray_start",
+        "cooling_missed",
+        "reading",
+        "interlock_trip",
+        "tissue_summary",
+        "tissue_error",
+        "session_end",
+        "plan_edit",
+    }
+)
+# Those of them the dose ledger reads; it ignores every other record, so it is given these alone.
+LEDGER_EVENTS = frozenset({"session_start", "plan_edit", "pulse_start", "pulse_end", "spray_start"})
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
 def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    events = list(events)
     pulses = sprays = 0
     delays: list[float] = []
     skin: list[float] = []
@@ -44,9 +67,19 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     tissue: dict[str, Any] | None = None
     tissue_error: str | None = None
     missed: list[int] = []
+    ledger_events: list[Mapping[str, Any]] = []
     for e in events:
         name = e.get("event")
-        t_last = max(t_last, float(e.get("t", 0.0)))
+        t = float(e.get("t", 0.0))
+        if t > t_last:  # = max(t_last, t), without the call
+            t_last = t
+        if name.__class__ is str:  # (a name of another type matches none of the comparisons below)
+            if name not in FIELDS_READ:
+                continue  # most records (state, tissue, spray_end, ...): nothing but their time counts
+            if name in LEDGER_EVENTS:
+                ledger_events.append(e)
+        else:
+            ledger_events.append(e)  # not a plain str: the ledger judges it, as it would among all records
         if name == "session_start":
             start = e
             start_wall = e.get("wall_time")
@@ -76,7 +109,7 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             cause = e.get("cause")
             end_wall = e.get("wall_time")
     wall = (float(end_wall) - float(start_wall)) if start_wall is not None and end_wall is not None else None
-    ledger = ledger_from_events(events)
+    ledger = ledger_from_events(ledger_events)
     return {
         **_session_facts(start),
         "outcome": outcome or "unknown: no session_end in the log (the session was cut)",
@@ -134,4 +167,19 @@ def _dose_ledger(ledger: DoseLedger | None) -> list[dict[str, Any]] | None:
             "done": sd.status(ledger.tolerance) == "complete",
         }
         for sd in ledger.spots
+    ]
+
+
+def records_of(log: Path, anchor: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The log's records as ``read_events`` gives them, for :func:`summarize`: from the writer's own lines when
+    they are provably the file's (parsing only the records whose fields the summary reads; of the others it
+    reads ``t`` and ``event`` alone), else read back from the file."""
+    writer = writer_of(log) if anchor is not None else None
+    written = None if writer is None or anchor is None else writer.as_written(anchor)
+    if written is None:
+        return read_events(log)
+    parse = orjson.loads
+    return [
+        parse(line) if event.__class__ is not str or event in FIELDS_READ else {"t": t, "event": event}
+        for event, t, line in zip(*written, strict=True)
     ]

@@ -10,8 +10,11 @@ start on :class:`IdentityMismatch`) and, on a map v2 device, claims its lease (:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
+from plasmactl import bus_priority
+from plasmactl.bus_priority import BusPriority
 from plasmactl.clock import Clock
 from plasmactl.ports import DeviceError, PlasmaStatus, SafetyState, SprayStatus
 
@@ -44,6 +47,7 @@ class ModbusPlasma(ModbusDevice):
 
     MAP = PLASMA
     NAME = "plasma"
+    fired_at: float | None = None  # when the latest FIRE went on the wire
 
     async def connect(self) -> DeviceIdentity:
         ident = await super().connect()
@@ -71,7 +75,12 @@ class ModbusPlasma(ModbusDevice):
 
     async def fire(self) -> None:
         # Never retried: a FIRE that reached the generator but whose reply was lost would fire twice.
-        await self._command(PlasmaCommand.FIRE, retry=False)
+        self.fired_at = None
+
+        def sent() -> None:
+            self.fired_at = self.clock.now()
+
+        await self._write(PLASMA["COMMAND"].address, [int(PlasmaCommand.FIRE)], retry=False, on_send=sent)
 
     async def output_off(self) -> None:
         await self._command(PlasmaCommand.OUTPUT_OFF)
@@ -114,7 +123,7 @@ class ModbusSpray(ModbusDevice):
 
     MAP = SPRAY
     NAME = "spray"
-    _trigger_delay: list[int] | None = None  # the TRIGGER_DELAY this session wrote (written again on a change)
+    _trigger_delay: list[int] | None = None  # the unit's TRIGGER_DELAY as last read or written (written on a change)
 
     async def connect(self) -> DeviceIdentity:
         ident = await super().connect()
@@ -125,6 +134,9 @@ class ModbusSpray(ModbusDevice):
                 f" 0x{ident.capabilities:04X}); wire the line and use a unit that has one, or set it false",
             )
         await self._take_over()
+        if self.cfg.trigger_line:  # what the unit holds now: an arm with that delay is one write, not two
+            reg = SPRAY["TRIGGER_DELAY"]
+            self._trigger_delay = await self._read(reg.address, reg.words)
         return ident
 
     async def arm_trigger(self, duration_s: float, delay_s: float) -> None:
@@ -183,17 +195,37 @@ class ModbusSafety(ModbusDevice):
     def __init__(self, link: ModbusLink, cfg: ModbusCfg, clock: Clock, *, name: str | None = None) -> None:
         super().__init__(link, cfg, clock, name=name)
         self._last: SafetyState | None = None  # the last state handed out: what a change is a change from
+        self._reading: asyncio.Task[SafetyState] | None = None  # the read in flight, shared
 
     async def read(self) -> SafetyState:
         """The inputs now: always a read on the bus (the controller decides emission on it)."""
         return await self._poll()
 
     async def _poll(self) -> SafetyState:
-        """One read of the inputs, also the state a change is judged from."""
-        # stamped when the request goes, not when the reply comes: the device may have read its inputs at any
-        # moment in between, so the state is as old as the request (emission is judged on that age)
-        t = self.clock.now()
-        start, w, _ = await self._read_block("SAFETY", "TIP_DISTANCE")
+        """One read of the inputs, also the state a change is judged from. A caller who asks while a read is
+        in flight (the listener's and the pre-fire check's meet often) shares it: the state it gives is
+        stamped with the moment that read went on the wire, and every rule judges that age; two reads back
+        to back would only have held the bus twice, right before a pulse. The read runs in a task of its
+        own, so a caller that gives up (its budget, a cancel) does not cut it short for the others."""
+        task = self._reading
+        if task is None or task.done():
+            task = self._reading = asyncio.get_running_loop().create_task(self._read_inputs(), name="safety read")
+            task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    async def close(self) -> None:
+        if self._reading is not None and not self._reading.done():
+            self._reading.cancel()
+        await super().close()
+
+    async def _read_inputs(self) -> SafetyState:
+        bus_priority.for_this_task(BusPriority.SAFETY)  # whoever asked: an E-stop read is a safety read
+        # stamped when the request goes on the wire, not when the reply comes: the device may have read its
+        # inputs at any moment in between, so the state is as old as the request (emission is judged on that
+        # age). A wait for its turn on a shared link is not counted: the device had not answered yet.
+        sent = [self.clock.now()]
+        start, w, _ = await self._read_block("SAFETY", "TIP_DISTANCE", lambda: sent.append(self.clock.now()))
+        t = sent[-1]
         bits = join(field_of(w, start, PLASMA["SAFETY"]))
         st = SafetyState(
             t=t,
@@ -205,19 +237,29 @@ class ModbusSafety(ModbusDevice):
         return st
 
     async def wait_change(self, timeout_s: float) -> SafetyState:
-        """Poll every ``poll_ms`` until an input differs from the last state handed out, or ``timeout_s``."""
+        """Poll every ``poll_ms`` until an input differs from the last state handed out, or ``timeout_s``.
+        Each read goes a period after the last one sent, by whoever sent it (a pre-fire check, or this wait
+        before it ended): a caller that waits again as soon as a wait ends, or a check just before a pulse,
+        would otherwise have the bus read the inputs twice in a row."""
         previous = self._last
         deadline = self.clock.now() + timeout_s
         period = self.cfg.poll_ms / 1000.0
         while True:
+            # looked at again on waking: another caller may have read meanwhile, which moves the next read
+            while self._last is not None and (due := min(self._last.t + period, deadline)) > self.clock.now():
+                await self.clock.sleep_until(due)
             st = await self._poll()
             if previous is None or _inputs(st) != _inputs(previous):
                 return st
-            now = self.clock.now()
-            if now >= deadline:
+            if self.clock.now() >= deadline:
                 return st
-            await self.clock.sleep_until(min(now + period, deadline))
 
 
 def _inputs(st: SafetyState) -> tuple[bool, bool, float]:
     return st.estop, st.footswitch, st.tip_distance_mm
+
+
+def _retrieve(task: asyncio.Task[SafetyState]) -> None:
+    """A shared read whose callers all gave up still had its outcome looked at (no 'never retrieved')."""
+    if not task.cancelled():
+        task.exception()

@@ -199,9 +199,18 @@ class ModbusLink:
     # ------------------------------------------------------------------ requests
 
     async def read(
-        self, unit: int, address: int, count: int, *, policy: RequestPolicy | None = None, device: str | None = None
+        self,
+        unit: int,
+        address: int,
+        count: int,
+        *,
+        policy: RequestPolicy | None = None,
+        device: str | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> list[int]:
-        """Read ``count`` holding registers (FC3) from ``address`` of ``unit``."""
+        """Read ``count`` holding registers (FC3) from ``address`` of ``unit``. ``on_send`` is called as the
+        request goes on the wire (its turn on the link come; again at a retry): what the reply holds is no
+        older than that moment."""
 
         def check(rr: ModbusPDU) -> str | None:
             if rr.function_code != FC_READ_HOLDING or len(rr.registers) != count:
@@ -211,7 +220,8 @@ class ModbusLink:
         def send(client: Client) -> Awaitable[ModbusPDU]:
             return client.read_holding_registers(address, count=count, device_id=unit)
 
-        rr = await self._request(send, check, FC_READ_HOLDING, f"read {address}+{count} @{unit}", policy, device)
+        what = f"read {address}+{count} @{unit}"
+        rr = await self._request(send, check, FC_READ_HOLDING, what, policy, device, on_send)
         return list(rr.registers)
 
     async def write(
@@ -222,8 +232,10 @@ class ModbusLink:
         *,
         policy: RequestPolicy | None = None,
         device: str | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> None:
-        """Write holding registers: FC6 for one value, FC16 (one request) for several."""
+        """Write holding registers: FC6 for one value, FC16 (one request) for several (``on_send``: as for
+        :meth:`read`)."""
         words = [int(v) for v in values]
         if not words:
             raise ValueError("nothing to write")
@@ -251,7 +263,7 @@ class ModbusLink:
             def send(client: Client) -> Awaitable[ModbusPDU]:
                 return client.write_registers(address, words, device_id=unit)
 
-        await self._request(send, check, fc, f"write {address}={words} @{unit}", policy, device)
+        await self._request(send, check, fc, f"write {address}={words} @{unit}", policy, device, on_send)
 
     async def _request(
         self,
@@ -261,6 +273,7 @@ class ModbusLink:
         what: str,
         policy: RequestPolicy | None,
         device: str | None,
+        on_send: Callable[[], None] | None = None,
     ) -> ModbusPDU:
         pol = policy if policy is not None else self.policy
         who = device if device is not None else self.name
@@ -276,6 +289,8 @@ class ModbusLink:
                 async with self._gate.hold(bus_priority.current()):
                     with io_hold():
                         await self._let_line_go_quiet()
+                        if on_send is not None:
+                            on_send()
                         rr = await self._attempt(send, client, pol.timeout_s)
             except _AttemptTimeout:
                 self.stats.timeouts += 1

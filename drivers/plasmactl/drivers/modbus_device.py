@@ -15,11 +15,11 @@ import contextlib
 import logging
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from plasmactl import bus_priority
-from plasmactl.bus_priority import BusPriority
+from plasmactl.bus_priority import ROUTINE_HOLD_MAX_S, BusPriority
 from plasmactl.clock import Clock
 from plasmactl.ports import DeviceError
 from plasmactl.rig import ModbusRtu, ModbusTcp
@@ -153,17 +153,22 @@ class ModbusDevice:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _read(self, address: int, count: int) -> list[int]:
-        return await self.link.read(self.unit, address, count, policy=self.policy, device=self.name)
+    async def _read(self, address: int, count: int, on_send: Callable[[], None] | None = None) -> list[int]:
+        return await self.link.read(self.unit, address, count, policy=self.policy, device=self.name, on_send=on_send)
 
-    async def _write(self, address: int, values: Sequence[int], *, retry: bool = True) -> None:
-        await self._send(address, values, self.policy if retry else RequestPolicy(self.policy.timeout_s, 0))
+    async def _write(
+        self, address: int, values: Sequence[int], *, retry: bool = True, on_send: Callable[[], None] | None = None
+    ) -> None:
+        policy = self.policy if retry else RequestPolicy(self.policy.timeout_s, 0)
+        await self._send(address, values, policy, on_send)
 
-    async def _send(self, address: int, values: Sequence[int], policy: RequestPolicy) -> None:
+    async def _send(
+        self, address: int, values: Sequence[int], policy: RequestPolicy, on_send: Callable[[], None] | None = None
+    ) -> None:
         """One write: as the owner's write (carrying the token) once the lease is ours, else direct (map v1)."""
         if self.owned and self.token is not None:
             address, values = owner_write(self.token, address, values)
-        await self.link.write(self.unit, address, values, policy=policy, device=self.name)
+        await self.link.write(self.unit, address, values, policy=policy, device=self.name, on_send=on_send)
 
     async def _take_over(self) -> None:
         """After the identity check: the lease claimed, the device's watchdog checked, the heartbeat going."""
@@ -209,10 +214,12 @@ class ModbusDevice:
             return None, None
         return join(field_of(words, start, self.MAP["LEASE_OWNER"])), join(field_of(words, start, self.MAP["LEASE_MS"]))
 
-    async def _read_block(self, first: str, last: str) -> tuple[int, list[int], float]:
+    async def _read_block(
+        self, first: str, last: str, on_send: Callable[[], None] | None = None
+    ) -> tuple[int, list[int], float]:
         """One read of ``first``..``last``: (start address, words, clock time of the reply)."""
         start, count = self.MAP.block(first, last)
-        words = await self._read(start, count)
+        words = await self._read(start, count, on_send)
         return start, words, self.clock.now()
 
     # ------------------------------------------------------------------ heartbeat
@@ -221,11 +228,14 @@ class ModbusDevice:
         """The device's WATCHDOG_MS must outlast the heartbeat period, or it would switch off between beats."""
         reg = self.MAP["WATCHDOG_MS"]
         self.device_watchdog_ms = int(reg.decode(await self._read(reg.address, reg.words)))
-        if 0 < self.device_watchdog_ms <= self.cfg.heartbeat_ms:
+        # a heartbeat is routine traffic: a cooling chain may hold it back for up to ROUTINE_HOLD_MAX_S
+        longest_ms = self.cfg.heartbeat_ms + ROUTINE_HOLD_MAX_S * 1000.0
+        if 0 < self.device_watchdog_ms <= longest_ms:
             raise DeviceError(
                 self.name,
-                f"heartbeat_ms ({self.cfg.heartbeat_ms:g}) must be below the device's WATCHDOG_MS "
-                f"({self.device_watchdog_ms})",
+                f"heartbeat_ms ({self.cfg.heartbeat_ms:g}) plus the longest routine hold of a cooling chain"
+                f" ({ROUTINE_HOLD_MAX_S * 1000.0:g} ms) must be below the device's WATCHDOG_MS"
+                f" ({self.device_watchdog_ms})",
             )
 
     def _start_heartbeat(self, period_s: float) -> None:

@@ -12,6 +12,7 @@ import math
 
 from plasmactl.ports import DeviceError, PlasmaStatus, SprayStatus
 from plasmactl.rig import PlasmaSim, SpraySim
+from plasmactl.simulators.fastinit import plasma_status, spray_status
 from plasmactl.simulators.trigger_line import TriggerLine
 from plasmactl.simulators.world import PulseRecord, SimWorld, SprayRecord
 
@@ -32,6 +33,7 @@ class SimPlasma:
     refused while it is pressed. The controller's interlock is the first layer, this is the second."""
 
     def __init__(self, world: SimWorld, cfg: PlasmaSim, *, own_watchdog: bool = True) -> None:
+        self.fired_at: float | None = None  # when the latest fire command reached it
         self.w = world
         self.cfg = cfg
         # the generator's own watchdog (the second layer): no request for this long, and it switches off and
@@ -130,7 +132,7 @@ class SimPlasma:
 
     async def fire(self) -> None:
         await self._request()
-        now = self.w.clock.now()
+        now = self.fired_at = self.w.clock.now()
         self._retire(now)
         if self._estop_pressed(now):
             raise DeviceError("plasma", "fire refused: the generator's E-stop input is pressed", code=4)
@@ -181,7 +183,7 @@ class SimPlasma:
         p = self._pulse
         on = p is not None and p.t_on <= now < p.t_off
         done = self._last_done
-        return PlasmaStatus(
+        return plasma_status(
             t=now,
             armed=self.armed,
             output_on=on,
@@ -248,7 +250,7 @@ class SimSpray:
         self.line = TriggerLine.of(world, world.clock)  # the generator's pulse-end edges, if it is armed
         self._trigger: tuple[float, float] | None = None  # (spray length, delay) armed for the next edge
         self.trigger_count = 0  # sprays the trigger started
-        self.edge_t: float | None = None  # the last edge seen, and its spray's command (the unit's own clock)
+        self.edge_t: float | None = None  # the last edge seen, and its spray's command (the unit's own clock):
         self.triggered_t: float | None = None
         self._schedule_changed()
         world.on_schedule_change(self._schedule_changed)
@@ -261,8 +263,9 @@ class SimSpray:
 
     def _level(self, now: float) -> float:
         """Water left by consumption alone (a reservoir_empty fault aside)."""
-        running = max(0.0, min(now, self._dry) - self._open) if self._open < now else 0.0
-        return max(0.0, self.cfg.reservoir_ml - (self._used_s + running) * self.cfg.flow_ml_s)
+        running = ((self._dry if self._dry < now else now) - self._open) if self._open < now else 0.0
+        left = self.cfg.reservoir_ml - (self._used_s + (running if running > 0.0 else 0.0)) * self.cfg.flow_ml_s
+        return left if left > 0.0 else 0.0
 
     def _reservoir(self, now: float) -> float:
         if self._faulted and self.w.faults.find("spray", "reservoir_empty", now):
@@ -386,7 +389,7 @@ class SimSpray:
         reservoir = self._reservoir(now)
         # the flow sensor sees water only when the valve is open and water is coming out
         flowing = is_open and self._cool is not None and now < self._dry and reservoir > 0.0
-        return SprayStatus(
+        return spray_status(
             t=now,
             valve_open=is_open,
             spray_commanded=not math.isinf(self._open),

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from plasmactl.ports import SafetyState, SkinReading
 from plasmactl.rig import SafetySim, ThermometerSim
+from plasmactl.simulators.fastinit import safety_state, skin_reading
 from plasmactl.simulators.world import SimWorld
 
 # A virtual-time jump can land one float ulp short of the timer it wakes for.
 _TIME_EPS = 1e-9
+# Noise is drawn this many at a time: the same floats in the same order as one draw per sample (the
+# stream is the thermometer's alone), without a generator call per sample.
+NOISE_BLOCK = 256
 
 
 class SimThermometer:
@@ -27,7 +31,8 @@ class SimThermometer:
         self._schedule_changed()
         world.on_schedule_change(self._schedule_changed)
         self._rng = world.rng["thermometer"]
-        self._normal = self._rng.standard_normal
+        self._noise: Iterator[float] = iter(())
+        self._noise_c = cfg.noise_c
         self._latency_s = cfg.latency_ms / 1000.0
         self._period = cfg.sample_ms / 1000.0
         tau = cfg.time_constant_ms / 1000.0
@@ -53,8 +58,12 @@ class SimThermometer:
         true_c = skin.surface_c(at if at > skin_t else skin_t)
         self._filtered += self._lag * (true_c - self._filtered)
         # = rng.normal(0.0, noise_c), the same draw and the same float, without its argument handling
-        value = self._filtered + (0.0 + self.cfg.noise_c * self._normal())
-        return SkinReading(t, value)
+        z = next(self._noise, None)
+        if z is None:
+            self._noise = iter(self._rng.standard_normal(NOISE_BLOCK).tolist())
+            z = next(self._noise)
+        value = self._filtered + (0.0 + self._noise_c * z)
+        return skin_reading(t=t, value_c=value)
 
     async def read(self) -> SkinReading:
         if self._linked:
@@ -77,10 +86,10 @@ class SimThermometer:
         stuck = self.w.faults.find("thermometer", "stuck", fresh.t)
         if stuck is not None:
             value = stuck.fault.value if stuck.fault.value is not None else self._last.value_c
-            return SkinReading(fresh.t, value)
+            return skin_reading(t=fresh.t, value_c=value)
         offset = self.w.faults.find("thermometer", "offset", fresh.t)
         if offset is not None and offset.fault.value is not None:
-            return SkinReading(fresh.t, fresh.value_c + offset.fault.value)
+            return skin_reading(t=fresh.t, value_c=fresh.value_c + offset.fault.value)
         return fresh
 
 
@@ -100,13 +109,13 @@ class SimSafety:
 
     def _state(self, now: float) -> SafetyState:
         if not self._faulted:
-            return SafetyState(t=now, estop=False, footswitch=True, tip_distance_mm=self.cfg.tip_distance_mm)
+            return safety_state(t=now, estop=False, footswitch=True, tip_distance_mm=self.cfg.tip_distance_mm)
         f = self.w.faults
         tip = f.find("safety", "tip_lift", now)
         tip_mm = self.cfg.tip_distance_mm
         if tip is not None:
             tip_mm = tip.fault.value if tip.fault.value is not None else self.LIFTED_MM
-        return SafetyState(
+        return safety_state(
             t=now,
             estop=f.find("safety", "estop", now) is not None,
             footswitch=f.find("safety", "footswitch_release", now) is None,
@@ -123,7 +132,7 @@ class SimSafety:
         return self._given(self._state(self.w.clock.now()))
 
     def _given(self, st: SafetyState) -> SafetyState:
-        self._last = _inputs(st)
+        self._last = (st.estop, st.footswitch, st.tip_distance_mm)  # = _inputs(st), without the call
         return st
 
     async def wait_change(self, timeout_s: float) -> SafetyState:

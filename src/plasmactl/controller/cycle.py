@@ -19,6 +19,7 @@ from plasmactl.controller import interlocks as il
 from plasmactl.controller import machine, watchers
 from plasmactl.controller.machine import TransitionRefused
 from plasmactl.controller.messages import Deadline, Finish, SprayDue, Tick
+from plasmactl.controller.trigger_arm import TriggerArm
 from plasmactl.controller.trips import CoolingFacts, PulseFacts, Rule
 from plasmactl.limits import Caps
 from plasmactl.ports import DeviceError, PlasmaStatus, SprayStatus
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 SPRAY_ATTEMPTS = 3  # a spray command that fails is sent again while its cooling window lasts
 DEADLINE_AFTER_S = 1e-7  # the deadline's timer goes just after the window's last instant (which is in time)
-ARM_ATTEMPTS = 3  # ticks in a row whose trigger arm failed before it is the spray unit's command failure
 FIRE_SAFETY_READS = 3  # reads of the safety inputs before a pulse until one is recent enough to fire on
 
 
@@ -46,8 +46,8 @@ class PulseCycle:
         self.count_base = 0  # the generator's pulse count before the session's first pulse
         self.sprays = 0  # sprays commanded (numbering)
         self.sprays_confirmed = 0
-        self.triggered: int | None = None  # the pulse whose spray the trigger line starts (hardware-timed)
-        self._arm_failures = 0
+        self.trigger = TriggerArm(c)  # the pulse-end trigger line (hardware-timed spray), when wired
+        self.last_end = 0.0  # the earliest the latest pulse can have ended (its end_pulse's t_end)
         self._tick_seq = 0
         self._tick: asyncio.TimerHandle | None = None
         self._spray_due: asyncio.TimerHandle | None = None
@@ -98,9 +98,20 @@ class PulseCycle:
         c = self.c
         if seq != self._tick_seq or c.state != "armed" or c.result is not None:
             return
+        bus_priority.hold_routine(bus_priority.ROUTINE_HOLD_MAX_S)  # a cooling chain opens (or goes on) here
         # a spot's water was checked before its first pulse; its spray follows its last one (the plan keeps
         # a spot's pulses inside one cooling window): later pulses of the spot spare the link that read
         by_age = ("plasma", "thermometer", "spray") if self.pulse_in_spot > 0 else ("plasma", "thermometer")
+        # the spray unit armed first, so that the safety inputs are read last, nearest the decision
+        if c.rig.trigger_line and self.cools_now(c.know.pulses_started + 1):
+            armed = await self.trigger.before_fire(c.know.pulses_started + 1, self.window_end(), seq)
+            if armed is not True:
+                if armed is not False:
+                    await c.on_trip(armed)
+                elif c.state == "armed" and c.result is None:  # a spray poll period later (the staleness
+                    self.cancel_timers()  # guards judge a unit that stays silent)
+                    self._tick = c.schedule(c.clock.now() + c.poll_s["spray"], Tick(self._tick_seq))
+                return
         with c.calls.within(self.window_end()), bus_priority.at(BusPriority.PULSE):
             safety_answered = await c.calls.refresh(DEVICES, by_age)
             for _ in range(FIRE_SAFETY_READS - 1):  # a read that came back late (a busy bus or host): read again
@@ -113,8 +124,6 @@ class PulseCycle:
         spot = self.spot_idx + 1
         c.know.spot = c.ledger.facts(spot)
         c.know.cooling_lead_s = self.cooling_lead_s()
-        if c.rig.trigger_line and self.cools_now(c.know.pulses_started + 1) and not await self.arm_trigger():
-            return
         try:
             c.go("fire", c.snapshot())
         except TransitionRefused as refused:
@@ -153,37 +162,15 @@ class PulseCycle:
         )
         with c.calls.within(self.window_end()), bus_priority.at(BusPriority.PULSE):
             await c.calls.command("plasma", c.d.plasma.fire)
+        sent = c.d.plasma.fired_at  # the command waited for its turn on the link: emission came after that
+        if sent is not None and facts.t_cmd < sent <= c.clock.now() and know.pulse is facts:
+            facts = know.pulse = replace(facts, t_cmd=sent)
         late_bound = c.clock.now() + self._bound_after_ack_s
         if late_bound > facts.bound and know.pulse is facts:
             facts = replace(facts, bound=late_bound)
             know.pulse = facts
-        # the first look goes when a pulse that started without waiting on the link would be over
-        c.spawn("pulse", watchers.watch_pulse(c, facts, c.latencies.usual_fire_s))
-
-    async def arm_trigger(self) -> bool:
-        """Arm the spray unit to start this pulse's spray by itself on the generator's pulse-end line, just
-        before the fire guards are judged; False: no pulse now. A failed arm is tried again at the next tick
-        (a spray poll period later: the staleness guards judge a unit that stays silent), and after
-        ``ARM_ATTEMPTS`` in a row it is the spray unit's command failure (a trip)."""
-        c = self.c
-        try:
-            with c.calls.within(self.window_end()), bus_priority.at(BusPriority.COOLING):
-                await c.calls.command("spray", lambda: c.d.spray.arm_trigger(c.spray_s, c.plan.cooling.delay_ms / 1e3))
-        except DeviceError as exc:
-            self._arm_failures += 1
-            c.log.emit("comm_error", device="spray", error=str(exc), attempt=self._arm_failures, command="arm_trigger")
-            trip = il.first_trip(machine.GUARDS[machine.GUARD_OF["fire"]], c.snapshot())
-            if trip is None and self._arm_failures >= ARM_ATTEMPTS:
-                trip = il.command_failed("spray", exc)
-            if trip is not None:
-                await c.on_trip(trip)
-            elif c.state == "armed" and c.result is None:
-                self.cancel_timers()
-                self._tick = c.schedule(c.clock.now() + c.poll_s["spray"], Tick(self._tick_seq))
-            return False
-        self._arm_failures = 0
-        self.triggered = c.know.pulses_started + 1
-        return True
+        # the first look goes when a pulse that started the moment its command arrived would be over
+        c.spawn("pulse", watchers.watch_pulse(c, facts, c.latencies.earliest_start_s))
 
     def safety_age(self) -> float:
         """How old the safety inputs are now, from the moment their latest read was sent."""
@@ -191,17 +178,21 @@ class PulseCycle:
         return math.inf if st is None else self.c.clock.now() - st.t
 
     def cooling_lead_s(self) -> float:
-        """From firing now to the earliest water on the skin after the pulse: the pulse seen over (the usual
-        fire latency, its length, one status read), the plan's deliberate delay from the window's start, and
-        the spray's way to water (as last seen, else as the rig says)."""
+        """From firing now to the earliest water seen after the pulse, then the spray's way to water (as last
+        seen, else as the rig says): on the software path from the pulse seen over (the usual fire latency,
+        its length, one status read) or the plan's delay from the window's start, whichever is later; on the
+        trigger line from the pulse's own end plus the delay (the unit does not wait to be told)."""
         c = self.c
-        lat = c.latencies
-        seen_over_s = lat.usual_fire_s + c.pulse_s + lat.detect_s
+        lat, now = c.latencies, c.clock.now()
         pend = c.know.pending
         delay_s = c.plan.cooling.delay_ms / 1000.0
+        if c.rig.trigger_line:
+            end_s = lat.usual_fire_s + c.pulse_s
+            return max(end_s, pend.window_start - now if pend is not None else 0.0) + delay_s + c.valve.lead_s()
+        seen_over_s = lat.usual_fire_s + c.pulse_s + lat.detect_s
         if pend is not None and delay_s > 0:
-            seen_over_s = max(seen_over_s, pend.window_start + delay_s - c.clock.now())
-        return seen_over_s + c.spray_lead_s()
+            seen_over_s = max(seen_over_s, pend.window_start + delay_s - now)
+        return seen_over_s + c.valve.lead_s()
 
     def window_end(self) -> float:
         """The end of the cooling window pulses are waiting in (inf when none is): no call runs past it."""
@@ -220,6 +211,7 @@ class PulseCycle:
         p = know.pulse
         assert p is not None and p.t_off is None
         know.pulse = replace(p, t_off=t_off, energy_j=energy_j, interrupted=interrupted)
+        self.last_end = t_end
         know.output_off_since = max(know.output_off_since, t_off)
         c.ledger.pulse_ended(p.number, energy_j, interrupted)
         pend = know.pending
@@ -253,7 +245,7 @@ class PulseCycle:
         cools = self.cools_now(number)
         delay_s = c.plan.cooling.delay_ms / 1000.0
         spray: tuple[int, float] | None = None
-        if cools and self.triggered == number:
+        if cools and self.trigger.pulse == number:
             spray = self.spray_by_trigger(delay_s)  # the unit started it on the pulse's end, by itself
         elif cools and delay_s == 0:
             spray = await self.send_spray()  # first: every moment between pulse end and valve open counts
@@ -263,7 +255,11 @@ class PulseCycle:
             return
         if not cools:
             c.go("pulse_ended_uncooled")
+            if c.know.pending is None:
+                bus_priority.release_routine()  # no window open: the chain ends with this pulse
             self.schedule_next()
+            if c.rig.trigger_line and self.cools_now(number + 1) and self._tick is not None:
+                await self.trigger.ahead(number + 1, self.window_end(), self._tick_seq)
             return
         c.go("pulse_ended")
         pend = c.know.pending
@@ -306,12 +302,15 @@ class PulseCycle:
 
     def spray_by_trigger(self, delay_s: float) -> tuple[int, float]:
         """Record the spray the trigger line started for the pulses waiting: commanded (by the unit itself)
-        at the earliest the window can have started, plus the delay. Confirmed by its feedback as any spray."""
+        at the earliest the triggering pulse - the last of them, just ended - can have ended, plus the delay
+        (not the window's start: for a spot's pulses that is the first one's end, and the valve's latency
+        learned from it would count the spot's pulses). Confirmed by its feedback as any spray."""
         c = self.c
         pend = c.know.pending
         assert pend is not None
-        self.triggered = None
-        return self._spray_commanded(pend, pend.window_start + delay_s, attempt=0, timed_by="trigger_line")
+        self.trigger.pulse = None
+        t_cmd = max(pend.window_start, self.last_end) + delay_s
+        return self._spray_commanded(pend, t_cmd, attempt=0, timed_by="trigger_line")
 
     def watch_spray(self, spray: int, t_cmd: float) -> None:
         c = self.c
@@ -343,6 +342,7 @@ class PulseCycle:
             reservoir_ml=st.reservoir_ml,
         )
         c.ledger.cooled(pend.pulses, delay_ms)
+        bus_priority.release_routine()  # the water is seen: the chain is over
         self.sprays_confirmed += 1
         c.know.pending = replace(pend, confirmed=True, t_spray_end=st.t + c.spray_s, t_wet=st.t)
 

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from plasmactl import gc_policy
 from plasmactl.clock import Clock
 from plasmactl.controller import edits, machine, safe_state, self_test, watchers
 from plasmactl.controller import interlocks as il
@@ -44,6 +45,7 @@ from plasmactl.controller.messages import (
     TripCmd,
 )
 from plasmactl.controller.trips import Rule, Snapshot, Trip
+from plasmactl.controller.valve_timing import ValveTiming
 from plasmactl.events import AuditLog
 from plasmactl.plan import Plan
 from plasmactl.ports import DeviceError, Devices, Outcome, SafetyState, SessionResult, SkinReading
@@ -83,8 +85,7 @@ class Controller:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.tripped: set[Rule] = set()  # rules already recorded while latched
         self._last_reading_log = -1e9
-        self._valve_s: float | None = None  # the valve's opening time seen last (the first poll goes then)
-        self._rig_valve_s = rig.valve_latency_s()
+        self.valve = ValveTiming(rig.valve_latency_s())
 
     # ------------------------------------------------------------------ public API
 
@@ -121,9 +122,10 @@ class Controller:
         self.spawn("safety", watchers.listen_safety(self))
         self.spawn("monitor", watchers.monitor(self))
         try:
-            while self.result is None:
-                msg = await self._inbox.get()
-                await self._dispatch(msg)
+            with gc_policy.quiet_collector(realtime=not self.clock.virtual):
+                while self.result is None:
+                    msg = await self._inbox.get()
+                    await self._dispatch(msg)
         finally:
             await self._stop_helpers()
             for left in self._inbox.drain():  # an edit asked for as the session ended is told so
@@ -184,17 +186,6 @@ class Controller:
         if near_limit or reading.t - self._last_reading_log >= READING_LOG_S:
             self._last_reading_log = reading.t
             self.log.emit("reading", skin_c=reading.value_c, sample_t=reading.t)
-
-    def expected_valve_s(self) -> float:
-        """When to look first for the valve after a spray command: a little before it opened last time."""
-        return 0.0 if self._valve_s is None else 0.8 * self._valve_s
-
-    def valve_seen_open(self, t_cmd: float, t_open: float) -> None:
-        self._valve_s = max(0.0, t_open - t_cmd)
-
-    def spray_lead_s(self) -> float:
-        """From a spray command to water seen: as last seen, else the rig's valve latency (0 if unknown)."""
-        return self._valve_s if self._valve_s is not None else self._rig_valve_s
 
     # ------------------------------------------------------------------ plumbing
 

@@ -288,11 +288,11 @@ async def _cool_pending(c: Controller, missed_reason: str | None, disarm: _Disar
         try:
             if pend.spray is not None:
                 spray, t_cmd = pend.spray, c.clock.now()
-            elif cycle.triggered in pend.pulses:  # the spray unit starts it on the pulse's end, by itself
+            elif cycle.trigger.pulse in pend.pulses:  # the spray unit starts it on the pulse's end, by itself
                 spray, t_cmd = cycle.spray_by_trigger(c.plan.cooling.delay_ms / 1000.0)
             else:
                 spray, t_cmd = await cycle.send_spray()
-            st = await watchers.valve_wet(c, deadline, t_cmd + c.expected_valve_s())
+            st = await watchers.valve_wet(c, t_cmd, deadline)
         except DeviceError as exc:
             missed_reason = str(exc)
         else:

@@ -32,12 +32,17 @@ CLOSE_POLL_S = 0.01  # poll period for the valve closing after a spray
 FLOW_POLL_S = 0.02  # poll period for the flow while a confirmed spray runs
 
 
-async def watch_pulse(c: Controller, facts: PulseFacts, fire_latency_s: float) -> None:
-    """Poll from the pulse's earliest normal end until it shows over, or its bound passes."""
+async def watch_pulse(c: Controller, facts: PulseFacts, earliest_start_s: float) -> None:
+    """Poll from the pulse's earliest possible end (emission starting the moment its command arrived) until
+    it shows over, or its bound passes. Reads go ``PULSE_POLL_S`` apart from send to send; a wait shorter
+    than the clock can time (a real loop's timers are 1 ms coarse) is not slept: the next read goes at once,
+    so on a wire the end is seen one round trip after it, not a timer tick later. For the same reason the
+    first read goes one timer tick early (a timer may fire that late)."""
     bus_priority.for_this_task(BusPriority.PULSE)
     clock, calls = c.clock, c.calls
-    await clock.sleep_until(facts.t_cmd + fire_latency_s + c.pulse_s)
+    await clock.sleep_until(facts.t_cmd + earliest_start_s + c.pulse_s - clock.timer_resolution_s)
     while True:
+        sent = clock.now()
         st = await calls.plasma_status()  # no reply during a pulse: the guard turns it into a trip
         if not st.output_on and st.pulse_count >= facts.expected_count:
             c.post(PulseOver(facts.number, st))
@@ -47,20 +52,28 @@ async def watch_pulse(c: Controller, facts: PulseFacts, fire_latency_s: float) -
             c.post(TripCmd(trip))
             return
         now = clock.now()
-        await clock.sleep(min(PULSE_POLL_S, max(facts.bound - now, 0.0)) if now < facts.bound else PULSE_POLL_S)
+        rest = sent + PULSE_POLL_S - now
+        if now < facts.bound:
+            rest = min(rest, facts.bound - now)
+        await clock.sleep(rest if rest > clock.timer_resolution_s else 0.0)
 
 
-async def valve_wet(c: Controller, deadline: float, first_poll: float) -> SprayStatus | None:
-    """Poll the spray unit until its valve shows open with water flowing, at the latest by ``deadline``
-    (None: it did not). A poll that fails is retried while the window lasts."""
+async def valve_wet(c: Controller, t_cmd: float, deadline: float) -> SprayStatus | None:
+    """Poll the spray unit commanded at ``t_cmd`` until its valve shows open with water flowing, at the latest
+    by ``deadline`` (None: it did not); what is seen teaches the valve's timing. A poll that fails is retried
+    while the window lasts."""
     clock = c.clock
+    first_poll = t_cmd + c.valve.first_look_s()
     if first_poll > clock.now():
         await clock.sleep_until(min(first_poll, deadline))
+    first = True
     while True:
         with c.calls.within(deadline):  # a poll in flight at the window's end gives up there: the miss is known
             st = await spray_status_or_none(c)
         if st is not None and il.water_on_skin(st, c.limits) and st.t <= deadline:
+            c.valve.seen_open(t_cmd, st.t, first)
             return st
+        first = first and st is None  # a failed poll saw nothing: the next one is still the first look
         now = clock.now()
         if now >= deadline:
             return None
@@ -107,13 +120,12 @@ async def spray_status_or_none(c: Controller) -> SprayStatus | None:
 async def watch_spray(c: Controller, spray: int, t_cmd: float, deadline: float) -> None:
     """The spray's confirmation inside the window, then its end."""
     bus_priority.for_this_task(BusPriority.COOLING)
-    st = await valve_wet(c, deadline, t_cmd + c.expected_valve_s())
+    st = await valve_wet(c, t_cmd, deadline)
     if st is None:
         trip = il.cooling_deadline(c.snapshot())
         if trip is not None:  # None only when the owner has meanwhile resolved the cooling itself
             c.post(TripCmd(trip))
         return
-    c.valve_seen_open(t_cmd, st.t)
     c.post(SprayConfirmed(spray, st))
     lost = await flow_lost(c, t_cmd)
     if lost is not None:
@@ -146,8 +158,13 @@ async def monitor(c: Controller) -> None:
                 if new:
                     c.reading_taken(reading)
         for device in ("plasma", "spray"):
-            # a heartbeat poll only when the pulse cycle has not heard from it for a poll period
-            if now - know.last_heard.get(device, -math.inf) >= c.poll_s[device] - 1e-9:
+            # a heartbeat poll only when the pulse cycle has not heard from it for a poll period, and not while
+            # a cooling chain holds routine requests back (the poll would wait out its budget; the chain's own
+            # exchanges are news from the device, and the hold is short: the rig's watchdog check counts it)
+            if (
+                now - know.last_heard.get(device, -math.inf) >= c.poll_s[device] - 1e-9
+                and not bus_priority.routine_held()
+            ):
                 await calls.poll(device)
         state = c.state
         if state not in ("disconnected", "self_test") and not c.ended:

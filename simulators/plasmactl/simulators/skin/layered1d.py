@@ -38,10 +38,8 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
-from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_LAYERS",
@@ -51,110 +49,20 @@ __all__ = [
     "TissueParams",
 ]
 
-FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class Layer:
-    """One tissue layer; SI units."""
-
-    name: str
-    thickness_m: float
-    rho: float  # kg/m3
-    c: float  # J/(kg K)
-    k: float  # W/(m K)
-    w_b: float = 0.0  # blood perfusion, 1/s
-    q_m: float = 0.0  # metabolic heat, W/m3
-
-
-DEFAULT_LAYERS: Final[tuple[Layer, ...]] = (
-    Layer("stratum corneum", 20e-6, 1150.0, 3600.0, 0.2, 0.0, 0.0),
-    Layer("viable epidermis", 80e-6, 1200.0, 3590.0, 0.24, 0.0, 2000.0),
-    Layer("dermis", 1.8e-3, 1150.0, 3500.0, 0.5, 0.00125, 300.0),
-    Layer("subcutaneous fat", 3e-3, 900.0, 2400.0, 0.18, 0.00125, 5.0),
+from plasmactl.simulators.skin.layered_params import (
+    DEFAULT_LAYERS,
+    FloatArray,
+    Layer,
+    SkinParams,
+    TissueParams,
+    _build_grid,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class TissueParams:
-    """What every skin model shares: the layers (docs/domain.md), blood, and the two surface boundaries."""
-
-    layers: tuple[Layer, ...] = DEFAULT_LAYERS
-    rho_b: float = 1060.0  # blood density, kg/m3
-    c_b: float = 3770.0  # blood specific heat, J/(kg K)
-    t_arterial_c: float = 37.0
-    t_core_c: float = 37.0  # fixed temperature at the bottom of the last layer
-    air_h: float = 8.7  # W/(m2 K), convection + radiation to still air
-    air_temp_c: float = 24.0
-    spray_h: float = 2500.0  # W/(m2 K), water mist (docs/domain.md: sweep 500-5000)
-    spray_temp_c: float = 8.0
-
-
-@dataclass(frozen=True, slots=True)
-class SkinParams(TissueParams):
-    """Parameters of :class:`Layered1DSkin`; SI units, temperatures in C."""
-
-    field_diameter_m: float = 6e-3  # the heated patch / thermometer field of view
-    deposit_depth_m: float = 20e-6  # heat goes uniformly into the top this-many metres
-    surface_cell_m: float = 2e-6  # size of the first cell below the surface (before fitting)
-    growth: float = 1.1  # geometric growth of the cell size with depth
-
-    def __post_init__(self) -> None:
-        if not self.layers:
-            raise ValueError("at least one layer is needed")
-        for layer in self.layers:
-            if not (layer.thickness_m > 0 and layer.rho > 0 and layer.c > 0 and layer.k > 0):
-                raise ValueError(f"layer {layer.name!r}: thickness, rho, c and k must be > 0")
-            if not (layer.w_b >= 0 and math.isfinite(layer.q_m)):
-                raise ValueError(f"layer {layer.name!r}: need w_b >= 0 (1/s) and a finite q_m")
-        if not (self.air_h >= 0 and self.spray_h >= 0):
-            raise ValueError("heat transfer coefficients must be >= 0")
-        if not (self.rho_b > 0 and self.c_b > 0):
-            raise ValueError("blood rho_b and c_b must be > 0")
-        if not self.field_diameter_m > 0:
-            raise ValueError("field_diameter_m must be > 0")
-        if not 0 < self.deposit_depth_m <= self.total_thickness_m:
-            raise ValueError("deposit_depth_m must be in (0, total thickness]")
-        if not (self.surface_cell_m > 0 and self.growth >= 1.0):
-            raise ValueError("surface_cell_m must be > 0 and growth >= 1")
-
-    @property
-    def total_thickness_m(self) -> float:
-        return sum(layer.thickness_m for layer in self.layers)
-
-    @property
-    def field_area_m2(self) -> float:
-        return math.pi * self.field_diameter_m**2 / 4.0
-
-
-def _layer_cells(thickness: float, first: float, growth: float) -> list[float]:
-    """Cell sizes filling ``thickness``: geometric from about ``first``, scaled to fit exactly."""
-    if growth == 1.0:
-        n = max(1, round(thickness / first))
-    else:
-        n = max(1, round(math.log1p(thickness * (growth - 1.0) / first) / math.log(growth)))
-    sizes = [first * growth**i for i in range(n)]
-    scale = thickness / sum(sizes)
-    return [s * scale for s in sizes]
-
-
-def _build_grid(params: SkinParams) -> tuple[FloatArray, list[int]]:
-    """Cell widths (m) and the layer index of each cell; faces fall on the layer boundaries."""
-    widths: list[float] = []
-    owner: list[int] = []
-    size = params.surface_cell_m
-    for i, layer in enumerate(params.layers):
-        cells = _layer_cells(layer.thickness_m, size, params.growth)
-        widths.extend(cells)
-        owner.extend([i] * len(cells))
-        size = cells[-1] * params.growth
-    return np.asarray(widths, dtype=np.float64), owner
 
 
 class _Mode:
     """Everything that depends only on the boundary mode (air or spray)."""
 
-    __slots__ = ("a", "b0", "mu", "src", "surface_u", "t_inf", "to_modal", "to_temp", "tss0", "u", "u_modal")
+    __slots__ = ("a", "b0", "mu", "src", "surface_u", "t_inf", "to_modal", "to_temp", "top", "tss0", "u", "u_modal")
 
     def __init__(
         self,
@@ -176,6 +84,7 @@ class _Mode:
         self.mu: FloatArray = mu  # all < 0: fixed-temperature bottom
         self.to_modal: FloatArray = np.ascontiguousarray(q.T * sq[None, :])  # Q^T C^1/2
         self.to_temp: FloatArray = np.ascontiguousarray(q / sq[:, None])  # C^-1/2 Q
+        self.top: FloatArray = self.to_temp[0]  # its first row (a view): the surface cell, read per sample
         self.u_modal: FloatArray = self.to_modal @ self.u
         self.t_inf = t_inf
         self.surface_u = surface_u  # boundary conductance, cell 0 to T_inf, W/(m2 K)
@@ -256,6 +165,7 @@ class Layered1DSkin:
         self._decays: dict[tuple[_Mode, float], FloatArray] = {}  # exp(mu dt) of the step lengths seen
         self._power = 0.0
         self._tss: FloatArray = self._mode.tss0
+        self._tss_0 = float(self._tss[0])  # its surface cell, as a float (read per sample)
         self._z: FloatArray = np.zeros(n)  # modal deviation from _tss in the current mode's basis
         self._rest_surface_c = self._surface_from_t0(float(self._tss[0]))
 
@@ -320,7 +230,7 @@ class Layered1DSkin:
     def surface_c(self, t: float) -> float:
         self._advance(t)
         mode = self._mode
-        t0 = float(self._tss[0] + mode.to_temp[0].dot(self._z))
+        t0 = self._tss_0 + float(mode.top.dot(self._z))  # float64 + float64: the same sum as floats
         return t0 + mode.surface_u * (mode.t_inf - t0) * self._half_r0
 
     def temperature_at_c(self, depth_m: float, t: float) -> float:
@@ -410,19 +320,24 @@ class Layered1DSkin:
             return
 
     def _refresh_mode(self) -> None:
-        segs = self._heats.segments
-        power = math.fsum(segs[h].power_w for h in self._heats.active) if self._heats.active else 0.0
+        segs, active = self._heats.segments, self._heats.active
+        if len(active) == 1:  # fsum of one value is that value (+ 0.0: fsum gives 0.0 for -0.0 too)
+            power = segs[next(iter(active))].power_w + 0.0
+        else:
+            power = math.fsum(segs[h].power_w for h in active) if active else 0.0
         mode = self._modes[1] if self._cools.active else self._modes[0]
         if mode is not self._mode:
             temp = self._temperatures()
             self._mode = mode
             self._power = power
             self._tss = mode.tss0 + power * mode.u
+            self._tss_0 = float(self._tss[0])
             self._z = mode.to_modal @ (temp - self._tss)
         elif power != self._power:
             # Same basis: only the steady state moves, T_ss += dP u, so z -= dP u_modal.
             self._z = self._z - (power - self._power) * mode.u_modal
             self._tss = mode.tss0 + power * mode.u
+            self._tss_0 = float(self._tss[0])
             self._power = power
 
     def _step(self, dt: float) -> None:
