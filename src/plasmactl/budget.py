@@ -115,13 +115,15 @@ class _Links:
         """Whether the safety inputs are read over the generator's link (their reads take its turns)."""
         return self.key("safety") is not None and self.key("safety") == self.key("plasma")
 
+    def in_flight_ms(self, device: str) -> float:
+        """The longest exchange that can be on ``device``'s link when a request to it is made (0: no link)."""
+        return 0.0 if self.key(device) is None else max(self._exchanges(device))
+
     def queue_ms(self, device: str) -> float:
         """The worst wait before a request to ``device`` reaches the wire: the exchange in flight, and a
         safety read waiting ahead of it when the safety inputs share its link."""
-        if self.key(device) is None:
-            return 0.0
-        wait = max(self._exchanges(device))
-        if device != "safety" and self.key("safety") == self.key(device):
+        wait = self.in_flight_ms(device)
+        if wait and device != "safety" and self.key("safety") == self.key(device):
             wait += self.exchange_ms("safety", "safety_read")
         return wait
 
@@ -203,16 +205,14 @@ def _trigger_budget(plan: Plan, rig: Rig, links: _Links, prefire_ms: float, valv
     else:
         parts += [("trigger delay and valve", water), ("valve feedback", VALVE_POLL_S * 1000.0 + 2 * spray_read)]
     chain = sum(ms for _, ms in parts)
-    in_flight = links.queue_ms("plasma") - (links.exchange_ms("safety", "safety_read") if links.shares_safety() else 0)
+    in_flight = links.in_flight_ms("plasma")
     read, period = (links.exchange_ms("safety", "safety_read"), rig.safety.poll_ms) if links.shares_safety() else (0, 1)
-    total = chain + in_flight
-    for _ in range(100):  # a fixed point: R grows by whole reads, and stops at the first R that holds them
-        reads = max(0, math.floor(total / period) + 1 - own_safety)
-        nxt = chain + in_flight + reads * read
-        if nxt <= total + 1e-9:
+    reads = 0
+    for _ in range(100):  # a fixed point: the chain grows by whole reads, and stops at the first that holds them
+        more = max(0, math.floor((chain + in_flight + reads * read) / period) + 1 - own_safety)
+        if more <= reads:
             break
-        total = nxt
-    reads = max(0, math.floor(total / period) + 1 - own_safety)
+        reads = more
     parts += [("an exchange in flight", in_flight), (f"{reads} safety reads", reads * read)]
     worst = sum(ms for _, ms in parts)
     group_ms = (p.pulses_per_spot - 1) * p.interval_s * 1000.0 if own_safety else 0.0

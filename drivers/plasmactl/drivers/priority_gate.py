@@ -82,12 +82,12 @@ class PriorityGate:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        loop = asyncio.get_running_loop()
         while self._waiting:
             priority, _, since, fut = self._waiting[0]
             if fut.done():  # a cancelled waiter's future is done: skip it
                 heapq.heappop(self._waiting)
                 continue
-            loop = asyncio.get_running_loop()
             if not _eligible(priority, since, loop.time()):
                 # the most urgent waiter is a held routine request, so every other one is too: the link stays
                 # free for the chain until the hold ends or this request has waited its longest

@@ -163,7 +163,7 @@ class PulseCycle:
         with c.calls.within(self.window_end()), bus_priority.at(BusPriority.PULSE):
             await c.calls.command("plasma", c.d.plasma.fire)
         sent = c.d.plasma.fired_at  # the command waited for its turn on the link: emission came after that
-        if sent is not None and facts.t_cmd < sent <= c.clock.now() and know.pulse is facts:
+        if sent is not None and sent > facts.t_cmd and know.pulse is facts:
             facts = know.pulse = replace(facts, t_cmd=sent)
         late_bound = c.clock.now() + self._bound_after_ack_s
         if late_bound > facts.bound and know.pulse is facts:
