@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from plasmactl.events import read_events
+from plasmactl.spawn import SERVER_MODULE
 
 REPO = Path(__file__).resolve().parents[1]
 PLASMACTL = Path(sys.executable).parent / "plasmactl"
@@ -77,7 +78,7 @@ def run_on_wires(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int,
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline and proc.poll() is None:
             if server is None:
-                server = next((c for c in _children(proc.pid) if "serve-sim" in _cmdline(c)), None)
+                server = next((c for c in _children(proc.pid) if SERVER_MODULE in _cmdline(c)), None)
             if server is not None and log.exists() and log.read_bytes().count(b'"event":"pulse_end"') >= 2:
                 break
             time.sleep(0.005)
