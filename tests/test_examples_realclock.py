@@ -7,7 +7,8 @@ is not run: the refusal is what is tested.
 
 CI profile: the short plan, one run per rig, and every plan's ``check``. The full profile
 (``PLASMACTL_REALCLOCK_RUNS=3 PLASMACTL_REALCLOCK_PLANS=all``, ``make realclock-check``) runs every example
-plan three times on each rig (the full-face plan is 25 minutes a run).
+plan three times on each rig (the full-face plan is 25 minutes a run); ``PLASMACTL_REALCLOCK_PLANS`` also
+takes a comma-separated list of plan names (``short,periorbital``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ PLASMACTL = Path(sys.executable).parent / "plasmactl"
 PLANS = sorted(p.stem for p in (REPO / "examples" / "plans").glob("*.toml"))
 RIGS = ("sim-tcp", "sim-rtu")
 RUNS = int(os.environ.get("PLASMACTL_REALCLOCK_RUNS", "1"))
-RUN_PLANS = PLANS if os.environ.get("PLASMACTL_REALCLOCK_PLANS") == "all" else ["short"]
+_ASKED = os.environ.get("PLASMACTL_REALCLOCK_PLANS", "short")
+RUN_PLANS = PLANS if _ASKED == "all" else [p.strip() for p in _ASKED.split(",") if p.strip()]
+if unknown := sorted(set(RUN_PLANS) - set(PLANS)):
+    raise pytest.UsageError(f"PLASMACTL_REALCLOCK_PLANS names no example plan: {unknown} (plans: {PLANS}, or all)")
 HOG = (
     "import os, sys, threading\n"
     "threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n"  # dies with us

@@ -56,8 +56,8 @@ def squatter() -> Iterator[list[int]]:
 @pytest.fixture(scope="module")
 def hil_runs(squatter: list[int], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Both rigs' hil runs, side by side (each session spawns its own served simulators on free ports): a run
-    is real-clock sessions that use about a third of a core each (measured: 75 s and 69 s of CPU in 146 s of
-    wall time together, 130 s and 144 s each alone), and the rigs' sessions are made to keep their timing
+    is real-clock sessions using about half a core (measured side by side: 75 s and 69 s of CPU in 132 s and
+    146 s of wall time; 130 s and 144 s each alone), and the rigs' sessions are made to keep their timing
     beside two busy processes (tests/test_examples_realclock.py); one after the other took twice as long."""
     del squatter
     base = tmp_path_factory.mktemp("hil-runs")

@@ -171,7 +171,11 @@ async def monitor(c: Controller) -> None:
             ):
                 _judge(c, recheck=False)
         _judge(c, recheck=True)
-        due = max(due + period, clock.now())  # the period is not stretched by the calls' own time
+        # the period is not stretched by the calls' own time; a turn that overran it (silent devices on a slow
+        # link) waits for the next slot: the loop never polls back to back
+        due += period
+        while due <= clock.now():
+            due += period
         await clock.sleep_until(due)
 
 
