@@ -15,6 +15,7 @@ from plasmactl.events import read_events
 from plasmactl.faults import FaultScenario
 from plasmactl.invariants import check
 from plasmactl.plan import Plan, load_plan
+from plasmactl.rig import Rig
 from plasmactl.session import SessionInputs, run_blocking
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +60,9 @@ class Run:
         return [e["rule"] for e in self.named("interlock_trip")]
 
 
-def run(plan: Plan, faults: list[dict[str, Any]], tmp: Path, seed: int = 0) -> Run:
+def run(plan: Plan, faults: list[dict[str, Any]], tmp: Path, seed: int = 0, rig: Rig | None = None) -> Run:
+    """One session of ``plan`` with ``faults`` (on ``rig``: the in-process simulators when None), judged."""
     scenario = FaultScenario.model_validate({"fault": faults})
-    result = run_blocking(
-        SessionInputs(plan=plan, plan_file=None, faults=scenario, seed=seed), tmp, handle_sigint=False
-    )
+    inputs = SessionInputs(plan=plan, plan_file=None, rig=Rig() if rig is None else rig, faults=scenario, seed=seed)
+    result = run_blocking(inputs, tmp, handle_sigint=False)
     return Run(tmp, faults, result.outcome)

@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from plasmactl.faults import FaultScenario
 from plasmactl.random_campaign import rig_for
 from plasmactl.rig import Rig
-from plasmactl.session import SessionInputs, run_blocking
-from safety_run import Run, example_plan
+from safety_run import Run, example_plan, run
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +31,7 @@ def _rig() -> Rig:
 
 
 def _run(faults: list[dict[str, Any]], tmp: Path) -> Run:
-    scenario = FaultScenario.model_validate({"fault": faults})
-    inputs = SessionInputs(plan=example_plan("short"), plan_file=None, rig=_rig(), faults=scenario)
-    result = run_blocking(inputs, tmp, handle_sigint=False)
-    return Run(tmp, faults, result.outcome)
+    return run(example_plan("short"), faults, tmp, rig=_rig())
 
 
 def _safety_delay(ms: float, at_s: float, duration_s: float | None = None) -> dict[str, Any]:

@@ -18,11 +18,8 @@ from typing import Any
 
 import pytest
 
-from plasmactl.faults import FaultScenario
 from plasmactl.random_campaign import rig_for
-from plasmactl.rig import Rig
-from plasmactl.session import SessionInputs, run_blocking
-from safety_run import Run, example_plan
+from safety_run import example_plan, run
 
 pytestmark = pytest.mark.slow
 
@@ -58,13 +55,6 @@ def _moments(rnd: random.Random) -> list[float]:
     ]
 
 
-def _session(rig: Rig, faults: list[dict[str, Any]], out: Path, seed: int) -> Run:
-    """The short plan (six spots, one a second) with these faults, judged by the strict invariants."""
-    scenario = FaultScenario.model_validate({"fault": faults})
-    inputs = SessionInputs(plan=example_plan("short"), plan_file=None, rig=rig, faults=scenario, seed=seed)
-    return Run(out, faults, run_blocking(inputs, out, handle_sigint=False).outcome)
-
-
 @pytest.mark.hazard("H2")
 def test_a_silent_generator_link_is_judged_within_bound_and_one_period(tmp_path: Path) -> None:
     """Every reply of unit 1 (generator and safety inputs) 80 ms late, four times the request timeout: the
@@ -76,7 +66,7 @@ def test_a_silent_generator_link_is_judged_within_bound_and_one_period(tmp_path:
         faults: list[dict[str, Any]] = [
             {"device": "link", "kind": "delay", "target": "plasma", "at_s": round(at, 6), "value": 80.0}
         ]
-        r = _session(rig, faults, tmp_path / f"s{n}", n)
+        r = run(example_plan("short"), faults, tmp_path / f"s{n}", seed=n, rig=rig)
         assert r.violations == {}, (at, r.violations)
         start = next(float(f["start"]) for f in r.simulator["faults"] if f.get("start") is not None)
         bound = float(r.events[0]["max_age_ms"]["safety"]) / 1000.0
@@ -100,7 +90,7 @@ def test_a_silent_thermometer_is_judged_within_bound_and_one_period(paused: bool
         faults: list[dict[str, Any]] = [{"device": "link", "kind": "timeout", "target": "thermometer", "at_s": at}]
         if paused:
             faults.insert(0, {"device": "safety", "kind": "footswitch_release", "at_s": round(at - 0.2, 6)})
-        r = _session(rig, faults, tmp_path / f"t{n}", n)
+        r = run(example_plan("short"), faults, tmp_path / f"t{n}", seed=n, rig=rig)
         assert r.violations == {}, (at, r.violations)
         bound = float(r.events[0]["max_age_ms"]["thermometer"]) / 1000.0
         trips = [e for e in r.named("interlock_trip") if e["t"] >= at and e["rule"] != "footswitch_released"]

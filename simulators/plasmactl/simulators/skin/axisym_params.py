@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from plasmactl.simulators.skin.axisym_damage import _KELVIN
 from plasmactl.simulators.skin.layered1d import TissueParams
+from plasmactl.simulators.skin.layered_params import check_layers
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -49,13 +50,7 @@ class AxisymParams(TissueParams):
     steps_per_level: int = 2  # the step doubles after this many steps
 
     def __post_init__(self) -> None:
-        if not self.layers:
-            raise ValueError("at least one layer is needed")
-        for layer in self.layers:
-            if not (layer.thickness_m > 0 and layer.rho > 0 and layer.c > 0 and layer.k > 0):
-                raise ValueError(f"layer {layer.name!r}: thickness, rho, c and k must be > 0")
-            if not (layer.w_b >= 0 and math.isfinite(layer.q_m)):
-                raise ValueError(f"layer {layer.name!r}: need w_b >= 0 (1/s) and a finite q_m")
+        check_layers(self.layers)
         if not (self.rho_b > 0 and self.c_b > 0):
             raise ValueError("blood rho_b and c_b must be > 0")
         if not (self.air_h >= 0 and self.spray_h >= 0 and math.isfinite(self.air_h + self.spray_h)):

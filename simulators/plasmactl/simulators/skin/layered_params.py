@@ -30,6 +30,17 @@ class Layer:
     q_m: float = 0.0  # metabolic heat, W/m3
 
 
+def check_layers(layers: tuple[Layer, ...]) -> None:
+    """The checks every model's parameters make of their layers (ValueError naming the layer)."""
+    if not layers:
+        raise ValueError("at least one layer is needed")
+    for layer in layers:
+        if not (layer.thickness_m > 0 and layer.rho > 0 and layer.c > 0 and layer.k > 0):
+            raise ValueError(f"layer {layer.name!r}: thickness, rho, c and k must be > 0")
+        if not (layer.w_b >= 0 and math.isfinite(layer.q_m)):
+            raise ValueError(f"layer {layer.name!r}: need w_b >= 0 (1/s) and a finite q_m")
+
+
 DEFAULT_LAYERS: Final[tuple[Layer, ...]] = (
     Layer("stratum corneum", 20e-6, 1150.0, 3600.0, 0.2, 0.0, 0.0),
     Layer("viable epidermis", 80e-6, 1200.0, 3590.0, 0.24, 0.0, 2000.0),
@@ -63,13 +74,7 @@ class SkinParams(TissueParams):
     growth: float = 1.1  # geometric growth of the cell size with depth
 
     def __post_init__(self) -> None:
-        if not self.layers:
-            raise ValueError("at least one layer is needed")
-        for layer in self.layers:
-            if not (layer.thickness_m > 0 and layer.rho > 0 and layer.c > 0 and layer.k > 0):
-                raise ValueError(f"layer {layer.name!r}: thickness, rho, c and k must be > 0")
-            if not (layer.w_b >= 0 and math.isfinite(layer.q_m)):
-                raise ValueError(f"layer {layer.name!r}: need w_b >= 0 (1/s) and a finite q_m")
+        check_layers(self.layers)
         if not (self.air_h >= 0 and self.spray_h >= 0):
             raise ValueError("heat transfer coefficients must be >= 0")
         if not (self.rho_b > 0 and self.c_b > 0):
