@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -46,13 +47,14 @@ BASELINE_TOKEN = 0x7E57_0B01  # the baseline client's lease token (map v2)
 
 
 async def raw_write_round_trips(
-    port: int, n: int, *, address: int, value: int, unit: int, warmup: int = 0
+    port: int, n: int, *, address: int, value: int, unit: int, warmup: int = 0, gap_s: float = 0.0
 ) -> list[float]:
     """The baseline: ``n`` writes of one register from a bare pymodbus client to 127.0.0.1:``port``, each timed
     (seconds), after ``warmup`` untimed ones. Each is the write a controller sends: on a map v2 unit (MAP_VERSION
     read first) the owner's write (one FC16 request at WRITE_TOKEN carrying the token, the address and the value)
     after a claim of the lease, which is renewed by an untimed claim well inside LEASE_MS; on a map v1 unit a
-    direct FC6 write."""
+    direct FC6 write. ``gap_s`` > 0: each write goes that long after the one before (the link idle meanwhile), as
+    a controller's spray command goes after a pulse interval; 0: back to back."""
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0)
     await client.connect()
     out: list[float] = []
@@ -73,6 +75,8 @@ async def raw_write_round_trips(
                 reply = await client.write_registers(claim, split(BASELINE_TOKEN, 2), device_id=unit)
                 assert not reply.isError(), reply
                 claimed = time.perf_counter()
+            if gap_s > 0:
+                await asyncio.sleep(gap_s)
             t = time.perf_counter()
             if owner:
                 reply = await client.write_registers(at, words, device_id=unit)

@@ -8,7 +8,10 @@ is not run: the refusal is what is tested.
 CI profile: the short plan, one run per rig, and every plan's ``check``. The full profile
 (``PLASMACTL_REALCLOCK_RUNS=3 PLASMACTL_REALCLOCK_PLANS=all``, ``make realclock-check``) runs every example
 plan three times on each rig (the full-face plan is 25 minutes a run); ``PLASMACTL_REALCLOCK_PLANS`` also
-takes a comma-separated list of plan names (``short,periorbital``).
+takes a comma-separated list of plan names (``short,periorbital``). ``PLASMACTL_REALCLOCK_HOGS`` (default 2)
+sets how many CPU-bound processes run beside: to run the two rigs' profiles side by side (two pytest runs,
+``-k sim-tcp`` and ``-k sim-rtu``), give each one 1, so that the machine has two busy processes and each
+session also has the other rig's session and server beside it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ PLASMACTL = Path(sys.executable).parent / "plasmactl"
 PLANS = sorted(p.stem for p in (REPO / "examples" / "plans").glob("*.toml"))
 RIGS = ("sim-tcp", "sim-rtu")
 RUNS = int(os.environ.get("PLASMACTL_REALCLOCK_RUNS", "1"))
+HOGS = int(os.environ.get("PLASMACTL_REALCLOCK_HOGS", "2"))
 _ASKED = os.environ.get("PLASMACTL_REALCLOCK_PLANS", "short")
 RUN_PLANS = PLANS if _ASKED == "all" else [p.strip() for p in _ASKED.split(",") if p.strip()]
 if unknown := sorted(set(RUN_PLANS) - set(PLANS)):
@@ -71,7 +75,7 @@ def test_check_computes_the_cooling_budget_of_every_example(plan: str, rig: str)
 def test_every_example_completes_on_the_real_clock_beside_two_busy_processes(
     plan: str, rig: str, tmp_path: Path
 ) -> None:
-    with cpu_hogs():
+    with cpu_hogs(HOGS):
         for run in range(RUNS):
             out = tmp_path / f"run{run}"
             args = [str(PLASMACTL), "run", f"examples/plans/{plan}.toml", "--rig", f"examples/rigs/{rig}.toml"]

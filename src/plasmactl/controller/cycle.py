@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -19,21 +20,23 @@ from plasmactl.controller import interlocks as il
 from plasmactl.controller import machine, watchers
 from plasmactl.controller.machine import TransitionRefused
 from plasmactl.controller.messages import Deadline, Finish, SprayDue, Tick
+from plasmactl.controller.spray_steps import SpraySteps
 from plasmactl.controller.trigger_arm import TriggerArm
 from plasmactl.controller.trips import CoolingFacts, PulseFacts, Rule
 from plasmactl.limits import Caps
-from plasmactl.ports import DeviceError, PlasmaStatus, SprayStatus
+from plasmactl.ports import PlasmaStatus, SprayStatus
 from plasmactl.rig import DEVICES
 
 if TYPE_CHECKING:
     from plasmactl.controller.owner import Controller
 
-SPRAY_ATTEMPTS = 3  # a spray command that fails is sent again while its cooling window lasts
 DEADLINE_AFTER_S = 1e-7  # the deadline's timer goes just after the window's last instant (which is in time)
 FIRE_SAFETY_READS = 3  # reads of the safety inputs before a pulse until one is recent enough to fire on
 
 
-class PulseCycle:
+class PulseCycle(SpraySteps):
+    """The pulse cycle of one session (the spray's own steps are in :class:`SpraySteps`)."""
+
     def __init__(self, c: Controller) -> None:
         self.c = c
         plan = c.plan
@@ -207,13 +210,18 @@ class PulseCycle:
 
     def end_pulse(self, t_end: float, t_off: float, energy_j: float | None, interrupted: bool) -> None:
         """Record the end of the pulse in flight: the ledger, the cooling it is owed, the log."""
+        self.pulse_ended(t_end, t_off, energy_j, interrupted)()
+
+    def pulse_ended(self, t_end: float, t_off: float, energy_j: float | None, interrupted: bool) -> Callable[[], None]:
+        """The end of the pulse in flight, in the facts the rules and the spray command read (the pulse's end,
+        the cooling it is owed, its deadline); returns the rest of its record (the ledger, the log), which the
+        software cooling path writes once the spray command is on its way (it is not on the way to water)."""
         c, know = self.c, self.c.know
         p = know.pulse
         assert p is not None and p.t_off is None
         know.pulse = replace(p, t_off=t_off, energy_j=energy_j, interrupted=interrupted)
         self.last_end = t_end
         know.output_off_since = max(know.output_off_since, t_off)
-        c.ledger.pulse_ended(p.number, energy_j, interrupted)
         pend = know.pending
         if pend is None:
             know.pending = CoolingFacts((p.number,), t_end)
@@ -221,7 +229,14 @@ class PulseCycle:
             c.schedule(t_end + c.limits.cooling_window_s + DEADLINE_AFTER_S, Deadline())
         elif p.number not in pend.pulses:
             know.pending = replace(pend, pulses=(*pend.pulses, p.number))
-        c.log.emit("pulse_end", pulse=p.number, energy_j=energy_j, t_end=t_end, t_off=t_off, interrupted=interrupted)
+
+        def record() -> None:
+            c.ledger.pulse_ended(p.number, energy_j, interrupted)
+            c.log.emit(
+                "pulse_end", pulse=p.number, energy_j=energy_j, t_end=t_end, t_off=t_off, interrupted=interrupted
+            )
+
+        return record
 
     def earliest_end(self, t_cmd: float, energy_j: float | None, cut_at: float | None = None) -> float:
         """The earliest the pulse can have ended (the cooling window starts there: conservative). A pulse
@@ -241,14 +256,18 @@ class PulseCycle:
         p = c.know.pulse
         if p is None or p.number != number or p.t_off is not None or c.state != "pulsing":
             return
-        self.end_pulse(self.earliest_end(p.t_cmd, st.last_energy_j), st.t, st.last_energy_j, False)
+        record = self.pulse_ended(self.earliest_end(p.t_cmd, st.last_energy_j), st.t, st.last_energy_j, False)
         cools = self.cools_now(number)
         delay_s = c.plan.cooling.delay_ms / 1000.0
         spray: tuple[int, float] | None = None
-        if cools and self.trigger.pulse == number:
-            spray = self.spray_by_trigger(delay_s)  # the unit started it on the pulse's end, by itself
-        elif cools and delay_s == 0:
-            spray = await self.send_spray()  # first: every moment between pulse end and valve open counts
+        if cools and self.trigger.pulse != number and delay_s == 0:
+            # first: every moment between pulse end and valve open counts; the pulse's record is written
+            # while the command is on its way (before the spray's own record, whatever the command's fate)
+            spray = await self.send_spray(record)
+        else:
+            record()
+            if cools and self.trigger.pulse == number:
+                spray = self.spray_by_trigger(delay_s)  # the unit started it on the pulse's end, by itself
         trip = il.first_trip(machine.PULSE_END, c.snapshot())
         if trip is not None:
             await c.on_trip(trip)  # the safe state confirms the spray just sent, or sends one
@@ -271,80 +290,12 @@ class PulseCycle:
 
     # ------------------------------------------------------------------ spray
 
-    async def send_spray(self) -> tuple[int, float]:
-        """Command the spray for the pulses waiting; sent again (bounded) after a communication error while
-        the window lasts. Returns (spray number, command time); raises when it could not be sent."""
-        c = self.c
-        pend = c.know.pending
-        assert pend is not None
-        deadline = pend.window_end(c.limits)
-        for attempt in range(1, SPRAY_ATTEMPTS + 1):
-            t_cmd = c.clock.now()
-            try:
-                with c.calls.within(deadline), bus_priority.at(BusPriority.COOLING):
-                    await c.calls.command("spray", lambda: c.d.spray.spray(c.spray_s))
-                break
-            except DeviceError as exc:
-                c.log.emit("comm_error", device="spray", error=str(exc), attempt=attempt)
-                if attempt == SPRAY_ATTEMPTS or c.clock.now() + c.calls.budget_s["spray"] > deadline:
-                    raise
-        return self._spray_commanded(pend, t_cmd, attempt=attempt)
-
-    def _spray_commanded(self, pend: CoolingFacts, t_cmd: float, **how: object) -> tuple[int, float]:
-        """Number the spray commanded at ``t_cmd`` for the pulses ``pend`` waiting, and record it."""
-        c = self.c
-        self.sprays += 1
-        c.know.pending = replace(pend, spray=self.sprays, t_spray_cmd=t_cmd)
-        c.log.emit(
-            "spray_command", spray=self.sprays, pulses=list(pend.pulses), spray_ms=c.plan.cooling.spray_ms, **how
-        )
-        return self.sprays, t_cmd
-
-    def spray_by_trigger(self, delay_s: float) -> tuple[int, float]:
-        """Record the spray the trigger line started for the pulses waiting: commanded (by the unit itself)
-        at the earliest the triggering pulse - the last of them, just ended - can have ended, plus the delay
-        (not the window's start: for a spot's pulses that is the first one's end, and the valve's latency
-        learned from it would count the spot's pulses). Confirmed by its feedback as any spray."""
-        c = self.c
-        pend = c.know.pending
-        assert pend is not None
-        self.trigger.pulse = None
-        t_cmd = max(pend.window_start, self.last_end) + delay_s
-        return self._spray_commanded(pend, t_cmd, attempt=0, timed_by="trigger_line")
-
-    def watch_spray(self, spray: int, t_cmd: float) -> None:
-        c = self.c
-        pend = c.know.pending
-        assert pend is not None
-        deadline = pend.window_end(c.limits)
-        c.spawn("spray", watchers.watch_spray(c, spray, t_cmd, deadline))
-
     async def on_spray_due(self, number: int) -> None:
         c = self.c
         pend = c.know.pending
         if c.state != "awaiting_cooling" or pend is None or pend.spray is not None or number not in pend.pulses:
             return
         self.watch_spray(*(await self.send_spray()))
-
-    def confirm_spray(self, spray: int, st: SprayStatus) -> None:
-        """Record a spray seen open with water inside the window (the cycle's and the safe state's path)."""
-        c = self.c
-        pend = c.know.pending
-        assert pend is not None
-        delay_ms = (st.t - pend.window_start) * 1000.0
-        c.log.emit(
-            "spray_start",
-            spray=spray,
-            pulses=list(pend.pulses),
-            t_open=st.t,
-            delay_ms=delay_ms,
-            flow_ml_s=st.flow_ml_s,
-            reservoir_ml=st.reservoir_ml,
-        )
-        c.ledger.cooled(pend.pulses, delay_ms)
-        bus_priority.release_routine()  # the water is seen: the chain is over
-        self.sprays_confirmed += 1
-        c.know.pending = replace(pend, confirmed=True, t_spray_end=st.t + c.spray_s, t_wet=st.t)
 
     def on_spray_confirmed(self, spray: int, st: SprayStatus) -> None:
         c = self.c

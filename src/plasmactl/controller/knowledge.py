@@ -169,7 +169,11 @@ class DeviceCalls:
         which the owner must be free to act on (a call that would run past it fails as unanswered)."""
         return _Within(t_end)
 
-    async def call(self, device: str, aw: Awaitable[T], timeout_s: float | None = None) -> T:
+    async def call(
+        self, device: str, aw: Awaitable[T], timeout_s: float | None = None, meanwhile: Callable[[], None] | None = None
+    ) -> T:
+        """``aw`` within the device's budget (or ``timeout_s``), and the window's end; ``meanwhile`` is called
+        once its first step has run (a request is on the wire, or the call is already over)."""
         limit = self.budget_s[device] if timeout_s is None else timeout_s
         window_end = _WINDOW_END.get()
         if window_end != math.inf:
@@ -177,8 +181,12 @@ class DeviceCalls:
         try:
             # with_timeout's two halves, inline: most calls complete at their first step, without a timer
             result, first, it = first_step(aw)
-            if result is SUSPENDED:
-                result = await rest_within(it, first, limit)
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+            finally:  # whatever ``meanwhile`` does, the request in flight is seen to its end
+                if result is SUSPENDED:
+                    result = await rest_within(it, first, limit)
         except TimeoutError:
             raise DeviceNoReply(device, limit) from None
         self.know.last_heard[device] = self.clock.now()
@@ -213,9 +221,15 @@ class DeviceCalls:
         budget = heartbeat_s + self.budget_s["safety"]
         return self.know.take_safety(await self.call("safety", self.d.safety.wait_change(heartbeat_s), budget))
 
-    async def command(self, device: str, fn: Callable[[], Awaitable[None]], timeout_s: float | None = None) -> None:
+    async def command(
+        self,
+        device: str,
+        fn: Callable[[], Awaitable[None]],
+        timeout_s: float | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> None:
         """A command (arm, fire, off, spray, ...): a failure raises, for the caller to turn into a trip."""
-        await self.call(device, fn(), timeout_s)
+        await self.call(device, fn(), timeout_s, meanwhile)
 
     async def poll(self, device: str) -> bool:
         """A status poll whose failure is not a trip by itself (the staleness bounds and the watchdog
