@@ -135,6 +135,7 @@ def _rig(report: dict[str, object], trigger: bool) -> Rig:
 
 def _session(path: str, spots: int) -> dict[str, Any]:
     """One served session of ``spots`` pulses on one cooling path: its device-side times and the baseline."""
+    plan = _plan(spots)
     with tempfile.TemporaryDirectory() as tmp:
         times_file = Path(tmp) / "device-times.json"
         proc = subprocess.Popen(
@@ -145,7 +146,7 @@ def _session(path: str, spots: int) -> dict[str, Any]:
             report = json.loads(proc.stdout.readline())
             t0 = time.perf_counter()
             result = run_blocking(
-                SessionInputs(plan=_plan(spots), plan_file=None, rig=_rig(report, path == "trigger")),
+                SessionInputs(plan=plan, plan_file=None, rig=_rig(report, path == "trigger")),
                 Path(tmp) / "out",
                 realtime=True,
                 handle_sigint=False,
@@ -156,7 +157,7 @@ def _session(path: str, spots: int) -> dict[str, Any]:
             raw = asyncio.run(raw_write_round_trips(port, 3000, address=11, value=150, unit=2))
             # the same write sent as the session sends its spray command: once a pulse interval, the host idle
             # between (on this kind of host a wake-up from idle costs more than the exchange itself)
-            interval = _plan(spots).pulse.interval_s
+            interval = plan.pulse.interval_s
             spaced = asyncio.run(raw_write_round_trips(port, 500, address=11, value=150, unit=2, gap_s=interval))
         finally:
             proc.send_signal(signal.SIGTERM)

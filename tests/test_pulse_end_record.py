@@ -6,11 +6,16 @@ written exactly once, before the spray's own records (``spray_command``, ``comm_
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from plasmactl.clock import LoopClock
+from plasmactl.controller.knowledge import DeviceCalls
+from plasmactl.ports import DeviceError
 from plasmactl.random_campaign import rig_for
 from safety_run import example_plan, run
 
@@ -67,18 +72,11 @@ def test_pulse_end_is_recorded_once_before_the_spray_records(
 
 
 def _calls() -> Any:
-    from types import SimpleNamespace
-
-    from plasmactl.clock import LoopClock
-    from plasmactl.controller.knowledge import DeviceCalls
-
     know = SimpleNamespace(last_heard={})
     return DeviceCalls(SimpleNamespace(), {"spray": 0.5}, LoopClock(), know, SimpleNamespace())  # type: ignore[arg-type]
 
 
 def test_meanwhile_runs_once_the_request_is_out_and_before_its_reply() -> None:
-    import asyncio
-
     seen: list[str] = []
 
     async def request() -> str:
@@ -96,8 +94,6 @@ def test_meanwhile_runs_once_the_request_is_out_and_before_its_reply() -> None:
 
 
 def test_a_failing_meanwhile_still_sees_the_request_to_its_end() -> None:
-    import asyncio
-
     seen: list[str] = []
 
     async def request() -> None:
@@ -113,3 +109,19 @@ def test_a_failing_meanwhile_still_sees_the_request_to_its_end() -> None:
     with pytest.raises(RuntimeError, match="the log is gone"):
         asyncio.run(main())
     assert seen == ["replied"]  # the request was not abandoned half way (its link's lock held)
+
+
+def test_meanwhile_runs_before_the_error_of_a_call_that_fails_at_its_first_step() -> None:
+    seen: list[str] = []
+
+    async def request() -> None:
+        raise DeviceError("spray", "link down: nothing sent")
+
+    async def main() -> None:
+        try:
+            await _calls().call("spray", request(), meanwhile=lambda: seen.append("meanwhile"))
+        except DeviceError:
+            seen.append("error")
+
+    asyncio.run(main())
+    assert seen == ["meanwhile", "error"]

@@ -173,14 +173,20 @@ class DeviceCalls:
         self, device: str, aw: Awaitable[T], timeout_s: float | None = None, meanwhile: Callable[[], None] | None = None
     ) -> T:
         """``aw`` within the device's budget (or ``timeout_s``), and the window's end; ``meanwhile`` is called
-        once its first step has run (a request is on the wire, or the call is already over)."""
+        once, as soon as its first step has run, whatever that step's outcome (a request is on the wire, or
+        the call is already over)."""
         limit = self.budget_s[device] if timeout_s is None else timeout_s
         window_end = _WINDOW_END.get()
         if window_end != math.inf:
             limit = min(limit, max(0.0, window_end - self.clock.now()))
         try:
             # with_timeout's two halves, inline: most calls complete at their first step, without a timer
-            result, first, it = first_step(aw)
+            try:
+                result, first, it = first_step(aw)
+            except BaseException:
+                if meanwhile is not None:
+                    meanwhile()  # the call ended at its first step: ``meanwhile`` still runs, before the error
+                raise
             try:
                 if meanwhile is not None:
                     meanwhile()

@@ -24,20 +24,6 @@ if TYPE_CHECKING:
 SPRAY_ATTEMPTS = 3  # a spray command that fails is sent again while its cooling window lasts
 
 
-class _Once:
-    """A callable that calls ``fn`` the first time only (None: nothing to call)."""
-
-    __slots__ = ("_fn",)
-
-    def __init__(self, fn: Callable[[], None] | None) -> None:
-        self._fn = fn
-
-    def __call__(self) -> None:
-        fn, self._fn = self._fn, None
-        if fn is not None:
-            fn()
-
-
 class SpraySteps:
     """The spray half of the pulse cycle; the state it keeps is the cycle's own."""
 
@@ -49,27 +35,23 @@ class SpraySteps:
 
     async def send_spray(self, meanwhile: Callable[[], None] | None = None) -> tuple[int, float]:
         """Command the spray for the pulses waiting; sent again (bounded) after a communication error while
-        the window lasts. ``meanwhile`` is called once, as soon as the first command is on its way (else as
-        it fails). Returns (spray number, command time); raises when it could not be sent."""
+        the window lasts. ``meanwhile`` is called once, as soon as the first command is on its way (or as it
+        ends, whatever its fate). Returns (spray number, command time); raises when it could not be sent."""
         c = self.c
         pend = c.know.pending
         assert pend is not None
         deadline = pend.window_end(c.limits)
-        once = _Once(meanwhile)
-        try:
-            for attempt in range(1, SPRAY_ATTEMPTS + 1):
-                t_cmd = c.clock.now()
-                try:
-                    with c.calls.within(deadline), bus_priority.at(BusPriority.COOLING):
-                        await c.calls.command("spray", lambda: c.d.spray.spray(c.spray_s), meanwhile=once)
-                    break
-                except DeviceError as exc:
-                    once()
-                    c.log.emit("comm_error", device="spray", error=str(exc), attempt=attempt)
-                    if attempt == SPRAY_ATTEMPTS or c.clock.now() + c.calls.budget_s["spray"] > deadline:
-                        raise
-        finally:
-            once()
+        for attempt in range(1, SPRAY_ATTEMPTS + 1):
+            t_cmd = c.clock.now()
+            first = meanwhile if attempt == 1 else None  # the call runs it once, whatever the attempt's fate
+            try:
+                with c.calls.within(deadline), bus_priority.at(BusPriority.COOLING):
+                    await c.calls.command("spray", lambda: c.d.spray.spray(c.spray_s), meanwhile=first)
+                break
+            except DeviceError as exc:
+                c.log.emit("comm_error", device="spray", error=str(exc), attempt=attempt)
+                if attempt == SPRAY_ATTEMPTS or c.clock.now() + c.calls.budget_s["spray"] > deadline:
+                    raise
         return self._spray_commanded(pend, t_cmd, attempt=attempt)
 
     def _spray_commanded(self, pend: CoolingFacts, t_cmd: float, **how: object) -> tuple[int, float]:
