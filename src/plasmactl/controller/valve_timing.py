@@ -7,8 +7,11 @@ Two figures, kept apart because they answer different questions:
 - ``first_look_s``: when the spray watch reads the unit first. Learned only from the lead it would overshoot:
   the lead includes the read that saw the water, so a first look at a fraction of it lands later, the next
   lead is longer, and on a slow bus (an 8 ms RTU read) it climbs to several times the valve's real latency.
-  So the look moves earlier whenever the valve was already open at it, and later (never past the lead) only
-  when it found the valve still closed.
+  So the look moves earlier whenever the valve was already open at it, and later only when it found the valve
+  still closed: then by a tenth, but never by more than one read (the valve opened after the look, so a look
+  one read later is still within a read of the valve) and never past the lead. Without that bound a slow
+  valve on a fast bus (a 3.7 ms valve, 0.2 ms reads) stepped from just before the valve to 0.4 ms past it,
+  then back by 0.7x, and so on, never settling within a read of it.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ class ValveTiming:
         """From the command to water seen: as last seen, else the rig's valve latency."""
         return self._lead_s if self._lead_s is not None else self._rig_valve_s
 
-    def seen_open(self, t_cmd: float, t_seen: float, at_first_look: bool) -> None:
+    def seen_open(self, t_cmd: float, t_seen: float, at_first_look: bool, read_s: float) -> None:
         """A spray commanded at ``t_cmd`` was seen with water at ``t_seen``; ``at_first_look``: by the first
-        read (it may have opened long before)."""
+        read (it may have opened long before); ``read_s``: how long the read that saw it took."""
         lead = max(0.0, t_seen - t_cmd)
         self._lead_s = lead
         if self._look_s is None:
@@ -44,4 +47,5 @@ class ValveTiming:
         elif at_first_look:
             self._look_s *= EARLIER
         else:
-            self._look_s = min(self._look_s * LATER, FIRST_LOOK * lead)
+            step = min(self._look_s * (LATER - 1.0), max(0.0, read_s))
+            self._look_s = min(self._look_s + step, FIRST_LOOK * lead)

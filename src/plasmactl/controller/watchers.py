@@ -68,10 +68,11 @@ async def valve_wet(c: Controller, t_cmd: float, deadline: float) -> SprayStatus
         await clock.sleep_until(min(first_poll, deadline))
     first = True
     while True:
+        sent = clock.now()
         with c.calls.within(deadline):  # a poll in flight at the window's end gives up there: the miss is known
             st = await spray_status_or_none(c)
         if st is not None and il.water_on_skin(st, c.limits) and st.t <= deadline:
-            c.valve.seen_open(t_cmd, st.t, first)
+            c.valve.seen_open(t_cmd, st.t, first, clock.now() - sent)
             return st
         first = first and st is None  # a failed poll saw nothing: the next one is still the first look
         now = clock.now()
