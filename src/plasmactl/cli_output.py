@@ -60,10 +60,13 @@ NOTABLE = frozenset(
         "safety_input",
         "tissue_error",
         "session_end",
+        "listener_error",
     }
 )
 # Each a subset of the one before: the default stream (info) is NOTABLE and the latched states, exactly.
-WARNING_EVENTS = frozenset({"interlock_trip", "fault", "estop", "cooling_missed", "comm_error", "warning", "abort"})
+WARNING_EVENTS = frozenset(
+    {"interlock_trip", "fault", "estop", "cooling_missed", "comm_error", "warning", "abort", "listener_error"}
+)
 ERROR_EVENTS = frozenset({"interlock_trip", "fault", "estop", "cooling_missed", "controller_error", "tissue_error"})
 RED_EVENTS = frozenset({"interlock_trip", "fault", "estop", "controller_error", "tissue_error"})
 

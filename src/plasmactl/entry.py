@@ -26,13 +26,22 @@ for _sig in (signal.SIGINT, signal.SIGTERM):
 
 
 def main() -> None:
+    from plasmactl import stdout_guard
+
+    guard = stdout_guard.install()  # before any output: a closed pipe must not end a session (see the module)
     from plasmactl.cli import main as cli_main
 
+    code: int = 0
     try:
         cli_main()
     except KeyboardInterrupt:  # a Ctrl-C after a session, while the command prints its result
         sys.stderr.write("plasmactl: interrupted\n")
-        sys.exit(130)
+        code = 130
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            raise  # a message for the interpreter to print (exit 1)
+        code = exc.code or 0
+    sys.exit(guard.exit_code(code))
 
 
 if __name__ == "__main__":

@@ -187,9 +187,21 @@ class AuditLog:
                 self._sync_due = True
             else:
                 self._sink.fsync()
-        for listener in self._listeners:
-            listener(written)
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                try:
+                    listener(written)
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - an observer never reaches the controller
+                    self._drop(listener, exc)
         return written
+
+    def _drop(self, listener: Listener, exc: BaseException) -> None:
+        """A listener that failed (a console whose pipe closed raises, rich even raises SystemExit) is dropped
+        and its failure recorded: what watches the session must not end it, or cut its safe state short."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+            name = getattr(listener, "__qualname__", type(listener).__name__)
+            self.emit("listener_error", listener=name, error=f"{type(exc).__name__}: {exc}")
 
     @contextlib.contextmanager
     def sync_after(self) -> Iterator[None]:

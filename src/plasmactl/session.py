@@ -242,6 +242,7 @@ async def run_session(
     error: str | None = None
     world: SimulatedWorld | None = None
     record: dict[str, Any] | None = None
+    controller: Controller | None = None
     try:
         log.emit("session_start", wall_time=clock.wall_time(), **session_start_fields(inputs))
         async with contextlib.AsyncExitStack() as stack:
@@ -282,9 +283,12 @@ async def run_session(
         result = SessionResult("aborted", "cancelled")
         error = "session task cancelled"
         raise
-    except Exception as exc:  # recorded, then re-raised to the CLI as an internal error
+    except BaseException as exc:  # anything else (SystemExit too): recorded, then re-raised as an internal error
         error = f"{type(exc).__name__}: {exc}"
-        result = SessionResult("fault", "internal error", internal_error=True)
+        pulses, sprays = (
+            (0, 0) if controller is None else (controller.know.pulses_started, controller.cycle.sprays_confirmed)
+        )
+        result = SessionResult("fault", "internal error", internal_error=True, pulses=pulses, sprays=sprays)
         raise
     finally:
         with contextlib.suppress(RuntimeError):

@@ -196,7 +196,7 @@ class Controller:
             raise
         except DeviceError as exc:
             self.post(TripCmd(il.command_failed(exc.device, exc)))
-        except Exception as exc:  # noqa: BLE001 - any bug in a helper must end in the safe state, logged
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any bug in a helper ends in the safe state, logged
             self.post(Crash(name, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
     async def _stop_helpers(self) -> None:
@@ -247,7 +247,7 @@ class Controller:
                 self.cycle.on_spray_done(msg.spray, msg.t_closed)
         except DeviceError as exc:
             await self.on_trip(il.command_failed(exc.device, exc))
-        except Exception as exc:  # noqa: BLE001 - a handler bug ends in the safe state, logged
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a handler bug ends in the safe state, logged
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             await self._crash(f"handling {type(msg).__name__}", detail)
 
