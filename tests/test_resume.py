@@ -126,3 +126,53 @@ def test_what_cannot_be_resumed_is_refused_with_a_message(tmp_path: Path) -> Non
     log.write_text("".join(lines))
     out = _plasmactl("resume", cut, "--out", tmp_path / "z")
     assert out.returncode == 2 and "chain broken" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_record_is_resumed_once_then_its_continuation_is(tmp_path: Path) -> None:
+    """Before the claim, a second resume of the same record treated its untouched spots a second time."""
+    faults = _faults(tmp_path, '[[fault]]\ndevice = "spray"\nkind = "valve_stuck_closed"\nafter_pulses = 2\n')
+    a, b, c, d = (tmp_path / n for n in "abcd")
+    assert _plasmactl("run", SHORT, "--faults", faults, "--out", a).returncode == 3
+    assert _plasmactl("resume", a, "--out", b).returncode == 0
+    again = _plasmactl("resume", a, "--out", c)
+    assert again.returncode == 2 and "already resumed" in again.stderr and str(b) in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr and not (c / "events.jsonl").exists()
+    # the continuation is what is resumed from now on: here nothing is left
+    after = _plasmactl("resume", b, "--out", d)
+    assert after.returncode == 2 and "nothing left to treat" in after.stderr, after.stderr
+    doses = combined_doses(read_run_log(b))
+    assert [entry["sessions"] for entry in doses.values()] == [1, 1, 1, 1, 1, 1]
+
+
+def test_of_two_resumes_at_once_one_runs(tmp_path: Path) -> None:
+    faults = _faults(tmp_path, '[[fault]]\ndevice = "spray"\nkind = "valve_stuck_closed"\nafter_pulses = 1\n')
+    a = tmp_path / "a"
+    assert _plasmactl("run", SHORT, "--faults", faults, "--out", a).returncode == 3
+    outs = [tmp_path / f"r{i}" for i in range(3)]
+    procs = [
+        subprocess.Popen(
+            [str(PLASMACTL), "resume", str(a), "--out", str(o)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for o in outs
+    ]
+    codes = [p.wait(timeout=120) for p in procs]
+    for p in procs:
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.close()
+        p.stderr.close()
+    assert sorted(codes) == [0, 2, 2], codes
+    pulsed = [s for o in outs if (o / "events.jsonl").exists() for s in _spots_pulsed(o)]
+    assert len(pulsed) == 5  # spots 2-6 of the first plan, once
+
+
+def test_a_claim_whose_session_never_started_is_taken_over(tmp_path: Path) -> None:
+    faults = _faults(tmp_path, '[[fault]]\ndevice = "spray"\nkind = "valve_stuck_closed"\nafter_pulses = 4\n')
+    a = tmp_path / "a"
+    assert _plasmactl("run", SHORT, "--faults", faults, "--out", a).returncode == 3
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    claim = {"out": str(tmp_path / "never"), "pid": gone.pid, "wall_time": 0.0}
+    (a / "resumed_by.json").write_text(json.dumps(claim), encoding="utf-8")
+    resumed = _plasmactl("resume", a, "--out", tmp_path / "b")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((a / "resumed_by.json").read_text(encoding="utf-8"))["out"] == str((tmp_path / "b").resolve())

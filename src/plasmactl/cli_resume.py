@@ -2,7 +2,8 @@
 treats the spots the earlier record shows untouched (see plasmactl.resume for which, and why never more).
 
 Exit codes as ``run``'s (0 complete, 3 safe stop, ...); 2 for bad input or a record that cannot be resumed
-(a missing folder, a log that does not verify, nothing left to treat, a rig file changed since), with one
+(a missing folder, a log that does not verify, nothing left to treat, a rig file changed since, a record
+already resumed: its folder's ``resumed_by.json`` names the session that continues it), with one
 message and never a traceback. What would be treated is printed before anything is opened.
 """
 
@@ -40,7 +41,7 @@ def resume(
 ) -> None:
     """Continue a plan after a session that ended early: only the spots its record shows untouched."""
     from plasmactl.cli import exit_code
-    from plasmactl.resume import ResumeRefused, plan_resumption
+    from plasmactl.resume import ResumeRefused, claim, plan_resumption
     from plasmactl.run_log import LogError, read_run_log
     from plasmactl.session import run_blocking
 
@@ -53,6 +54,7 @@ def resume(
         log = read_run_log(run_dir)
         plan = plan_resumption(log, rig_path=rig, faults_path=faults, seed=seed)
         ensure_out_dir(out)
+        claim(run_dir, out)  # last: once claimed, this session is the one that continues the record
     except InputError as exc:
         raise output.bad_input(exc) from None
     except (LogError, ResumeRefused) as exc:

@@ -14,6 +14,9 @@ the spots this session treats (its own spot i is ``spots[i - 1]``), composed thr
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,64 @@ from plasmactl.rig import Rig, load_rig
 from plasmactl.run_log import RunLog, chain_line
 from plasmactl.session import SessionInputs
 
+CLAIM_NAME = "resumed_by.json"  # in the earlier session's folder: which session continues it
+
 
 class ResumeRefused(Exception):
     """The earlier record cannot be continued; the message says why in one sentence."""
+
+
+def claim(run_dir: Path, out: Path) -> None:
+    """Mark ``run_dir`` as continued by the session about to run into ``out``, once and for all, before any
+    device is opened: a second resume of the same record would treat its untouched spots a second time (two
+    resumes, one after the other or at once, both gave every remaining spot its full plan). The claim is
+    created exclusively (of two resumes at once, one wins); the record to continue is then the new one. A
+    claim whose session never started (no log in its folder, its process gone) is stale and taken over."""
+    path = run_dir / CLAIM_NAME
+    record = {"out": str(out.resolve()), "pid": os.getpid(), "wall_time": time.time()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            earlier = _read_claim(path)
+            if earlier is not None and _stale(earlier):
+                path.unlink(missing_ok=True)
+                continue
+            by = "an unreadable claim" if earlier is None else f"the session in {earlier.get('out')}"
+            raise ResumeRefused(
+                f"{run_dir} was already resumed by {by} ({path}); resume that session's folder instead,"
+                " so that no spot is treated twice"
+            ) from None
+        except OSError as exc:
+            raise ResumeRefused(f"{run_dir}: cannot record that it is being resumed ({path}: {exc.strerror})") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return
+    raise ResumeRefused(f"{run_dir}: another resume is claiming it at this moment ({path})")
+
+
+def _read_claim(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _stale(claimed: dict[str, Any]) -> bool:
+    """The claiming session left no log and its process is gone (killed before its session started)."""
+    out, pid = claimed.get("out"), claimed.get("pid")
+    if not isinstance(out, str) or not isinstance(pid, int) or (Path(out) / "events.jsonl").exists():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @dataclass
