@@ -22,7 +22,11 @@ class Caps:
     # ~6 mm spot, is about 14 J/cm2; fractional ablative zones are treated with 10-20 mJ over 120-300 um
     # (14-28 J/cm2 over 300 um). 25 J/cm2 is the top of that practice: the skin model already ablates
     # through the epidermis at ~17 J/cm2 on a 0.3 mm spot, and a millijoule number typed into a joule
-    # field (a factor of 1000) lands far above the cap whatever the spot size.
+    # field (a factor of 1000) lands far above the cap whatever the spot size. It caps what a pulse may
+    # deliver, not only the setting: a plan is refused unless its setting x (1 + the energy tolerance), the
+    # most the per-pulse energy check accepts, is within it (a generator running 10 % high on a setting at
+    # the cap would otherwise deliver over it pulse after pulse, never tripping). The energy caps below
+    # (MAX_ENERGY_J, limits.max_energy_j) are caps on the setting, as a generator's own range is.
     MAX_FLUENCE_J_CM2: Final = 25.0
     # The spot: fractional zones are 120-300 um across, the plasma skin regeneration handpiece's spot about
     # 6 mm. A diameter over 10 mm is no handpiece of this kind; it is a micrometre number in a millimetre

@@ -206,7 +206,18 @@ class Plan(_Strict):
         energy, diameter = self.pulse.energy_j, self.spots.diameter_mm
         fluence = self.fluence_j_cm2
         if fluence <= cap:
-            return None
+            # the setting is under the cap; a pulse the energy check accepts (setting x (1 + tolerance)) must be
+            # too, or a generator running 10 % high delivers over the cap pulse after pulse, never tripping
+            worst = self.limits.energy_limit_j(energy)
+            if fluence_j_cm2(worst, diameter) <= cap:
+                return None
+            return (
+                f"pulse.energy_j = {energy:g} J on a {diameter:g} mm spot is {fluence:.1f} J/cm2, and a pulse"
+                f" within the energy tolerance of {self.limits.energy_tolerance_pct:g} %"
+                f" (limits.energy_tolerance_pct) delivers up to {fluence_j_cm2(worst, diameter):.1f} J/cm2, over"
+                f" the fluence cap of {cap:g} J/cm2 (limits.max_fluence_j_cm2); set pulse.energy_j to at most"
+                f" {_floor_3(energy * cap / fluence_j_cm2(worst, diameter)):g} J"
+            )
         message = (
             f"pulse.energy_j = {energy:g} J on a {diameter:g} mm spot is {fluence:.0f} J/cm2, over the fluence"
             f" cap of {cap:g} J/cm2 (limits.max_fluence_j_cm2)"
@@ -233,3 +244,9 @@ class Plan(_Strict):
 
 def load_plan(path: str) -> tuple[Plan, LoadedFile]:
     return load_model(Plan, path, "plan")
+
+
+def _floor_3(x: float) -> float:
+    """``x`` rounded down to three significant digits (a suggested setting that is itself accepted)."""
+    step = 10.0 ** (math.floor(math.log10(x)) - 2)
+    return math.floor(x / step * (1.0 + 1e-12)) * step if x > 0 else x
