@@ -86,6 +86,41 @@ def _pairs(value: Any) -> Any:
     return [tuple(v) if isinstance(v, list) else v for v in value] if isinstance(value, list) else value
 
 
+MAX_POSITION_MM = 1000.0  # a spot position over a metre from the origin is no position on a patient
+OVERLAP_SLACK_MM = 1e-5  # spots this much closer than touching still count as touching (rounded positions)
+
+
+def _no_overlap(points: list[tuple[float, float]], diameter_mm: float) -> None:
+    """No two spots closer than a spot diameter, centre to centre: where they overlap the skin would be pulsed
+    twice (an exact repeat, or one a micrometre off, gave the same skin its plan two or three times). As a
+    grid's spacing may not be smaller than its spots. One pass over a hash of diameter-sized cells."""
+    limit = diameter_mm - OVERLAP_SLACK_MM
+    cells: dict[tuple[int, int], list[int]] = {}
+    for i, (x, y) in enumerate(points):
+        if not (abs(x) <= MAX_POSITION_MM and abs(y) <= MAX_POSITION_MM):
+            raise ValueError(
+                f"spots.points[{i}] = {[x, y]} lies over {MAX_POSITION_MM:g} mm from the origin: positions are in mm"
+            )
+        cx, cy = math.floor(x / diameter_mm), math.floor(y / diameter_mm)
+        for nx in (cx - 1, cx, cx + 1):
+            for ny in (cy - 1, cy, cy + 1):
+                for j in cells.get((nx, ny), ()):
+                    px, py = points[j]
+                    distance = math.hypot(x - px, y - py)
+                    if distance == 0.0:
+                        raise ValueError(
+                            f"spots.points[{i}] = {[x, y]} repeats an earlier spot (spots.points[{j}]): it would be"
+                            " pulsed twice"
+                        )
+                    if distance < limit:
+                        raise ValueError(
+                            f"spots.points[{i}] = {[x, y]} is {distance:.3g} mm from spots.points[{j}] = {[px, py]},"
+                            f" closer than the spot diameter {diameter_mm:g} mm: the spots would overlap and their"
+                            " shared skin be pulsed twice"
+                        )
+        cells.setdefault((cx, cy), []).append(i)
+
+
 class Spots(_Strict):
     """Either an explicit list of (x, y) mm positions or a fractional grid."""
 
@@ -102,13 +137,7 @@ class Spots(_Strict):
                 raise ValueError("spots.points is empty")
             if len(self.points) > MAX_SPOTS:
                 raise ValueError(f"spots.points has {len(self.points)} spots, over the {MAX_SPOTS} a plan may hold")
-            seen: set[tuple[float, float]] = set()
-            for i, pt in enumerate(self.points):
-                if pt in seen:
-                    raise ValueError(
-                        f"spots.points[{i}] = {list(pt)} repeats an earlier spot (it would be pulsed twice)"
-                    )
-                seen.add(pt)
+            _no_overlap(self.points, self.spot_diameter_mm)
         return self
 
     @property
