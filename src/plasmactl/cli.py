@@ -29,7 +29,7 @@ from plasmactl.cli_output import NOTABLE, RED_EVENTS, JsonCommand, LogLevel, Out
 from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.console_format import describe
 from plasmactl.inputs import InputError
-from plasmactl.out_dir import ensure_out_dir
+from plasmactl.out_dir import clear_session_files, ensure_out_dir, hold_out_dir
 from plasmactl.ports import SessionResult
 from plasmactl.session import run_blocking
 
@@ -114,11 +114,14 @@ def run(
     try:
         if live and not sys.stdout.isatty():
             raise InputError("--live", ["the dashboard needs a terminal (stdout is not one)"])
+        ensure_out_dir(out_dir)
+        hold_out_dir(out_dir)  # before looking at what it holds: of two runs into one folder, one runs
         if (out_dir / "events.jsonl").exists() and not overwrite:
             raise InputError(
                 str(out_dir), ["already holds a session's events.jsonl; choose another --out or pass --overwrite"]
             )
-        ensure_out_dir(out_dir)
+        if overwrite:
+            clear_session_files(out_dir)
     except InputError as exc:
         raise output.bad_input(exc) from None
 

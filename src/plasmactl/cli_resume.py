@@ -19,7 +19,7 @@ from rich.markup import escape
 from plasmactl.cli_output import Output, write_json
 from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.inputs import InputError
-from plasmactl.out_dir import ensure_out_dir
+from plasmactl.out_dir import ensure_out_dir, hold_out_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +54,9 @@ def resume(
         log = read_run_log(run_dir)
         plan = plan_resumption(log, rig_path=rig, faults_path=faults, seed=seed)
         ensure_out_dir(out)
+        hold_out_dir(out)  # then no other session writes there meanwhile (run's own rule)
+        if (out / "events.jsonl").exists():
+            raise InputError(str(out), ["already holds a session's events.jsonl; choose another --out"])
         claim(run_dir, out)  # last: once claimed, this session is the one that continues the record
     except InputError as exc:
         raise output.bad_input(exc) from None

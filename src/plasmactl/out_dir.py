@@ -3,6 +3,7 @@ the end that it cannot write its results (the runs would be lost), and a refused
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -24,6 +25,40 @@ def ensure_out_dir(path: Path, option: str = "--out") -> None:
         raise InputError(str(path), [f"{option} is not writable: {exc.strerror or exc}"]) from None
     os.close(fd)
     Path(probe).unlink()
+
+
+# What a session leaves in its folder (with what ``report`` and ``resume`` add): an --overwrite removes them
+# all first, so that no file of the earlier session stands beside the new log as if it were of it.
+SESSION_FILES = ("events.jsonl", "summary.json", "simulator.json", "report.html", "resumed_by.json")
+_held: list[int] = []  # the folders this process holds (descriptors kept open until it exits)
+
+
+def hold_out_dir(path: Path, option: str = "--out") -> None:
+    """Hold ``path`` (an existing folder) for this process's session: two sessions writing one folder at once
+    interleaved into one log that no longer verified (two ``run --overwrite``). An exclusive ``flock`` on the
+    folder itself, so nothing is left in it, and released by the kernel however the process ends (SIGKILL
+    too); InputError if another process holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise InputError(str(path), [f"{option} cannot be opened: {exc.strerror or exc}"]) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError(
+            str(path), [f"{option} is in use by another plasmactl session right now; choose another --out"]
+        ) from None
+    _held.append(fd)
+
+
+def clear_session_files(path: Path) -> None:
+    """Remove what an earlier session left in ``path`` (``--overwrite``); InputError naming what cannot go."""
+    for name in SESSION_FILES:
+        try:
+            (path / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise InputError(str(path / name), [f"cannot be removed for --overwrite: {exc.strerror or exc}"]) from None
 
 
 def ensure_out_file(path: Path, option: str = "--write") -> None:
