@@ -86,3 +86,20 @@ def test_a_generator_running_high_stays_under_the_cap(drift: float) -> None:
         assert result.outcome == "complete" and len(delivered) == plan.pulse_count
     else:
         assert result.outcome == "fault" and result.cause == "energy_out_of_tolerance"
+
+
+@pytest.mark.parametrize(
+    ("spray_ms", "hint"), [(0.15, "did you mean 0.15 s = 150 ms?"), (0.005, None), (9.9, None), (10.0, "ok")]
+)
+def test_a_spray_too_short_to_cool_is_refused_with_a_hint_for_seconds(spray_ms: float, hint: str | None) -> None:
+    """Before: spray_ms = 0.15 (meant 0.15 s) passed check; run fired pulse 1, which then went uncooled."""
+    data = _plan(0.005, 0.3)
+    data["cooling"] = {"spray_ms": spray_ms}
+    if hint == "ok":
+        assert validate(Plan, data, "x.toml").cooling.spray_ms == spray_ms
+        return
+    with pytest.raises(InputError) as exc:
+        validate(Plan, data, "x.toml")
+    text = " ".join(exc.value.problems)
+    assert "cooling.spray_ms" in text and "a spray needs to cool" in text, text
+    assert (hint in text) if hint else ("did you mean" not in text), text

@@ -537,6 +537,7 @@ def assert_plan_keeps_the_caps(plan: Plan) -> None:
     lim, p = plan.limits, plan.pulse
     assert 0 < p.energy_j <= lim.max_energy_j <= Caps.MAX_ENERGY_J
     assert plan.fluence_j_cm2 <= lim.max_fluence_j_cm2 <= Caps.MAX_FLUENCE_J_CM2
+    assert plan.cooling.spray_ms >= Caps.MIN_SPRAY_MS
     # and so is every pulse the energy check accepts (the setting x (1 + tolerance))
     assert fluence_j_cm2(lim.energy_limit_j(p.energy_j), plan.spots.diameter_mm) <= lim.max_fluence_j_cm2
     assert 0 < plan.spots.diameter_mm <= Caps.MAX_SPOT_DIAMETER_MM

@@ -33,7 +33,6 @@ from plasmactl.controller.watchers import PULSE_POLL_S, VALVE_POLL_S
 from plasmactl.plan import Plan
 from plasmactl.rig import (
     DEVICES,
-    FIRE_LATENCY_MS,
     STATUS_REGISTERS,
     TCP_ONE_WAY_MS,
     ModbusRtu,
@@ -161,14 +160,23 @@ def cooling_budget(plan: Plan, rig: Rig) -> CoolingBudget:
     command = HOST_MS + links.queue_ms("spray") + links.exchange_ms("spray", "spray_command")
     spray_read = links.exchange_ms("spray", "spray_status")
     confirm = HOST_MS + VALVE_POLL_S * 1000.0 + spray_read + links.queue_ms("spray") + spray_read
+    # the window starts at the earliest the pulse can have ended (its command + its length); emission starts
+    # up to the generator's fire latency after the command (the frame's way, the device's own latency: the
+    # simulator's latency_ms), and the pulse ends that much later. A 95 ms generator latency left no window.
+    emission_ms = lat.usual_fire_s * 1000.0
     if rig.trigger_line:
-        return _trigger_budget(plan, rig, links, prefire_ms, valve_ms)
-    after_pulses = max(group_ms + late_ms + detect, c.delay_ms)
+        return _trigger_budget(plan, rig, links, prefire_ms, valve_ms, emission_ms)
+    # a spot's next pulse goes at its interval, but never before the one before it was seen over and its
+    # checks are done: with a slow generator the pulses of a spot go further apart than their interval
+    spot_ms = (p.pulses_per_spot - 1) * max(p.interval_s * 1000.0, emission_ms + p.pulse_ms + detect + late_ms)
+    chain_ms = (spot_ms if grouped else 0.0) + late_ms + emission_ms + detect
+    after_pulses = max(chain_ms, c.delay_ms)
     parts = (
-        ("spot's pulses", group_ms),
+        ("spot's pulses", spot_ms if grouped else 0.0),
         ("late last pulse", late_ms),
+        ("emission after its command", emission_ms),
         ("pulse end seen", detect),
-        ("deliberate delay beyond", max(0.0, c.delay_ms - (group_ms + late_ms + detect))),
+        ("deliberate delay beyond", max(0.0, c.delay_ms - chain_ms)),
         ("spray command", command),
         ("valve", valve_ms),
         ("valve feedback", confirm),
@@ -178,7 +186,9 @@ def cooling_budget(plan: Plan, rig: Rig) -> CoolingBudget:
     return CoolingBudget(earliest, lim.max_cooling_delay_ms, valve_ms > 0, worst, parts)
 
 
-def _trigger_budget(plan: Plan, rig: Rig, links: _Links, prefire_ms: float, valve_ms: float) -> CoolingBudget:
+def _trigger_budget(
+    plan: Plan, rig: Rig, links: _Links, prefire_ms: float, valve_ms: float, emission_ms: float
+) -> CoolingBudget:
     """The trigger line's worst case: one chain of exchanges from the end of the first pulse a spray covers
     to its water seen. The controller holds routine traffic back while the chain is open
     (``bus_priority.hold_routine``), so what else can take the link is one exchange already on the wire when
@@ -194,8 +204,9 @@ def _trigger_budget(plan: Plan, rig: Rig, links: _Links, prefire_ms: float, valv
         # done and its interval is up, after its checks (``prefire_ms``) and its fire command
         ahead_ms = seen_ms + links.exchange_ms("spray", "spray_command") + HOST_MS
         spot_ms = (p.pulses_per_spot - 1) * max(p.interval_s * 1000.0, ahead_ms + p.pulse_ms)
-        parts += [("spot's pulses", spot_ms), ("late last pulse", prefire_ms + FIRE_LATENCY_MS)]
+        parts += [("spot's pulses", spot_ms), ("late last pulse", prefire_ms)]
         own_safety = 1
+    parts.append(("emission after its command", emission_ms))  # the window starts at the earliest end
     water = c.delay_ms + valve_ms
     # the spray watch reads from the pulse seen over: one read once the water is there; a read that straddles
     # the valve's opening is followed by another (after the valve poll). The later of the two bounds both.

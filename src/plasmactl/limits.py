@@ -37,6 +37,10 @@ class Caps:
     # for less cannot be configured, so it is refused when read, not at the device
     MIN_ENERGY_J: Final = 1e-6
     MIN_PULSE_MS: Final = 0.01
+    # A spurt under 10 ms puts next to no water on the skin (cryogen spray cooling uses spurts of 10-100 ms)
+    # and could open and close between two reads of the valve feedback: it would never count as cooling, so
+    # every pulse would trip. A number under 1 is most likely seconds typed into the millisecond field.
+    MIN_SPRAY_MS: Final = 10.0
     MAX_COOLING_DELAY_MS: Final = 1000.0  # epidermal heat diffuses in tens of ms: 1 s is already late
     SKIN_TEMP_MAX_C: Final = 43.0  # IEC 60601-1 applied-part limit
     MAX_SESSION_S: Final = 3600.0

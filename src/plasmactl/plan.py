@@ -173,8 +173,18 @@ class Pulse(_Strict):
         return self.interval_s if self.spot_interval_s is None else self.spot_interval_s
 
 
+def _spray_ms(ms: float) -> float:
+    """At least the shortest spurt that cools, with a hint when the number looks like seconds."""
+    if ms >= Caps.MIN_SPRAY_MS:
+        return ms
+    message = f"{ms:g} ms is under the {Caps.MIN_SPRAY_MS:g} ms a spray needs to cool"
+    if ms < 1.0 and ms * 1000.0 >= Caps.MIN_SPRAY_MS:
+        message += f"; did you mean {ms:g} s = {ms * 1000.0:g} ms?"
+    raise ValueError(message)
+
+
 class Cooling(_Strict):
-    spray_ms: PosFloat
+    spray_ms: Annotated[float, Field(gt=0, allow_inf_nan=False), AfterValidator(_spray_ms)]
     when: Literal["pulse", "spot"] = "pulse"
     # A deliberate wait from the end of the (first uncooled) pulse to the spray command, for studies
     # of how timing matters (``plasmactl sweep --vary cooling_delay_ms=...``). 0 in treatment plans.
