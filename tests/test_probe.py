@@ -134,3 +134,22 @@ def test_a_bad_rig_file_exits_2(tmp_path: Path, text: str, message: str) -> None
     assert code == 2 and report is not None and report["ok"] is False and report["exit_code"] == 2
     assert any(message in p for p in report["problems"])
     assert message in err
+
+
+@pytest.mark.parametrize("rig", ["sim-tcp.toml", "sim-tcp-inprocess.toml"])
+def test_a_serve_port_in_use_is_an_unhealthy_rig_not_a_traceback(tmp_path: Path, rig: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        text = (RIGS / rig).read_text(encoding="utf-8")
+        assert 'modbus_tcp = "127.0.0.1:0"' in text
+        path = _write(tmp_path, text.replace('modbus_tcp = "127.0.0.1:0"', f'modbus_tcp = "127.0.0.1:{port}"'))
+        code, report, err = _probe(path)
+        plain = subprocess.run([str(PLASMACTL), "probe", str(path)], capture_output=True, text=True, timeout=60)
+    expected = f"[serve] modbus_tcp 127.0.0.1:{port}: address already in use"
+    assert code == 3, err
+    assert report is not None and report["ok"] is False and report["exit_code"] == 3
+    assert expected in report["problem"] and report["devices"] == []
+    assert "Traceback" not in err and expected in " ".join(err.split())
+    assert plain.returncode == 3 and "Traceback" not in plain.stderr and expected in " ".join(plain.stderr.split())

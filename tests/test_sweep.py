@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,21 @@ def test_sweep_cli_bad_vary_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "warp_factor" in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["sweep", "campaign"])
+def test_an_unreachable_dask_scheduler_is_bad_input_said_soon(tmp_path: Path, command: str) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    args = {
+        "sweep": ["sweep", str(SHORT), "--vary", "cooling_delay_ms=0,50", "--out", str(tmp_path / "o")],
+        "campaign": ["campaign", "--limit", "1", "--out", str(tmp_path / "c")],
+    }[command]
+    t0 = time.monotonic()
+    result = CliRunner().invoke(app, [*args, "--dask-scheduler", address])
+    took = time.monotonic() - t0
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"--dask-scheduler {address}: cannot connect" in result.output
+    assert took < 20  # dask's own default waits 30 s

@@ -27,9 +27,9 @@ from plasmactl import cli_check, cli_monitor, cli_replay, cli_report, cli_resume
 from plasmactl.cli_inputs import load_inputs
 from plasmactl.cli_output import NOTABLE, RED_EVENTS, JsonCommand, LogLevel, Output, console_level, write_json
 from plasmactl.cli_progress import follow_spots, reporter
-from plasmactl.console_format import describe
+from plasmactl.console_format import describe, printable
 from plasmactl.inputs import InputError
-from plasmactl.out_dir import clear_session_files, ensure_out_dir, hold_out_dir
+from plasmactl.out_dir import OutDirHold, clear_session_files, ensure_out_dir, hold_out_dir
 from plasmactl.ports import SessionResult
 from plasmactl.session import run_blocking
 
@@ -111,11 +111,12 @@ def run(
     except InputError as exc:
         raise output.bad_input(exc) from None
     out_dir = out if out is not None else Path("out") / f"{plan.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    hold: OutDirHold | None = None
     try:
         if live and not sys.stdout.isatty():
             raise InputError("--live", ["the dashboard needs a terminal (stdout is not one)"])
         ensure_out_dir(out_dir)
-        hold_out_dir(out_dir)  # before looking at what it holds: of two runs into one folder, one runs
+        hold = hold_out_dir(out_dir)  # before looking at what it holds: of two runs into one folder, one runs
         if (out_dir / "events.jsonl").exists() and not overwrite:
             raise InputError(
                 str(out_dir), ["already holds a session's events.jsonl; choose another --out or pass --overwrite"]
@@ -123,6 +124,8 @@ def run(
         if overwrite:
             clear_session_files(out_dir)
     except InputError as exc:
+        if hold is not None:
+            hold.release()
         raise output.bad_input(exc) from None
 
     if not inputs.rig.virtual_time_ok and not realtime:
@@ -130,7 +133,8 @@ def run(
         realtime = True
     total = inputs.plan.pulse_count
     output.info(
-        f"plasmactl: plan [bold]{escape(inputs.plan.name)}[/] ({total} pulses), rig {escape(inputs.rig.name)},"
+        f"plasmactl: plan [bold]{escape(printable(inputs.plan.name))}[/] ({total} pulses),"
+        f" rig {escape(printable(inputs.rig.name))},"
         f" {len(inputs.faults.fault)} fault(s), seed {seed}, {'real time' if realtime else 'virtual time'}"
         f" -> {escape(str(out_dir))}"
     )
@@ -169,6 +173,7 @@ def run(
         # the session is over (its record is closed): a signal now cannot change its outcome or exit code
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+        hold.release()
     code = exit_code(result)
     colour = "green" if code == 0 else "red"
     output.final(

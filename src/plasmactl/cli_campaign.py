@@ -15,6 +15,7 @@ from plasmactl.cli_output import Output
 from plasmactl.cli_progress import reporter
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import ensure_out_dir
+from plasmactl.parallel import SchedulerUnreachable
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_BROKEN = 0, 2, 3
 
@@ -61,6 +62,9 @@ def campaign(
                 progress=lambda done, _total: progress.update(done),
                 only=limit,
             )
+    except SchedulerUnreachable as exc:  # nothing ran: bad input, said in one line
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     csv_path, md_path = ct.write(rows, out, command)

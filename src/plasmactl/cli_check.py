@@ -12,7 +12,7 @@ import typer
 from plasmactl.budget import MARGIN_WARN, CoolingBudget, budget_line, cooling_budget
 from plasmactl.cli_inputs import load_inputs
 from plasmactl.cli_output import JsonCommand, Output, write_json
-from plasmactl.console_format import energy, fixed
+from plasmactl.console_format import energy, fixed, rounded
 from plasmactl.inputs import InputError
 from plasmactl.session import SessionInputs
 
@@ -49,8 +49,8 @@ def plan_line(inputs: SessionInputs) -> str:
     return (
         f"ok: plan {p.name!r}: {len(p.spots.positions())} spots x {p.pulse.pulses_per_spot}"
         f" = {p.pulse_count} pulses"
-        f" of {energy(p.pulse.energy_j)} J / {fixed(p.pulse.pulse_ms, 1)} ms ({p.fluence_j_cm2:.1f} J/cm2 on"
-        f" {p.spots.diameter_mm:g} mm), about {p.estimated_session_s() / 60:.1f} min;"
+        f" of {energy(p.pulse.energy_j)} J / {fixed(p.pulse.pulse_ms, 1)} ms ({rounded(p.fluence_j_cm2, 1)} J/cm2 on"
+        f" {p.spots.diameter_mm:g} mm), about {rounded(p.estimated_session_s() / 60, 1)} min;"
         f" cooling {fixed(p.cooling.spray_ms, 1)} ms after every {p.cooling.when};"
         f" max cooling delay {fixed(lim.max_cooling_delay_ms, 1)} ms,"
         f" skin limit {fixed(lim.skin_temp_max_c, 1)} C;"
@@ -89,7 +89,7 @@ def pulse_bound_line(inputs: SessionInputs) -> str:
     if b.generator_holds_the_dose:
         line += (
             f". On this rig's link a stuck-on output at the set power could deliver up to"
-            f" {b.stuck_on_worst_pct:.0f} % before the software bound cuts it: the generator's energy limit is"
+            f" {rounded(b.stuck_on_worst_pct, 0)} % before the software bound cuts it: the generator's energy limit is"
             " what holds the dose"
         )
     return line

@@ -23,6 +23,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from plasmactl.console_format import printable
+
 EVERY_PCT = 10.0
 EVERY_S = 10.0
 
@@ -98,7 +100,7 @@ class Bar(Reporter):
         columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
         # the human stream on stdout goes above the bar only when it is this terminal too (else to its file)
         self._progress = Progress(*columns, console=console, redirect_stdout=sys.stdout.isatty())
-        self._task = self._progress.add_task(escape(title), total=total, t=0.0)
+        self._task = self._progress.add_task(escape(printable(title)), total=total, t=0.0)
 
     def __enter__(self) -> Reporter:
         self._progress.start()

@@ -19,6 +19,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from plasmactl.console_format import printable
+
 if TYPE_CHECKING:
     from plasmactl.replay_compare import Divergence
 
@@ -95,7 +97,7 @@ def replay(
     inputs = prepared.inputs
     plan = inputs.plan
     _say(
-        f"replaying {path}: plan {plan.name} ({plan.pulse_count} pulses), rig {inputs.rig.name},"
+        f"replaying {path}: plan {printable(plan.name)} ({plan.pulse_count} pulses), rig {printable(inputs.rig.name)},"
         f" {len(inputs.faults.fault)} fault(s), seed {inputs.seed}, virtual time -> {out_dir / 'events.jsonl'}"
     )
     for note in prepared.notes:

@@ -19,7 +19,7 @@ from rich.markup import escape
 from plasmactl.cli_output import Output, write_json
 from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.inputs import InputError
-from plasmactl.out_dir import ensure_out_dir, hold_out_dir
+from plasmactl.out_dir import OutDirHold, ensure_out_dir, hold_out_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +46,7 @@ def resume(
     from plasmactl.session import run_blocking
 
     output = Output(json_mode=json_output)
+    hold: OutDirHold | None = None
     try:
         if out.resolve() == run_dir.resolve():
             raise InputError(str(out), ["--out is the earlier session's own folder; give a new one"])
@@ -54,13 +55,15 @@ def resume(
         log = read_run_log(run_dir)
         plan = plan_resumption(log, rig_path=rig, faults_path=faults, seed=seed)
         ensure_out_dir(out)
-        hold_out_dir(out)  # then no other session writes there meanwhile (run's own rule)
+        hold = hold_out_dir(out)  # then no other session writes there meanwhile (run's own rule)
         if (out / "events.jsonl").exists():
             raise InputError(str(out), ["already holds a session's events.jsonl; choose another --out"])
         claim(run_dir, out)  # last: once claimed, this session is the one that continues the record
-    except InputError as exc:
-        raise output.bad_input(exc) from None
-    except (LogError, ResumeRefused) as exc:
+    except (InputError, LogError, ResumeRefused) as exc:
+        if hold is not None:
+            hold.release()
+        if isinstance(exc, InputError):
+            raise output.bad_input(exc) from None
         raise output.bad_input(InputError(str(run_dir), [str(exc)])) from None
     for warning in plan.warnings:
         output.err.print(f"warning: {escape(warning)}")
@@ -89,6 +92,7 @@ def resume(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+        hold.release()
     code = exit_code(result)
     output.final(
         f"session {escape(result.outcome)}"

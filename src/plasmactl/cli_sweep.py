@@ -14,8 +14,9 @@ from plasmactl.cli_output import Output
 from plasmactl.cli_progress import reporter
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import ensure_out_dir
+from plasmactl.parallel import SchedulerUnreachable
 
-EXIT_INTERRUPTED = 130
+EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
 
 
 def register(app: typer.Typer) -> None:
@@ -76,6 +77,9 @@ def sweep(
             )
     except InputError as exc:
         raise output.bad_input(exc) from None
+    except SchedulerUnreachable as exc:  # nothing ran: bad input, said in one line
+        output.err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     faulted = sum(1 for r in rows if r["outcome"] != "complete")

@@ -58,9 +58,15 @@ def probe(
             write_json({"rig": str(rig), **bad_input_json(exc.source, exc.problems)})
         raise typer.Exit(EXIT_BAD_INPUT) from None
     from plasmactl import clock as clockmod
-    from plasmactl.probe_rig import probe_with_serving
+    from plasmactl.probe_rig import ProbeFailed, probe_with_serving
 
-    reports = clockmod.run(probe_with_serving(the_rig, reads), virtual=False)
+    try:
+        reports = clockmod.run(probe_with_serving(the_rig, reads), virtual=False)
+    except ProbeFailed as exc:  # no device could be asked: the rig is not healthy (3), its file was fine
+        err.print(f"[red]error:[/red] {escape(str(rig))}: {escape(str(exc))}", soft_wrap=True)
+        if json_output:
+            write_json({"rig": str(rig), "ok": False, "exit_code": EXIT_UNHEALTHY, "problem": str(exc), "devices": []})
+        raise typer.Exit(EXIT_UNHEALTHY) from None
     healthy = all(r["ok"] for r in reports)
     out = Console(stderr=json_output, highlight=False)
     out.print(_table(str(rig), reports))

@@ -2,7 +2,9 @@
 
 Temperatures (``*_c``) to 0.1 C, times in milliseconds (``*_ms``) to 0.1 ms, session times (``t``,
 ``t_*``, ``*_t``, ``*_s``) to 0.001 s, energies (``*_j``) to 3 significant figures, a ``wall_time`` as the
-local time of day (HH:MM:SS); any other number to 4 significant figures.
+local time of day (HH:MM:SS); any other number to 4 significant figures. A number too large for its
+decimals to mean anything (a fault's 1e300 C offset) is shown to 4 significant figures, not 300 digits, and
+a user's text (a plan's name) with its control characters escaped, as ``check`` shows it.
 """
 
 from __future__ import annotations
@@ -17,12 +19,32 @@ HIDDEN = frozenset({"t", "event", "plan", "rig", "faults", "prev_sha256"})
 RATES = ("_ml_s", "_per_s")  # a rate per second is not a session time
 
 
+# Beyond this magnitude no reading, time or setting of a session is real: such a number comes from a user's
+# extreme input and is shown in significant figures (1e+300), not as hundreds of digits.
+LARGE = 1e12
+
+
+def rounded(value: float, decimals: int) -> str:
+    """``f"{value:.{decimals}f}"``, but a huge number (or inf, nan) to 4 significant figures."""
+    if not math.isfinite(value) or abs(value) >= LARGE:
+        return f"{value:.4g}"
+    return f"{value:.{decimals}f}"
+
+
 def fixed(value: float, decimals: int) -> str:
     """``value`` rounded to ``decimals`` places, without trailing zeros (5.0 -> "5", 16.52 -> "16.5")."""
-    text = f"{value:.{decimals}f}"
-    if "." in text:
+    text = rounded(value, decimals)
+    if "." in text and "e" not in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (ESC, BEL, a newline ...) written as escapes, as ``repr`` (and so
+    ``check``) shows them: a plan's name cannot recolour or rewrite the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def energy(value: float) -> str:
@@ -66,7 +88,7 @@ def value_text(key: str, value: Any) -> str:
         return "{" + ", ".join(f"{k}: {value_text(str(k), v)}" for k, v in value.items()) + "}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(value_text(key, v) for v in value) + "]"
-    return str(value)
+    return printable(str(value))
 
 
 def describe(e: Mapping[str, Any]) -> str:

@@ -17,6 +17,8 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 
+from plasmactl.regular_file import BadFile, open_regular
+
 LOG_NAME = "events.jsonl"
 CHUNK = 8 << 20  # bytes read per poll at most (a long finished log is taken in a few polls)
 
@@ -118,8 +120,10 @@ class LogFollower:
             return False
         restarted = self._file is not None
         self.close()
-        try:
-            self._file = self.path.open("rb")
+        try:  # a FIFO would block the open, /dev/zero fill memory with a line that never ends: refused
+            self._file = open_regular(self.path)
+        except BadFile as exc:
+            raise NotALog(str(exc)) from None
         except OSError as exc:
             raise NotALog(f"cannot be read: {exc.strerror or exc}") from None
         st = os.fstat(self._file.fileno())

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from plasmactl.regular_file import TOML_LIMIT, BadFile, read_regular
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -52,7 +54,9 @@ def read_toml(path: str | Path, kind: str | None = None) -> LoadedFile:
     """A TOML file read whole; ``kind`` (a key of FILE_KINDS) names what a JSON file given instead is."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_regular(p, TOML_LIMIT)
+    except BadFile as exc:  # a FIFO, /dev/zero, a file of gigabytes: refused before it can hang or fill memory
+        raise InputError(str(path), [str(exc)]) from None
     except FileNotFoundError:
         raise InputError(str(path), ["file not found"]) from None
     except IsADirectoryError:

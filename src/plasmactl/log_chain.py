@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from plasmactl.regular_file import LOG_LIMIT, SUMMARY_LIMIT, TOML_LIMIT, BadFile, read_regular
+
 PREV_FIELD = "prev_sha256"
 GENESIS_TAG = "plasmactl audit chain v1"
 FILE_FIELDS = ("plan_file", "rig_file", "faults_file")
@@ -131,9 +133,11 @@ def _check_anchor(report: ChainReport, lines: list[bytes], anchor: Mapping[str, 
 def read_anchor(summary: Path) -> tuple[Mapping[str, Any] | None, str | None]:
     """summary.json's ``log`` anchor, or a note saying why there is none to compare with."""
     try:
-        doc = json.loads(summary.read_bytes())
+        doc = json.loads(read_regular(summary, SUMMARY_LIMIT))
     except FileNotFoundError:
         return None, f"no {SUMMARY_NAME} next to the log: lines removed at the end would not show"
+    except BadFile as exc:
+        return None, f"{summary}: {exc}: no anchor to compare with"
     except (OSError, ValueError) as exc:
         return None, f"{summary} unreadable ({type(exc).__name__}): no anchor to compare with"
     anchor = doc.get(ANCHOR_KEY) if isinstance(doc, dict) else None
@@ -186,9 +190,12 @@ def check_files(first: Mapping[str, Any]) -> list[str]:
             continue
         path, kind = str(entry["path"]), name.removesuffix("_file")
         try:
-            now = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            now = hashlib.sha256(read_regular(path, TOML_LIMIT)).hexdigest()
         except OSError:
             out.append(f"{kind} file {path}: not found at its recorded path (not compared)")
+            continue
+        except BadFile as exc:  # a FIFO or a device at the path now: a read could hang verify-log
+            out.append(f"{kind} file {path}: {exc} (not compared)")
             continue
         same = now == entry.get("sha256")
         out.append(f"{kind} file {path}: {'unchanged' if same else 'changed since the session (sha256 differs)'}")
@@ -198,7 +205,9 @@ def check_files(first: Mapping[str, Any]) -> list[str]:
 def verify_file(path: Path, summary: Path | None = None, *, files: bool = False) -> ChainReport:
     """Verify a log file against the ``summary.json`` beside it (or ``summary``); raises NotALog."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, LOG_LIMIT)
+    except BadFile as exc:
+        raise NotALog(f"{path}: {exc}") from None
     except FileNotFoundError:
         raise NotALog(f"{path}: file not found") from None
     except IsADirectoryError:

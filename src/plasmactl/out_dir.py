@@ -30,14 +30,31 @@ def ensure_out_dir(path: Path, option: str = "--out") -> None:
 # What a session leaves in its folder (with what ``report`` and ``resume`` add): an --overwrite removes them
 # all first, so that no file of the earlier session stands beside the new log as if it were of it.
 SESSION_FILES = ("events.jsonl", "summary.json", "simulator.json", "report.html", "resumed_by.json")
-_held: list[int] = []  # the folders this process holds (descriptors kept open until it exits)
 
 
-def hold_out_dir(path: Path, option: str = "--out") -> None:
+class OutDirHold:
+    """A folder held for a session (see :func:`hold_out_dir`); ``release`` (or the process's end) frees it."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = -1
+
+    def __enter__(self) -> OutDirHold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def hold_out_dir(path: Path, option: str = "--out") -> OutDirHold:
     """Hold ``path`` (an existing folder) for this process's session: two sessions writing one folder at once
     interleaved into one log that no longer verified (two ``run --overwrite``). An exclusive ``flock`` on the
     folder itself, so nothing is left in it, and released by the kernel however the process ends (SIGKILL
-    too); InputError if another process holds it."""
+    too); InputError if another session holds it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
@@ -49,7 +66,7 @@ def hold_out_dir(path: Path, option: str = "--out") -> None:
         raise InputError(
             str(path), [f"{option} is in use by another plasmactl session right now; choose another --out"]
         ) from None
-    _held.append(fd)
+    return OutDirHold(fd)
 
 
 def clear_session_files(path: Path) -> None:

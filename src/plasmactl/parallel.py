@@ -9,6 +9,22 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 Progress = Callable[[int, int], None]
+# How long to wait for a dask scheduler to answer (dask's own default is 30 s): a scheduler that is up
+# answers on its network within milliseconds; a wrong address should be said in seconds, not half a minute.
+CONNECT_TIMEOUT_S = 5.0
+
+
+class SchedulerUnreachable(Exception):
+    """The --dask-scheduler address cannot be connected to (or is not an address); the message names it and
+    the cause. Bad input for the commands (exit 2): nothing has run."""
+
+
+def _why(exc: BaseException) -> str:
+    """dask's error, with the cause it wraps when that says more ("Connection refused" behind a time-out)."""
+    text = str(exc)
+    cause = exc.__cause__
+    detail = str(cause).rsplit(": ", 1)[-1].strip() if cause is not None else ""
+    return f"{text} ({detail})" if detail and detail not in text else text
 
 
 def run_jobs(
@@ -26,7 +42,11 @@ def run_jobs(
         from distributed import Client
         from distributed import as_completed as dask_completed
 
-        with Client(dask_scheduler) as client:  # type: ignore[no-untyped-call]
+        try:
+            client = Client(dask_scheduler, timeout=CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
+        except (OSError, ValueError) as exc:  # refused, timed out, no such host; a malformed address
+            raise SchedulerUnreachable(f"--dask-scheduler {dask_scheduler}: cannot connect: {_why(exc)}") from None
+        with client:
             futures = {client.submit(fn, *job, pure=False): i for i, job in enumerate(jobs)}
             for future in dask_completed(futures):  # type: ignore[no-untyped-call]
                 results[futures[future]] = future.result()

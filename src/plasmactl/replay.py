@@ -35,6 +35,7 @@ from plasmactl.inputs import InputError, LoadedFile, describe_validation_error, 
 from plasmactl.log_chain import SUMMARY_NAME, ChainReport, NotALog, read_anchor, verify_bytes
 from plasmactl.plan import Plan
 from plasmactl.ports import SessionResult
+from plasmactl.regular_file import LOG_LIMIT, BadFile, read_regular
 from plasmactl.replay_compare import Comparison, Mode, Numbered, Tolerances, compare
 from plasmactl.rig import DEVICES, PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim
 from plasmactl.run_log import LOG_NAME, LogError
@@ -91,7 +92,9 @@ def log_file(path: Path) -> Path:
 def read_recorded(path: Path) -> Recorded:
     """Read a complete recorded log; LogError for anything a replay cannot start from."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, LOG_LIMIT)
+    except BadFile as exc:  # a FIFO or /dev/zero given as the log: refused, not read forever
+        raise LogError(f"{path}: {exc}") from None
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from None
     anchor = read_anchor(path.parent / SUMMARY_NAME)[0] if path.name == LOG_NAME else None

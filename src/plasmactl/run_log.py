@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from plasmactl.log_chain import SUMMARY_NAME, ChainReport, NotALog, read_anchor, verify_bytes
+from plasmactl.regular_file import LOG_LIMIT, BadFile, read_regular
 
 LOG_NAME = "events.jsonl"
 
@@ -76,7 +77,9 @@ def read_run_log(run_dir: Path) -> RunLog:
     """Read and verify ``RUN_DIR/events.jsonl`` (against the anchor of the summary.json beside it, if any)."""
     path = log_path(run_dir)
     try:
-        data = path.read_bytes()
+        data = read_regular(path, LOG_LIMIT)
+    except BadFile as exc:
+        raise LogError(f"{path}: {exc}") from None
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from None
     anchor, _ = read_anchor(run_dir / SUMMARY_NAME)
