@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from plasmactl.cli_output import Output, write_json
 from plasmactl.cli_progress import follow_spots, reporter
+from plasmactl.console_format import printable
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import OutDirHold, ensure_out_dir, hold_out_dir
 
@@ -72,7 +73,8 @@ def resume(
         realtime = True
     left = f"; not re-treated, touched but not complete: {plan.left_partial[:20]}" if plan.left_partial else ""
     output.info(
-        f"plasmactl resume: plan {escape(inputs.plan.name)}: {len(plan.spots)} spot(s) left {plan.spots[:20]}"
+        f"plasmactl resume: plan {escape(printable(inputs.plan.name))}:"
+        f" {len(plan.spots)} spot(s) left {plan.spots[:20]}"
         f" ({len(plan.done)} done before{left}) -> {escape(str(out))}"
     )
     plan_now = inputs.plan

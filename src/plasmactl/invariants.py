@@ -205,7 +205,7 @@ def _emission(ctx: Record, v: Violations) -> None:
             if not isinstance(skin, int | float):
                 v["pulse_on_unknown_input"].append(f"pulse {n}: no skin reading")
             elif not (lim.get("plausible_min_c", -math.inf) <= skin <= lim.get("plausible_max_c", math.inf)):
-                v["pulse_on_tripping_input"].append(f"pulse {n}: skin {skin:.2f} C implausible")
+                v["pulse_on_tripping_input"].append(f"pulse {n}: skin {skin:.4g} C implausible")
             elif skin >= lim.get("skin_temp_max_c", math.inf):
                 v["pulse_on_tripping_input"].append(f"pulse {n}: skin {skin:.2f} C at or over the limit")
             bounds = {"skin_t": "thermometer", "safety_t": "safety", "plasma_t": "plasma", "spray_t": "spray"}

@@ -48,7 +48,9 @@ class Grid(_Strict):
             raise ValueError("give exactly one of spacing_mm or density_pct")
         nx, ny = self.shape
         if nx * ny > MAX_SPOTS:
-            raise ValueError(f"the grid has {nx} x {ny} = {nx * ny} spots, over the {MAX_SPOTS} a plan may hold")
+            raise ValueError(
+                f"the grid has {nx:.4g} x {ny:.4g} = {float(nx) * ny:.4g} spots, over the {MAX_SPOTS} a plan may hold"
+            )
         if self.pitch_mm < self.spot_diameter_mm:
             raise ValueError(
                 f"spacing {self.pitch_mm:g} mm is smaller than the spot diameter {self.spot_diameter_mm:g} mm"
@@ -230,7 +232,7 @@ class Plan(_Strict):
         needed_s = self.estimated_session_s()
         if needed_s > lim.max_session_s:
             raise ValueError(
-                f"the plan needs about {needed_s:.0f} s, over limits.max_session_s = {lim.max_session_s:g}"
+                f"the plan needs about {needed_s:.4g} s, over limits.max_session_s = {lim.max_session_s:g}"
             )
         return self
 
@@ -251,14 +253,14 @@ class Plan(_Strict):
             if fluence_j_cm2(worst, diameter) <= cap:
                 return None
             return (
-                f"pulse.energy_j = {energy:g} J on a {diameter:g} mm spot is {fluence:.1f} J/cm2, and a pulse"
+                f"pulse.energy_j = {energy:g} J on a {diameter:g} mm spot is {fluence:.3g} J/cm2, and a pulse"
                 f" within the energy tolerance of {self.limits.energy_tolerance_pct:g} %"
-                f" (limits.energy_tolerance_pct) delivers up to {fluence_j_cm2(worst, diameter):.1f} J/cm2, over"
+                f" (limits.energy_tolerance_pct) delivers up to {fluence_j_cm2(worst, diameter):.3g} J/cm2, over"
                 f" the fluence cap of {cap:g} J/cm2 (limits.max_fluence_j_cm2); set pulse.energy_j to at most"
                 f" {_floor_3(energy * cap / fluence_j_cm2(worst, diameter)):g} J"
             )
         message = (
-            f"pulse.energy_j = {energy:g} J on a {diameter:g} mm spot is {fluence:.0f} J/cm2, over the fluence"
+            f"pulse.energy_j = {energy:g} J on a {diameter:g} mm spot is {fluence:.4g} J/cm2, over the fluence"
             f" cap of {cap:g} J/cm2 (limits.max_fluence_j_cm2)"
         )
         if MJ_HINT_MIN_J_CM2 <= fluence_j_cm2(energy / 1000.0, diameter) <= cap:  # read as mJ, a treatment dose

@@ -85,7 +85,7 @@ def thermometer_plausible(s: Snapshot) -> Trip | None:
     v, lim = s.reading.value_c, s.limits
     if lim.plausible_min_c <= v <= lim.plausible_max_c:
         return None
-    reason = f"skin reading {v:.2f} C outside the plausible range [{lim.plausible_min_c:g}, {lim.plausible_max_c:g}] C"
+    reason = f"skin reading {v:.4g} C outside the plausible range [{lim.plausible_min_c:g}, {lim.plausible_max_c:g}] C"
     return Trip(Rule.THERMOMETER_IMPLAUSIBLE, reason, "thermometer")
 
 
