@@ -4,6 +4,7 @@ still end in the safe state."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from audit import EXAMPLES, cooling_violations, first, names
@@ -103,3 +104,51 @@ def test_unexpected_exception_drives_to_safe_state(tmp_path: Path) -> None:
     assert events[trip + 1]["event"] == "plasma_off"
     assert "pulse_start" not in names(events[trip:])
     assert cooling_violations(events) == []
+
+
+class _OnAfterDisarm(SimPlasma):
+    """A generator whose status reports its output on from the moment it is disarmed (a welded relay, a
+    status bit stuck): an acknowledged off/disarm alone must not count as the safe state."""
+
+    disarmed = False
+
+    async def disarm(self) -> None:
+        await super().disarm()
+        self.disarmed = True
+
+    async def status(self) -> PlasmaStatus:
+        st = await super().status()
+        return dataclasses.replace(st, output_on=True) if self.disarmed else st
+
+
+def _run_with(tmp_path: Path, plasma: type[SimPlasma], scenario: FaultScenario) -> list[dict[str, object]]:
+    async def main() -> SessionResult:
+        controller, log = _controller(tmp_path, scenario, _plan())
+        assert isinstance(controller.d.plasma, SimPlasma)
+        controller.d.plasma = plasma(controller.d.plasma.w, PlasmaSim())
+        result = await controller.run()
+        log.close()
+        return result
+
+    result = clockmod.run(main(), virtual=True)
+    assert result.outcome == "fault", result
+    return read_events(tmp_path / "events.jsonl")
+
+
+def test_a_generator_reporting_output_on_after_the_plan_is_a_fault_not_complete(tmp_path: Path) -> None:
+    """Before: the plan's final disarm was acknowledged and the session ended complete, exit 0."""
+    events = _run_with(tmp_path, _OnAfterDisarm, FaultScenario())
+    assert first(events, "interlock_trip", rule="unexpected_output") is not None
+    assert first(events, "emission_unconfirmed") is not None
+
+
+def test_a_trip_whose_generator_still_reports_output_on_records_emission_unconfirmed(tmp_path: Path) -> None:
+    """Before: the trip's off and disarm were acknowledged and the safe state claimed without a read back."""
+    scenario = FaultScenario.model_validate(
+        {"fault": [{"device": "spray", "kind": "valve_stuck_closed", "after_pulses": 2}]}
+    )
+    events = _run_with(tmp_path, _OnAfterDisarm, scenario)
+    trip = first(events, "interlock_trip", rule="cooling_not_confirmed")
+    unconfirmed = first(events, "emission_unconfirmed")
+    assert trip is not None and unconfirmed is not None and unconfirmed > trip
+    assert "output on" in str(events[unconfirmed]["reason"])

@@ -323,6 +323,12 @@ class PulseCycle(SpraySteps):
             return
         await c.calls.command("plasma", c.d.plasma.disarm)
         c.log.emit("plasma_disarm", ok=True, cause="plan delivered")
+        # the plan ends on a generator seen off: its output reported on after the disarm is a fault
+        await c.calls.plasma_status()  # no answer: a command failure, the safe state (dispatch)
+        stuck = il.unexpected_output(c.snapshot())
+        if stuck is not None:
+            await c.on_trip(stuck)
+            return
         # the E-stop as the plan ends: a press in its last moment (the owner may not have yielded since) latches
         trip = il.estop(c.snapshot()) if await c.calls.poll("safety") else None
         if trip is not None and trip.rule == Rule.ESTOP:

@@ -53,8 +53,7 @@ async def enter(c: Controller, trip: Trip) -> None:
         c.log.emit("fault", rule=trip.rule, reason=trip.reason)
     disarm = _Disarm(c, trip.rule, silent, off_ok)
     missed = await cool_pending(c, trip.reason if trip.rule == Rule.COOLING_NOT_CONFIRMED else None, disarm)
-    if not await disarm():
-        await confirm_off(c, trip.rule)
+    await off_for_sure(c, trip.rule, await disarm())
     follow = follow or missed
     if trip.latch != "estop" and (trip.latch == "fault" or follow is not None):
         await _look_for_estop(c)
@@ -124,8 +123,7 @@ async def abort(c: Controller, reason: str, signal: str | None) -> None:
         c.go("abort")
     disarm = _Disarm(c, "abort", False, off_ok)
     await cool_pending(c, None, disarm)  # a missed cooling is recorded; the session still ends aborted
-    if not await disarm():
-        await confirm_off(c, "abort")
+    await off_for_sure(c, "abort", await disarm())
     await _look_for_estop(c)
     if c.know.estop_seen is not None and c.state != "estop":
         # the E-stop pressed while the abort ran (or waited behind the owner's work): it latches all the same
@@ -202,6 +200,28 @@ async def confirm_off(c: Controller, why: str) -> bool:
         c.log.emit("plasma_disarm", ok=True, cause=why, retry=True)
         return True
     c.log.emit("emission_unconfirmed", cause=why, after_s=CONFIRM_OFF_S, reason="the generator did not acknowledge off")
+    return False
+
+
+async def off_for_sure(c: Controller, why: str, acknowledged: bool) -> bool:
+    """The safe state is a generator *seen* off: after the acknowledged off and disarm (else after asking
+    again, ``confirm_off``) its status is read back; output still reported on is asked off again and read
+    once more, and what is still not seen off is recorded as ``emission_unconfirmed`` (an acknowledged write
+    alone claimed the safe state while the generator reported its output on)."""
+    if not acknowledged and not await confirm_off(c, why):
+        return False  # recorded by confirm_off
+    for attempt in (1, 2):
+        try:
+            with bus_priority.at(BusPriority.EMISSION_OFF):
+                st = await c.calls.plasma_status()
+        except DeviceError as exc:
+            c.log.emit("emission_unconfirmed", cause=why, reason=f"no status from the generator after off ({exc})")
+            return False
+        if not st.output_on:
+            return True
+        if attempt == 1:
+            await confirm_off(c, why)
+    c.log.emit("emission_unconfirmed", cause=why, reason="the generator reports its output on after off and disarm")
     return False
 
 
