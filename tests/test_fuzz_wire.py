@@ -22,6 +22,8 @@ import gc
 import logging
 import math
 import os
+import subprocess
+import sys
 import time
 import tty
 from collections import Counter
@@ -1033,3 +1035,43 @@ def test_served_line_survives_fuzzed_input() -> None:
             loop.close()
     report("served thermometer line (pty): fuzzed input", counts, slowest[0])
     assert not logs.fatal(), logs.fatal()
+
+
+PYMODBUS_CONSOLE_SCRIPT = r"""
+import asyncio
+from plasmactl.drivers.modbus import ModbusLink, RequestPolicy, TcpEndpoint
+
+async def serve(reader, writer):
+    try:
+        while True:
+            head = await reader.readexactly(7)
+            await reader.readexactly(int.from_bytes(head[4:6], "big") - 1)
+            tid = (int.from_bytes(head[:2], "big") ^ 0x5555).to_bytes(2, "big")  # another request's answer
+            writer.write(tid + bytes([0, 0, 0, 7]) + head[6:7] + bytes([3, 4, 0, 7, 0, 9]))
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        writer.close()
+
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    link = ModbusLink(TcpEndpoint("127.0.0.1", port), policy=RequestPolicy(0.05, 1))
+    await link.open("plasma")
+    try:
+        print("taken:", await link.read(1, 30, 2, device="plasma"))
+    except Exception as exc:
+        print("failed as expected:", type(exc).__name__)
+    await link.close()
+    server.close()
+    await server.wait_closed()
+
+asyncio.run(main())
+"""
+
+
+def test_pymodbus_own_log_stays_out_of_the_console() -> None:
+    """Before: pymodbus's records were printed on stderr by Python's last-resort handler, past --quiet and
+    --json: 'request ask for transaction_id=... Skipping' and dumps of its last 20 frames on every error.
+    (In a process of its own: pytest attaches its capture handlers to the pymodbus logger itself.)"""
+    done = subprocess.run([sys.executable, "-c", PYMODBUS_CONSOLE_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert "failed as expected" in done.stdout, (done.stdout, done.stderr)
+    assert done.stderr == "", done.stderr[:2000]

@@ -18,6 +18,15 @@ from pymodbus.framer import FramerType
 
 _log = logging.getLogger(__name__)
 
+# pymodbus logs every error it sees through its "pymodbus" logger, with a dump of its last frames (">>>>>
+# send: 0x1 0x24 ..."); with no handler configured Python prints those on stderr, past --quiet and --json
+# (438 frame lines for one session against a server answering with wrong transaction ids). The link turns
+# each failure into a typed DeviceError that the log and the console name, so pymodbus's own records stop
+# here: an application that wants them attaches a handler to "pymodbus" itself.
+_PYMODBUS_LOG = logging.getLogger("pymodbus")
+_PYMODBUS_LOG.addHandler(logging.NullHandler())
+_PYMODBUS_LOG.propagate = False
+
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
