@@ -107,6 +107,12 @@ class ModbusTcpServer:
                     pdu = await reader.readexactly(length - 1)
                 if not await self._request(writer, tid, unit, pdu):
                     return
+                # one request, then the other connections' turn: a client that pipelined thousands of requests
+                # held every other client (a running session's too) for seconds, and one that never reads its
+                # replies is held at its transport's buffer, then closed as idle
+                async with asyncio.timeout(self.idle_s):
+                    await writer.drain()
+                await asyncio.sleep(0)
         except TimeoutError:
             log.info("modbus tcp: a connection idle or a frame incomplete for too long: closing")
             return
@@ -139,8 +145,8 @@ class ModbusTcpServer:
             frame = garbage_bytes(self.rng, len(frame))
         elif effect.corrupt:
             frame = corrupt_tcp(frame)
-        if effect.delay_s > 0:
-            await asyncio.sleep(effect.delay_s)
+        if effect.delay_s > 0:  # a delay past the idle time is silence: no client waits that long
+            await asyncio.sleep(min(effect.delay_s, self.idle_s))
         if writer.is_closing():
             return False
         writer.write(frame)
