@@ -665,3 +665,19 @@ def test_a_rig_file_that_names_no_device_is_refused(text: str, message: str, tmp
     with pytest.raises(InputError) as exc:
         load_rig(str(path))
     assert message in str(exc.value) and str(path) in str(exc.value)
+
+
+@pytest.mark.parametrize("device", ["plasma", "spray", "safety"])
+def test_a_device_elsewhere_beside_spawned_simulators_is_refused(tmp_path: Path, device: str) -> None:
+    """Before: sim-tcp.toml with one device's port pointed at another serve-sim was accepted; the session
+    fired into one simulated world and read the skin of the other, and completed."""
+    text = (EXAMPLES / "rigs" / "sim-tcp.toml").read_text(encoding="utf-8")
+    head, section, rest = text.partition(f"[{device}]")
+    rest = rest.replace("port = 0", "port = 15502", 1)
+    path = tmp_path / "rig.toml"
+    path.write_text(head + section + rest, encoding="utf-8")
+    with pytest.raises(InputError) as exc:
+        load_rig(str(path))
+    text = " ".join(exc.value.problems)
+    assert f"{device}.port = 15502" in text and "remove [serve]" in text, text
+    assert load_rig(str(EXAMPLES / "rigs" / "sim-tcp.toml"))[0].serve is not None  # the example itself is fine

@@ -136,6 +136,15 @@ class Rig(_Strict):
                     raise ValueError(f"{device}.port = {port!r} needs [serve] {wanted} = true")
             if isinstance(cfg, ModbusTcp) and cfg.port == 0 and (self.serve is None or not self.serve.modbus_tcp):
                 raise ValueError(f'{device}.port = 0 (the served port) needs [serve] modbus_tcp = "HOST:PORT"')
+            served = (isinstance(cfg, ModbusTcp) and cfg.port == 0) or (isinstance(port, str) and port.startswith("@"))
+            if self.serve is not None and self.serve.spawn and port is not None and not served:
+                # a device elsewhere beside spawned simulators: two simulated worlds (pulses to one, skin
+                # readings from the other) ran a session that completed on the wrong skin
+                raise ValueError(
+                    f"{device}.port = {port!r}: with [serve] spawn = true every device is one of the spawned"
+                    " simulators (port = 0 on Modbus TCP, '@rtu' or '@serial' on a serial line); to use devices"
+                    " elsewhere, remove [serve]"
+                )
         return self
 
     @model_validator(mode="after")
