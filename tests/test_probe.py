@@ -84,6 +84,39 @@ port = "/dev/ttyPLASMACTL-NONE"
     assert "no such device /dev/ttyPLASMACTL-NONE; check thermometer.port" in problems["thermometer"]
 
 
+@pytest.mark.parametrize("path", ["/dev/null", "REGULAR"])
+def test_a_port_that_is_not_a_serial_device_is_named_so(tmp_path: Path, path: str) -> None:
+    """Before: '/dev/null opens now but did not when it was asked for', naming no field."""
+    if path == "REGULAR":
+        path = str(tmp_path / "a-file")
+        Path(path).write_text("x", encoding="utf-8")
+    port = _unused_port()
+    rig = _write(
+        tmp_path,
+        f"""
+[plasma]
+kind = "modbus-tcp"
+port = {port}
+unit_id = 1
+[spray]
+kind = "modbus-tcp"
+port = {port}
+unit_id = 2
+[safety]
+kind = "modbus-tcp"
+port = {port}
+unit_id = 1
+[thermometer]
+kind = "serial"
+port = "{path}"
+""",
+    )
+    code, report, _ = _probe(rig)
+    assert code == 3 and report is not None
+    problems = {d["device"]: d["problem"] for d in report["devices"]}
+    assert f"{path} is not a serial device (not a tty); check thermometer.port" in problems["thermometer"], problems
+
+
 @pytest.fixture
 def served_tcp() -> Any:
     server = subprocess.Popen(

@@ -49,7 +49,11 @@ def serial_reason(path: str, device: str) -> str:
         if exc.errno == errno.EBUSY:
             return f"{path} is busy (another program holds it)"
         return f"cannot open {path}: {exc.strerror}; check {device}.port"
-    os.close(fd)
+    try:
+        if not os.isatty(fd):  # /dev/null, a regular file: it opens, but no serial settings apply to it
+            return f"{path} is not a serial device (not a tty); check {device}.port"
+    finally:
+        os.close(fd)
     return f"{path} opens now but did not when it was asked for"
 
 
