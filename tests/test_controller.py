@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from audit import EXAMPLES, cooling_violations, first, names
 from plasmactl import clock as clockmod
@@ -85,18 +86,8 @@ class _BuggyPlasma(SimPlasma):
 
 
 def test_unexpected_exception_drives_to_safe_state(tmp_path: Path) -> None:
-    async def main() -> SessionResult:
-        controller, log = _controller(tmp_path, FaultScenario(), _plan())
-        assert isinstance(controller.d.plasma, SimPlasma)
-        controller.d.plasma = _BuggyPlasma(controller.d.plasma.w, PlasmaSim())
-        result = await controller.run()
-        log.close()
-        return result
-
-    result = clockmod.run(main(), virtual=True)
-    assert result.outcome == "fault"
+    result, events = _run_with(tmp_path, _BuggyPlasma, FaultScenario())
     assert result.internal_error is True
-    events = read_events(tmp_path / "events.jsonl")
     err = first(events, "controller_error")
     trip = first(events, "interlock_trip", rule="controller_error")
     assert err is not None and trip is not None
@@ -121,7 +112,11 @@ class _OnAfterDisarm(SimPlasma):
         return dataclasses.replace(st, output_on=True) if self.disarmed else st
 
 
-def _run_with(tmp_path: Path, plasma: type[SimPlasma], scenario: FaultScenario) -> list[dict[str, object]]:
+def _run_with(
+    tmp_path: Path, plasma: type[SimPlasma], scenario: FaultScenario
+) -> tuple[SessionResult, list[dict[str, Any]]]:
+    """A session of the short plan with the generator model replaced by ``plasma``; it must end in a fault."""
+
     async def main() -> SessionResult:
         controller, log = _controller(tmp_path, scenario, _plan())
         assert isinstance(controller.d.plasma, SimPlasma)
@@ -132,12 +127,12 @@ def _run_with(tmp_path: Path, plasma: type[SimPlasma], scenario: FaultScenario) 
 
     result = clockmod.run(main(), virtual=True)
     assert result.outcome == "fault", result
-    return read_events(tmp_path / "events.jsonl")
+    return result, read_events(tmp_path / "events.jsonl")
 
 
 def test_a_generator_reporting_output_on_after_the_plan_is_a_fault_not_complete(tmp_path: Path) -> None:
     """Before: the plan's final disarm was acknowledged and the session ended complete, exit 0."""
-    events = _run_with(tmp_path, _OnAfterDisarm, FaultScenario())
+    _, events = _run_with(tmp_path, _OnAfterDisarm, FaultScenario())
     assert first(events, "interlock_trip", rule="unexpected_output") is not None
     assert first(events, "emission_unconfirmed") is not None
 
@@ -147,7 +142,7 @@ def test_a_trip_whose_generator_still_reports_output_on_records_emission_unconfi
     scenario = FaultScenario.model_validate(
         {"fault": [{"device": "spray", "kind": "valve_stuck_closed", "after_pulses": 2}]}
     )
-    events = _run_with(tmp_path, _OnAfterDisarm, scenario)
+    _, events = _run_with(tmp_path, _OnAfterDisarm, scenario)
     trip = first(events, "interlock_trip", rule="cooling_not_confirmed")
     unconfirmed = first(events, "emission_unconfirmed")
     assert trip is not None and unconfirmed is not None and unconfirmed > trip

@@ -54,29 +54,18 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def _unreachable_rig(tmp_path: Path, port: int, serial: str) -> Path:
+    """The three Modbus devices on a port nothing listens on, the thermometer on ``serial``."""
+    devices = "".join(
+        f'[{device}]\nkind = "modbus-tcp"\nport = {port}\nunit_id = {unit}\n'
+        for device, unit in (("plasma", 1), ("spray", 2), ("safety", 1))
+    )
+    return _write(tmp_path, devices + f'[thermometer]\nkind = "serial"\nport = "{serial}"\n')
+
+
 def test_nothing_reachable_names_every_device_and_why(tmp_path: Path) -> None:
     port = _unused_port()
-    rig = _write(
-        tmp_path,
-        f"""
-[plasma]
-kind = "modbus-tcp"
-port = {port}
-unit_id = 1
-[spray]
-kind = "modbus-tcp"
-port = {port}
-unit_id = 2
-[safety]
-kind = "modbus-tcp"
-port = {port}
-unit_id = 1
-[thermometer]
-kind = "serial"
-port = "/dev/ttyPLASMACTL-NONE"
-""",
-    )
-    code, report, _ = _probe(rig)
+    code, report, _ = _probe(_unreachable_rig(tmp_path, port, "/dev/ttyPLASMACTL-NONE"))
     assert code == 3 and report is not None and report["ok"] is False
     problems = {d["device"]: d["problem"] for d in report["devices"]}
     for device in ("plasma", "spray", "safety"):
@@ -90,28 +79,7 @@ def test_a_port_that_is_not_a_serial_device_is_named_so(tmp_path: Path, path: st
     if path == "REGULAR":
         path = str(tmp_path / "a-file")
         Path(path).write_text("x", encoding="utf-8")
-    port = _unused_port()
-    rig = _write(
-        tmp_path,
-        f"""
-[plasma]
-kind = "modbus-tcp"
-port = {port}
-unit_id = 1
-[spray]
-kind = "modbus-tcp"
-port = {port}
-unit_id = 2
-[safety]
-kind = "modbus-tcp"
-port = {port}
-unit_id = 1
-[thermometer]
-kind = "serial"
-port = "{path}"
-""",
-    )
-    code, report, _ = _probe(rig)
+    code, report, _ = _probe(_unreachable_rig(tmp_path, _unused_port(), path))
     assert code == 3 and report is not None
     problems = {d["device"]: d["problem"] for d in report["devices"]}
     assert f"{path} is not a serial device (not a tty); check thermometer.port" in problems["thermometer"], problems
