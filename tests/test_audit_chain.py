@@ -398,3 +398,31 @@ def test_the_real_command(session: Session, tmp_path: Path) -> None:
     assert broken.returncode == EXIT_BROKEN
     assert broken.stdout.startswith("line 2: ")
     assert run(tmp_path / "nothing.jsonl").returncode == EXIT_BAD_INPUT
+
+
+def test_the_lines_kept_for_the_summary_cost_their_own_length(tmp_path: Path) -> None:
+    """The writer keeps every line (the summary reads them back without parsing the file): each must hold its
+    own bytes, not the serializer's whole output buffer (orjson's is ~4 KiB; a full-face session kept 75 MB
+    that way, and a process running sessions back to back grew by that and slowed by half)."""
+    import tracemalloc
+
+    async def session() -> int:
+        c = clock.LoopClock()
+        log = AuditLog(tmp_path / "events.jsonl", c)
+        log.emit("session_start", plan_file=None, rig_file=None, faults_file=None)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(2000):
+                log.emit("reading", skin_c=31.0 + i * 1e-3, sample_t=i * 0.1)
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        log.close()
+        return kept
+
+    kept = clock.run(session(), virtual=True)
+    line = len((tmp_path / "events.jsonl").read_bytes().split(b"\n")[-2])
+    assert line < 200
+    # the line itself, its bytes object's header, the name and time kept beside it: well under 1 KiB a record
+    assert kept / 2000 < 2 * line + 200, f"{kept / 2000:.0f} bytes kept per {line}-byte record"
