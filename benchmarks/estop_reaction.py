@@ -59,7 +59,8 @@ from plasmactl.faults import FaultScenario
 from plasmactl.plan import Plan, load_plan
 from plasmactl.ports import SafetyState
 from plasmactl.rig import Rig, load_rig
-from plasmactl.session import SIMULATOR_RECORD, SessionInputs, run_blocking
+from plasmactl.session import SessionInputs, run_blocking
+from plasmactl.session_files import SIMULATOR_RECORD
 from plasmactl.simulators.devices import SimPlasma
 from plasmactl.simulators.sensors import SimSafety
 from plasmactl.simulators.served_modbus import READ_HOLDING, ModbusEngine

@@ -32,6 +32,7 @@ from plasmactl.inputs import InputError
 from plasmactl.out_dir import OutDirHold, clear_session_files, ensure_out_dir, hold_out_dir
 from plasmactl.ports import SessionResult
 from plasmactl.session import run_blocking
+from plasmactl.session_files import LOG_NAME, SUMMARY_NAME
 
 __all__ = ["NOTABLE", "app", "exit_code", "load_inputs", "main"]
 
@@ -117,7 +118,7 @@ def run(
             raise InputError("--live", ["the dashboard needs a terminal (stdout is not one)"])
         ensure_out_dir(out_dir)
         hold = hold_out_dir(out_dir)  # before looking at what it holds: of two runs into one folder, one runs
-        if (out_dir / "events.jsonl").exists() and not overwrite:
+        if (out_dir / LOG_NAME).exists() and not overwrite:
             raise InputError(
                 str(out_dir), ["already holds a session's events.jsonl; choose another --out or pass --overwrite"]
             )
@@ -203,7 +204,7 @@ def run(
 
 def _read_summary(out_dir: Path) -> dict[str, Any] | None:
     try:
-        summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+        summary = json.loads((out_dir / SUMMARY_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) else None

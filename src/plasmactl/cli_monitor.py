@@ -47,7 +47,8 @@ def monitor(
     skin temperature, progress, cooling delays and the dose ledger. Read-only; q quits.
 
     Exit 0 when closed, 2 for bad input."""
-    from plasmactl.dashboard_source import LOG_NAME, NotALog, check_log
+    from plasmactl.dashboard_source import NotALog, check_log
+    from plasmactl.session_files import LOG_NAME
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if port is not None and not web:

@@ -45,7 +45,7 @@ def _out_dir(out: Path | None, overwrite: bool, recorded: Path) -> Path:
     """The replay's folder: ``--out`` (checked first, never the recorded log's), or a new temporary one."""
     from plasmactl.inputs import InputError
     from plasmactl.out_dir import ensure_out_dir
-    from plasmactl.run_log import LOG_NAME
+    from plasmactl.session_files import LOG_NAME
 
     if out is None:
         return Path(tempfile.mkdtemp(prefix="plasmactl-replay-"))

@@ -19,10 +19,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from plasmactl.session_files import REPORT_NAME
+
 EXIT_OK, EXIT_BAD_INPUT = 0, 2  # as in plasmactl.cli
 EXIT_CHAIN_BROKEN = 3  # as plasmactl verify-log
 
-REPORT_NAME = "report.html"
 RunDir = Annotated[
     Path, typer.Argument(metavar="RUN_DIR", help="A session's output folder (the one holding events.jsonl).")
 ]

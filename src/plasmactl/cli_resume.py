@@ -21,6 +21,7 @@ from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.console_format import printable
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import OutDirHold, ensure_out_dir, hold_out_dir
+from plasmactl.session_files import LOG_NAME
 
 
 def register(app: typer.Typer) -> None:
@@ -51,13 +52,13 @@ def resume(
     try:
         if out.resolve() == run_dir.resolve():
             raise InputError(str(out), ["--out is the earlier session's own folder; give a new one"])
-        if (out / "events.jsonl").exists():
+        if (out / LOG_NAME).exists():
             raise InputError(str(out), ["already holds a session's events.jsonl; choose another --out"])
         log = read_run_log(run_dir)
         plan = plan_resumption(log, rig_path=rig, faults_path=faults, seed=seed)
         ensure_out_dir(out)
         hold = hold_out_dir(out)  # then no other session writes there meanwhile (run's own rule)
-        if (out / "events.jsonl").exists():
+        if (out / LOG_NAME).exists():
             raise InputError(str(out), ["already holds a session's events.jsonl; choose another --out"])
         claim(run_dir, out)  # last: once claimed, this session is the one that continues the record
     except (InputError, LogError, ResumeRefused) as exc:

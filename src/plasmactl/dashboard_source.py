@@ -19,7 +19,6 @@ import orjson
 
 from plasmactl.regular_file import BadFile, open_regular
 
-LOG_NAME = "events.jsonl"
 CHUNK = 8 << 20  # bytes read per poll at most (a long finished log is taken in a few polls)
 
 

@@ -29,6 +29,7 @@ from plasmactl.plan import Plan
 from plasmactl.ports import Devices, SessionResult
 from plasmactl.rig import Rig
 from plasmactl.session import SessionInputs, SimulatedWorld, open_rig, run_session
+from plasmactl.session_files import LOG_NAME, SUMMARY_NAME
 
 CONTROL_TIMEOUT_S = 5.0
 # a device's silence on the real clock (a loaded host): a session that must complete is run again
@@ -252,8 +253,8 @@ class HilRunner:
             return await bounded(session, session_bound_s(inputs.plan), f"the session in {out}")
 
         result = clockmod.run(main(), virtual=self.virtual)
-        events = read_events(out / "events.jsonl")
-        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        events = read_events(out / LOG_NAME)
+        summary = json.loads((out / SUMMARY_NAME).read_text(encoding="utf-8"))
         run = HilRun(result, events, summary, out, todo)
         self.runs.append(run)
         return run
@@ -282,7 +283,7 @@ class HilRunner:
 
         async def opened() -> T:
             clock = clockmod.LoopClock()
-            log = AuditLog(out / "events.jsonl", clock)
+            log = AuditLog(out / LOG_NAME, clock)
             try:
                 async with open_rig(inputs, clock, log) as (devices, _):
                     return await check(devices)

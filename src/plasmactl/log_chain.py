@@ -21,12 +21,12 @@ from typing import Any
 import orjson
 
 from plasmactl.regular_file import LOG_LIMIT, SUMMARY_LIMIT, TOML_LIMIT, BadFile, read_regular
+from plasmactl.session_files import SUMMARY_NAME
 
 PREV_FIELD = "prev_sha256"
 GENESIS_TAG = "plasmactl audit chain v1"
 FILE_FIELDS = ("plan_file", "rig_file", "faults_file")
 ANCHOR_KEY = "log"
-SUMMARY_NAME = "summary.json"
 NO_SESSION_END = "the log ends without session_end (crash or truncation; only summary.json's anchor can tell)"
 TORN = "last line torn (ignored)"
 

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from plasmactl.inputs import InputError
+from plasmactl.session_files import SESSION_FILES
 
 
 def ensure_out_dir(path: Path, option: str = "--out") -> None:
@@ -25,11 +26,6 @@ def ensure_out_dir(path: Path, option: str = "--out") -> None:
         raise InputError(str(path), [f"{option} is not writable: {exc.strerror or exc}"]) from None
     os.close(fd)
     Path(probe).unlink()
-
-
-# What a session leaves in its folder (with what ``report`` and ``resume`` add): an --overwrite removes them
-# all first, so that no file of the earlier session stands beside the new log as if it were of it.
-SESSION_FILES = ("events.jsonl", "summary.json", "simulator.json", "report.html", "resumed_by.json")
 
 
 class OutDirHold:
@@ -70,7 +66,9 @@ def hold_out_dir(path: Path, option: str = "--out") -> OutDirHold:
 
 
 def clear_session_files(path: Path) -> None:
-    """Remove what an earlier session left in ``path`` (``--overwrite``); InputError naming what cannot go."""
+    """Remove what an earlier session left in ``path`` (``--overwrite``; with what ``report`` and ``resume``
+    add), so that no file of it stands beside the new log as if it were of it; InputError naming what cannot
+    go."""
     for name in SESSION_FILES:
         try:
             (path / name).unlink(missing_ok=True)

@@ -31,7 +31,8 @@ from plasmactl.log_chain import verify_file
 from plasmactl.plan import Plan
 from plasmactl.random_faults import Timeline, scenario, to_toml
 from plasmactl.rig import Rig, load_rig
-from plasmactl.session import SIMULATOR_RECORD, SessionInputs, run_session
+from plasmactl.session import SessionInputs, run_session
+from plasmactl.session_files import LOG_NAME, SIMULATOR_RECORD, SUMMARY_NAME
 
 # Short plans that exercise every cooling schedule: after every pulse, after a spot of two pulses 50 ms
 # apart (the periorbital pattern), three pulses per spot, a fast repetition.
@@ -151,11 +152,11 @@ def run_recorded(inputs: SessionInputs) -> Recorded:
             rc, text = exit_code(result), ""
         except Exception as exc:  # noqa: BLE001 - an escape from the session is itself a finding
             rc, text = 1, f"Traceback: {type(exc).__name__}: {exc}"
-        events = read_events(out / "events.jsonl")
-        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        events = read_events(out / LOG_NAME)
+        summary = json.loads((out / SUMMARY_NAME).read_text(encoding="utf-8"))
         record = out / SIMULATOR_RECORD
         simulator = json.loads(record.read_text(encoding="utf-8")) if record.exists() else None
-        chain_ok = verify_file(out / "events.jsonl").ok
+        chain_ok = verify_file(out / LOG_NAME).ok
     return Recorded(events, summary, simulator, rc, text, chain_ok)
 
 

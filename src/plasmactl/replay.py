@@ -32,14 +32,15 @@ from plasmactl.budget import budget_problems
 from plasmactl.events import Listener
 from plasmactl.faults import FaultScenario, check_against_plan
 from plasmactl.inputs import InputError, LoadedFile, describe_validation_error, validate
-from plasmactl.log_chain import SUMMARY_NAME, ChainReport, NotALog, read_anchor, verify_bytes
+from plasmactl.log_chain import ChainReport, NotALog, read_anchor, verify_bytes
 from plasmactl.plan import Plan
 from plasmactl.ports import SessionResult
 from plasmactl.regular_file import LOG_LIMIT, BadFile, read_regular
 from plasmactl.replay_compare import Comparison, Mode, Numbered, Tolerances, compare
 from plasmactl.rig import DEVICES, PlasmaSim, Rig, SafetySim, SpraySim, ThermometerSim
-from plasmactl.run_log import LOG_NAME, LogError
+from plasmactl.run_log import LogError
 from plasmactl.session import SessionInputs, run_blocking
+from plasmactl.session_files import LOG_NAME, SUMMARY_NAME
 from plasmactl.version import VERSION
 
 SIMULATORS: dict[str, type[PlasmaSim | SpraySim | ThermometerSim | SafetySim]] = {

@@ -31,8 +31,7 @@ from plasmactl.plan import Plan
 from plasmactl.rig import Rig, load_rig
 from plasmactl.run_log import RunLog, chain_line
 from plasmactl.session import SessionInputs
-
-CLAIM_NAME = "resumed_by.json"  # in the earlier session's folder: which session continues it
+from plasmactl.session_files import CLAIM_NAME, LOG_NAME
 
 
 class ResumeRefused(Exception):
@@ -81,7 +80,7 @@ def _read_claim(path: Path) -> dict[str, Any] | None:
 def _stale(claimed: dict[str, Any]) -> bool:
     """The claiming session left no log and its process is gone (killed before its session started)."""
     out, pid = claimed.get("out"), claimed.get("pid")
-    if not isinstance(out, str) or not isinstance(pid, int) or (Path(out) / "events.jsonl").exists():
+    if not isinstance(out, str) or not isinstance(pid, int) or (Path(out) / LOG_NAME).exists():
         return False
     try:
         os.kill(pid, 0)

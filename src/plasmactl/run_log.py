@@ -16,10 +16,9 @@ from typing import Any
 
 import orjson
 
-from plasmactl.log_chain import SUMMARY_NAME, ChainReport, NotALog, read_anchor, verify_bytes
+from plasmactl.log_chain import ChainReport, NotALog, read_anchor, verify_bytes
 from plasmactl.regular_file import LOG_LIMIT, BadFile, read_regular
-
-LOG_NAME = "events.jsonl"
+from plasmactl.session_files import LOG_NAME, SUMMARY_NAME
 
 
 class LogError(Exception):

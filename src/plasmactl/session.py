@@ -25,15 +25,14 @@ from plasmactl.controller.owner import Controller
 from plasmactl.events import AuditLog, Listener
 from plasmactl.faults import Fault, FaultScenario
 from plasmactl.inputs import LoadedFile
-from plasmactl.log_chain import ANCHOR_KEY, SUMMARY_NAME, anchor_of
+from plasmactl.log_chain import ANCHOR_KEY, anchor_of
 from plasmactl.plan import Plan
 from plasmactl.ports import DeviceError, Devices, SessionResult
 from plasmactl.rig import DEVICES, Rig
+from plasmactl.session_files import LOG_NAME, SIMULATOR_RECORD, SUMMARY_NAME
 from plasmactl.spawn import SpawnError
 from plasmactl.summary import records_of, summarize
 from plasmactl.version import VERSION
-
-SIMULATOR_RECORD = "simulator.json"
 
 
 @dataclass
@@ -235,7 +234,7 @@ async def run_session(
     # an earlier session's summary (--overwrite) must not stand beside this log as its anchor if this one is cut
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
     clock = clockmod.LoopClock()
-    log = AuditLog(out_dir / "events.jsonl", clock)
+    log = AuditLog(out_dir / LOG_NAME, clock)
     for listener in listeners:
         log.subscribe(listener)
     result = SessionResult("fault", "did not start", internal_error=True)
@@ -338,7 +337,7 @@ def _record(world: SimulatedWorld | None) -> dict[str, Any] | None:
 def write_summary(out_dir: Path, anchor: dict[str, Any] | None = None) -> dict[str, Any]:
     """summary.json from the log, with the log's anchor (``log``: records and the last line's hash) as the
     writer gives it (else as the file holds it); replaced whole, so a crash never leaves half an anchor."""
-    log = out_dir / "events.jsonl"
+    log = out_dir / LOG_NAME
     summary = summarize(records_of(log, anchor))
     summary[ANCHOR_KEY] = anchor if anchor is not None else anchor_of(log)
     tmp = out_dir / (SUMMARY_NAME + ".tmp")

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plasmactl.log_chain import ANCHOR_KEY, SUMMARY_NAME, anchor_of
+from plasmactl.log_chain import ANCHOR_KEY, anchor_of
 from plasmactl.run_log import LogError, RunLog, chain_line, malformed, read_run_log
+from plasmactl.session_files import SUMMARY_NAME
 from plasmactl.summary import summarize
 
 

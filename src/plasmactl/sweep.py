@@ -23,6 +23,7 @@ from plasmactl.limits import Caps
 from plasmactl.parallel import Progress, run_jobs
 from plasmactl.plan import Plan
 from plasmactl.rig import Rig, Skin
+from plasmactl.session_files import SUMMARY_NAME
 from plasmactl.summary import TISSUE_METRICS
 
 # Results copied from each session's summary into the CSV, in this order.
@@ -158,7 +159,7 @@ def run_combination(plan_json: str, rig_json: str, seed: int) -> dict[str, Any]:
     rig = Rig.model_validate_json(rig_json)
     with tempfile.TemporaryDirectory(prefix="plasmactl-sweep-") as tmp:
         run_blocking(SessionInputs(plan=plan, plan_file=None, rig=rig, seed=seed), Path(tmp), handle_sigint=False)
-        summary: dict[str, Any] = json.loads((Path(tmp) / "summary.json").read_text(encoding="utf-8"))
+        summary: dict[str, Any] = json.loads((Path(tmp) / SUMMARY_NAME).read_text(encoding="utf-8"))
     return summary
 
 
