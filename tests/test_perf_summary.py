@@ -7,12 +7,14 @@ time of, the simulators' status makers and the thermometer's noise drawn in bloc
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import json
 import shutil
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from plasmactl.events import AuditLog, read_events, writer_of
 from plasmactl.plan import load_plan
 from plasmactl.ports import PlasmaStatus, SafetyState, SkinReading, SprayStatus
 from plasmactl.session import SessionInputs, run_blocking, write_summary
-from plasmactl.simulators.fastinit import maker
+from plasmactl.simulators.fastinit import maker, plasma_status, safety_state, skin_reading, spray_status
 from plasmactl.simulators.sensors import NOISE_BLOCK
 from plasmactl.summary import FIELDS_READ, LEDGER_EVENTS, records_of, summarize
 
@@ -141,6 +143,35 @@ def test_makers_build_what_the_constructors_build() -> None:
         plasma(t=0.0)  # a field without a default must be given
     with pytest.raises(TypeError):
         maker(_WithPost)
+
+
+@pytest.mark.parametrize(
+    ("build", "cls"),
+    [
+        (plasma_status, PlasmaStatus),
+        (spray_status, SprayStatus),
+        (skin_reading, SkinReading),
+        (safety_state, SafetyState),
+    ],
+)
+def test_written_out_constructors_are_the_classes_own(build: Any, cls: type) -> None:
+    # the same fields in the same order with the same defaults, keywords only: a field added to or moved in
+    # ports.py fails here, not silently in a session
+    params = list(inspect.signature(build).parameters.values())
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
+    assert [p.default for p in params] == [
+        inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default for f in fields
+    ]
+    values = {f.name: (i + 0.5 if i % 2 else i % 3 == 0) for i, f in enumerate(fields)}
+    built = build(**values)
+    assert type(built) is cls and built == cls(**values) and repr(built) == repr(cls(**values))
+    assert all(getattr(built, k) is v for k, v in values.items())
+    with pytest.raises(TypeError):
+        build(**values, extra=1)
+    with pytest.raises(TypeError):
+        build()  # t has no default
 
 
 def test_noise_in_blocks_is_the_same_stream() -> None:

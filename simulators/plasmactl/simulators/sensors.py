@@ -40,6 +40,8 @@ class SimThermometer:
         self._k = -1  # index of the last computed sample
         self._filtered = self._rest()
         self._last = SkinReading(-self._period, self._filtered)
+        # the world's clock and skin are its for good: read once, not twice through the world per sample
+        self._now, self._skin = world.clock.now, world.skin
 
     def _schedule_changed(self) -> None:
         self._linked = self.w.faults.affects_link("thermometer")
@@ -51,7 +53,7 @@ class SimThermometer:
 
     def _sample(self, k: int, now: float) -> SkinReading:
         t = k * self._period
-        skin = self.w.skin
+        skin = self._skin
         # k * period may lie an ulp after now (6 * 0.1): the skin is never read ahead of the clock, or a pulse
         # starting now could no longer heat it (max(min(t, now), skin.time), without the two calls)
         at, skin_t = (t if t < now else now), skin.time
@@ -68,13 +70,16 @@ class SimThermometer:
     async def read(self) -> SkinReading:
         if self._linked:
             await self.w.link("thermometer")
-        now = self.w.clock.now()
+        now = self._now()
         k_now = math.floor((now - self._latency_s) / self._period + 1e-9)
-        if k_now > self._k:
-            start = max(self._k + 1, k_now - self.BACKFILL)
-            for k in range(start, k_now + 1):
-                fresh = self._sample(k, now)
-                self._last = self._apply_faults(fresh) if self._faulted else fresh
+        last_k = self._k
+        if k_now > last_k:
+            if k_now == last_k + 1 and not self._faulted:  # the common case: one new sample, no faults
+                self._last = self._sample(k_now, now)
+            else:
+                for k in range(max(last_k + 1, k_now - self.BACKFILL), k_now + 1):
+                    fresh = self._sample(k, now)
+                    self._last = self._apply_faults(fresh) if self._faulted else fresh
             self._k = k_now
         return self._last
 

@@ -228,7 +228,12 @@ class Layered1DSkin:
     # ------------------------------------------------------------------ queries
 
     def surface_c(self, t: float) -> float:
-        self._advance(t)
+        events = self._events
+        if (events and events[0][0] <= t) or not (t >= self._time and math.isfinite(t)):
+            self._advance(t)  # a schedule change on the way (or a bad t: its error)
+        else:  # = _advance(t) with no event on the way: one step (once per thermometer sample)
+            self._step(t - self._time)
+            self._time = t
         mode = self._mode
         t0 = self._tss_0 + float(mode.top.dot(self._z))  # float64 + float64: the same sum as floats
         return t0 + mode.surface_u * (mode.t_inf - t0) * self._half_r0
@@ -342,9 +347,11 @@ class Layered1DSkin:
 
     def _step(self, dt: float) -> None:
         if dt > 0.0:
-            key = (self._mode, dt)  # a few step lengths recur (sample period, pulse, spray): decays are kept
-            decay = self._decays.get(key)
-            if decay is None:
-                self._decays = self._decays if len(self._decays) < 512 else {}
-                decay = self._decays[key] = np.exp(self._mode.mu * dt)
-            self._z = self._z * decay
+            decay = self._decays.get((self._mode, dt))
+            self._z = self._z * (decay if decay is not None else self._decay(dt))
+
+    def _decay(self, dt: float) -> FloatArray:
+        """``exp(mu dt)`` of the current mode, kept: a few step lengths recur (sample period, pulse, spray)."""
+        self._decays = self._decays if len(self._decays) < 512 else {}
+        decay = self._decays[(self._mode, dt)] = np.exp(self._mode.mu * dt)
+        return decay
