@@ -1,7 +1,8 @@
 """Class 10 of the safety assessment: a signal at any moment of start-up never leaves the generator armed or on.
 
-``plasmactl run`` is started as a real process and sent SIGINT (or SIGTERM) at 50 moments spread from the
-process start to its first pulse. Whatever the moment: exit 130 (143 for SIGTERM), no traceback, and when a
+``plasmactl run`` is started as a real process and sent a stop signal (SIGINT, SIGTERM, SIGHUP or SIGQUIT) at
+50 moments spread from the process start to its first pulse. Whatever the moment: exit 128 + the signal's
+number (130, 143, 129, 131), no traceback, and when a
 session had begun its record is complete, every arming is followed by a disarm, and the simulated
 generator itself (the session's ``simulator.json``) ends disarmed and off.
 """
@@ -21,6 +22,7 @@ import pytest
 
 from plasmactl.events import read_events
 from plasmactl.invariants import check
+from plasmactl.stop_signals import STOP_SIGNALS
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAN = ROOT / "examples" / "plans" / "short.toml"
@@ -81,7 +83,7 @@ def _wait_for_log(log: Path, proc: subprocess.Popen[str], limit_s: float = 60.0)
 def test_a_signal_at_any_moment_of_start_up_leaves_the_generator_safe(tmp_path: Path) -> None:
     seen_sessions = 0
     for i, (anchor, delay) in enumerate(_moments(*_windows(tmp_path))):
-        sig = signal.SIGTERM if i % 5 == 4 else signal.SIGINT
+        sig = signal.SIGINT if i % 2 == 0 else STOP_SIGNALS[(i // 2) % len(STOP_SIGNALS)]  # SIGHUP, SIGQUIT too
         out = tmp_path / f"run{i:02d}"
         log = out / "events.jsonl"
         proc, started = _start(out)
@@ -137,3 +139,35 @@ def test_a_signal_after_the_session_ended_keeps_its_outcome(signals: int, code: 
     assert done.returncode == code, done.stderr
     assert "SIGTERM after the session had ended; its record is complete" in done.stderr
     assert ("complete" in done.stdout) == (code == 0)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_mid_session_ends_in_the_safe_state(tmp_path: Path, sig: signal.Signals) -> None:
+    """Only SIGINT and SIGTERM were taken: SIGHUP (a closed terminal or SSH connection) or SIGQUIT mid-session
+    killed the process by the signal's default action, exit 129/131 with no plasma_off, no disarm and no
+    session_end, the generator armed until its own watchdog. Now every stop signal ends the session through
+    the safe state, with the shell's exit code for it."""
+    out = tmp_path / "run"
+    cmd = [str(Path(sys.executable).parent / "plasmactl"), "run", str(PLAN), "--realtime", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    log = out / "events.jsonl"
+    deadline = time.time() + 60
+    while proc.poll() is None and time.time() < deadline:
+        if log.exists() and b'"pulse":2,' in log.read_bytes():
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the session ended before the signal"
+    os.kill(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, stderr
+    assert "Traceback" not in stdout + stderr
+    events = read_events(log)
+    end = events[-1]
+    assert end["event"] == "session_end" and end["outcome"] == "aborted" and end["signal"] == sig.name
+    after = [e["event"] for e in events[next(i for i, e in enumerate(events) if e["event"] == "abort") :]]
+    assert after.index("plasma_off") < after.index("plasma_disarm") < after.index("session_end")
+    simulator = json.loads((out / "simulator.json").read_text(encoding="utf-8"))
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert check(events, summary=summary, simulator=simulator, exit_code=proc.returncode) == {}
+    assert simulator["generator"] == {"armed": False, "output_on": False}

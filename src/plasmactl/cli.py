@@ -2,7 +2,7 @@
 
 Exit codes: 0 complete; 4 the plan ran to its end but some spot is not as planned (a pulse cut by a
 pause is never fired again: see the ledger in summary.json); 3 ended in a fault, trip or E-stop (safe state
-reached); 2 bad input; 130 interrupted (SIGINT), 143 terminated (SIGTERM); 1 internal error.
+reached); 2 bad input; 130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 SIGHUP, 131 SIGQUIT; 1 internal error.
 
 Conventions of every command: ``-h`` is ``--help``; bad input (a file, an argument, an output path that
 cannot be written) is refused before any work starts, with exit 2 and a message naming it, never a
@@ -33,11 +33,11 @@ from plasmactl.out_dir import OutDirHold, clear_session_files, ensure_out_dir, h
 from plasmactl.ports import SessionResult
 from plasmactl.session import run_blocking
 from plasmactl.session_files import LOG_NAME, SUMMARY_NAME
+from plasmactl.stop_signals import STOP_SIGNALS, exit_code_of
 
 __all__ = ["NOTABLE", "app", "exit_code", "load_inputs", "main"]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_SAFE_STOP, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 app = typer.Typer(
     add_completion=False,
@@ -73,7 +73,7 @@ def exit_code(result: SessionResult) -> int:
     if result.outcome == "incomplete":
         return EXIT_INCOMPLETE
     if result.outcome == "aborted" and result.cause == "operator interrupt":
-        return EXIT_TERMINATED if result.signal == "SIGTERM" else EXIT_INTERRUPTED
+        return exit_code_of(result.signal)
     return EXIT_SAFE_STOP
 
 
@@ -172,7 +172,7 @@ def run(
         raise typer.Exit(EXIT_INTERNAL) from None
     finally:
         # the session is over (its record is closed): a signal now cannot change its outcome or exit code
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         hold.release()
     code = exit_code(result)

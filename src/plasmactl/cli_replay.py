@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from plasmactl.console_format import printable
+from plasmactl.stop_signals import exit_code_of
 
 if TYPE_CHECKING:
     from plasmactl.replay_compare import Divergence
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3  # as in plasmactl.cli (3: as verify-log)
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 def register(app: typer.Typer) -> None:
@@ -124,7 +124,7 @@ def replay(
     else:
         if result.signal is not None:
             err.print(f"replay interrupted ({result.signal}); nothing compared (its log: {escape(str(out_dir))})")
-            raise typer.Exit(EXIT_TERMINATED if result.signal == "SIGTERM" else EXIT_INTERRUPTED)
+            raise typer.Exit(exit_code_of(result.signal))
     tol = Tolerances(time_ms=tolerance_ms, rel=rel_tol, abs=abs_tol)
     comparison = compare_replay(recorded, prepared, out_dir, tol)
     what = "events" if comparison.mode == "exact" else "events of the sequence (names and non-float fields)"

@@ -22,6 +22,7 @@ from plasmactl.console_format import printable
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import OutDirHold, ensure_out_dir, hold_out_dir
 from plasmactl.session_files import LOG_NAME
+from plasmactl.stop_signals import STOP_SIGNALS
 
 
 def register(app: typer.Typer) -> None:
@@ -93,7 +94,7 @@ def resume(
         with progress:
             result = run_blocking(inputs, out, realtime=realtime, listeners=(show,))
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         hold.release()
     code = exit_code(result)

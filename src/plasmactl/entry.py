@@ -1,7 +1,7 @@
 """The ``plasmactl`` console entry point: signals are taken before anything heavy is imported.
 
-Ctrl-C (SIGINT) or SIGTERM while the command line is still loading its libraries or reading its inputs
-ends the process at once with 130 or 143 and one line on stderr, never a traceback: nothing has been
+Ctrl-C (SIGINT), SIGTERM, SIGHUP or SIGQUIT while the command line is still loading its libraries or reading its inputs
+ends the process at once with 128 + the signal's number and one line on stderr, never a traceback: nothing has been
 opened yet. From the moment a session starts, the session takes them itself (an abort through the safe
 state). Only a signal in the interpreter's own start-up, before this module runs, is Python's to handle.
 """
@@ -13,6 +13,8 @@ import signal
 import sys
 from types import FrameType
 
+from plasmactl.stop_signals import STOP_SIGNALS
+
 
 def _before_any_session(signum: int, frame: FrameType | None) -> None:
     del frame
@@ -21,7 +23,7 @@ def _before_any_session(signum: int, frame: FrameType | None) -> None:
     os._exit(128 + signum)
 
 
-for _sig in (signal.SIGINT, signal.SIGTERM):
+for _sig in STOP_SIGNALS:
     signal.signal(_sig, _before_any_session)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from plasmactl.stop_signals import exit_code_of
+
 if TYPE_CHECKING:
     from plasmactl.invariants import Record
 
@@ -29,7 +31,10 @@ def outcome_and_record(
         v["internal_error"].append(f"session_end internal_error: {end.get('error')}")
     if "Traceback" in output:
         v["traceback"].append("a traceback in the output")
-    if rc is not None and outcome in EXIT_CODES and rc not in EXIT_CODES[outcome] and rc != -9:
+    expected = EXIT_CODES.get(str(outcome))
+    if outcome == "aborted" and end is not None and isinstance(end.get("signal"), str):
+        expected = {exit_code_of(end["signal"])}  # the shell's code of the signal that stopped it
+    if rc is not None and expected is not None and rc not in expected and rc != -9:
         v["exit_code"].append(f"exit {rc} for outcome {outcome}")
     if rc == 1:
         v["exit_code"].append("exit 1 (internal error)")

@@ -6,7 +6,7 @@ loop. The two share only:
 
 - the events: the session's log listener puts each event on a :class:`queue.SimpleQueue` (never blocks, no
   lock held by the controller), and the dashboard takes them a few times a second;
-- the stop requests: the ``a`` key (and SIGINT/SIGTERM, which the main thread receives) go on a second
+- the stop requests: the ``a`` key (and the stop signals, which the main thread receives) go on a second
   queue and wake the session's loop with ``loop.call_soon_threadsafe``; there the key becomes the
   controller's ``request_abort`` (reason "operator abort (dashboard)") and a signal the
   :class:`~plasmactl.session.StopRequest` of ``run``: either way the controller's one abort path, to the safe
@@ -40,7 +40,8 @@ from plasmactl.controller.owner import Controller
 from plasmactl.dashboard import ABORT_REASON, Dashboard
 from plasmactl.dashboard_source import QueueSource
 from plasmactl.ports import SessionResult
-from plasmactl.session import STOP_SIGNALS, SessionInputs, StopRequest, run_session
+from plasmactl.session import SessionInputs, StopRequest, run_session
+from plasmactl.stop_signals import STOP_SIGNALS
 
 SWITCH_INTERVAL_S = 0.001
 CLOSED_REASON = "operator abort (dashboard closed)"
@@ -171,7 +172,8 @@ def dashboard_for(session: LiveSession, *, start: bool = False) -> Dashboard:
 def run_live(inputs: SessionInputs, out_dir: Path, *, realtime: bool = False) -> SessionResult:
     """Run a session with the dashboard in this terminal; returns when both have ended (as ``run_blocking``).
 
-    SIGINT/SIGTERM stop the session as in ``run`` (the dashboard then closes by itself once it has ended);
+    The stop signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) stop the session as in ``run`` (the dashboard then
+    closes by itself once it has ended);
     the handlers stay after the session (as ``run_blocking``'s): a late signal cannot change its outcome."""
     session = LiveSession(inputs, out_dir, realtime=realtime)
     app = dashboard_for(session, start=True)

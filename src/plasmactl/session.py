@@ -31,6 +31,7 @@ from plasmactl.ports import DeviceError, Devices, SessionResult
 from plasmactl.rig import DEVICES, Rig
 from plasmactl.session_files import LOG_NAME, SIMULATOR_RECORD, SUMMARY_NAME
 from plasmactl.spawn import SpawnError
+from plasmactl.stop_signals import STOP_SIGNALS
 from plasmactl.summary import records_of, summarize
 from plasmactl.version import VERSION
 
@@ -354,13 +355,13 @@ def run_blocking(
     listeners: tuple[Listener, ...] = (),
     handle_sigint: bool = True,
 ) -> SessionResult:
-    """Run a session on a virtual-time loop (or the real clock); SIGINT/SIGTERM abort it safely."""
+    """Run a session on a virtual-time loop (or the real clock); SIGINT/SIGTERM/SIGHUP/SIGQUIT abort it safely."""
 
     async def main() -> SessionResult:
         stop = StopRequest()
         if handle_sigint:
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 loop.add_signal_handler(sig, stop.request, sig.name)
         try:
             return await run_session(inputs, out_dir, listeners=listeners, stop=stop)
@@ -385,7 +386,6 @@ def run_blocking(
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LATE_SIGNALS: list[str] = []  # signals that came after the session had ended (its record is complete)
 
 
