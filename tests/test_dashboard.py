@@ -162,7 +162,8 @@ def test_the_chart_keeps_to_its_size_and_marks_pulses_sprays_and_the_limit() -> 
 @pytest.mark.hazard("H2")
 async def test_live_abort_key_takes_the_session_to_the_safe_state(tmp_path: Path) -> None:
     out = tmp_path / "live"
-    session = LiveSession(load_inputs(FULL_FACE, None, None, 0), out)  # 1517 pulses: long enough to abort
+    # on the real clock: in virtual time the 1517 pulses can all be over before the key is taken
+    session = LiveSession(load_inputs(FULL_FACE, None, None, 0), out, realtime=True)
     app = dashboard_for(session, start=True)  # the session starts once the first frame is shown
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -222,7 +223,7 @@ async def test_ctrl_c_in_a_live_session_is_the_abort(tmp_path: Path) -> None:
     """In a terminal, Ctrl-C means stop: in ``run --live`` it takes the session to the safe state (as the
     abort key), it does not leave the dashboard with the session running."""
     out = tmp_path / "live"
-    session = LiveSession(load_inputs(FULL_FACE, None, None, 0), out)
+    session = LiveSession(load_inputs(FULL_FACE, None, None, 0), out, realtime=True)
     app = dashboard_for(session, start=True)
     try:
         async with app.run_test(size=SIZE) as pilot:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,28 @@ def test_a_claim_whose_session_never_started_is_taken_over(tmp_path: Path) -> No
     resumed = _plasmactl("resume", a, "--out", tmp_path / "b")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((a / "resumed_by.json").read_text(encoding="utf-8"))["out"] == str((tmp_path / "b").resolve())
+
+
+def test_a_session_still_running_is_not_resumed(tmp_path: Path) -> None:
+    """``resume`` of a session that was still running read its unfinished record as cut and re-treated spots
+    4-6 while that session went on to treat them (twice the plan). Its folder is held while it runs: refused."""
+    a = tmp_path / "a"
+    running = subprocess.Popen(
+        [str(PLASMACTL), "run", str(SHORT), "--realtime", "--out", str(a)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        log = a / "events.jsonl"
+        for _ in range(3000):
+            if log.exists() and b'"pulse_start"' in log.read_bytes():
+                break
+            time.sleep(0.01)
+        refused = _plasmactl("resume", a, "--out", tmp_path / "b")
+        assert running.poll() is None, "the session ended before the resume was tried"
+    finally:
+        running.wait(timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert "being written by a running plasmactl session" in refused.stderr
+    assert not (tmp_path / "b" / "events.jsonl").exists()
+    assert not (a / "resumed_by.json").exists()

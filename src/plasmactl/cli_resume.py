@@ -20,7 +20,7 @@ from plasmactl.cli_output import Output, write_json
 from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.console_format import printable
 from plasmactl.inputs import InputError
-from plasmactl.out_dir import OutDirHold, ensure_out_dir, hold_out_dir
+from plasmactl.out_dir import OutDirHold, ensure_not_in_use, ensure_out_dir, hold_out_dir
 from plasmactl.session_files import LOG_NAME
 from plasmactl.stop_signals import STOP_SIGNALS
 
@@ -53,6 +53,7 @@ def resume(
     try:
         if out.resolve() == run_dir.resolve():
             raise InputError(str(out), ["--out is the earlier session's own folder; give a new one"])
+        ensure_not_in_use(run_dir)  # a session still running: its record is not the end of anything yet
         if (out / LOG_NAME).exists():
             raise InputError(str(out), ["already holds a session's events.jsonl; choose another --out"])
         log = read_run_log(run_dir)

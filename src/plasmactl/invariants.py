@@ -178,8 +178,11 @@ def _emission(ctx: Record, v: Violations) -> None:
     lim = ctx.limits
     pause_limit = float(lim.get("max_pause_s", math.inf)) + ctx.detection_s + EPS_S
     overlong: float | None = None  # the pause already reported as too long
+    failed: dict[str, float] = {}  # each device's latest logged failure (the first of each streak is logged)
     for e in ctx.events:
         name = e.get("event")
+        if name == "comm_error" and isinstance(e.get("device"), str):
+            failed[e["device"]] = float(e["t"])
         if paused is not None and latched is None and paused != overlong and float(e["t"]) > paused + pause_limit:
             v["pause_too_long"].append(
                 f"paused since {paused:.4f}, still paused at {float(e['t']):.4f} ({e.get('event')}), over"
@@ -218,6 +221,12 @@ def _emission(ctx: Record, v: Violations) -> None:
                     v["pulse_on_unknown_input"].append(f"pulse {n}: no {device} status")
                 elif t - taken > bound + EPS_S:
                     v["pulse_on_stale_input"].append(f"pulse {n}: {device} {1000 * (t - taken):.0f} ms old")
+                elif device != "thermometer" and failed.get(device, -math.inf) > taken:
+                    # fired on a status older than a poll that got no answer: the input was unknown then (a
+                    # reading's time is its sample's, which may precede a failed read it came after: not judged)
+                    v["pulse_on_unanswered_input"].append(
+                        f"pulse {n}: {device} status of {taken:.4f}, its poll at {failed[device]:.4f} unanswered"
+                    )
             if isinstance(e.get("reservoir_ml"), int | float) and e["reservoir_ml"] <= 0.0:
                 v["pulse_on_tripping_input"].append(f"pulse {n}: reservoir empty")
             previous = ctx.starts.get(n - 1)

@@ -65,6 +65,23 @@ def hold_out_dir(path: Path, option: str = "--out") -> OutDirHold:
     return OutDirHold(fd)
 
 
+def ensure_not_in_use(path: Path, what: str = "RUN_DIR") -> None:
+    """InputError if a running session holds ``path`` (its record is still being written: ``resume`` of it
+    would treat its spots a second time, beside the session treating them). Asked of the hold itself, and let
+    go at once; a folder that cannot be opened is left to the caller's own reading of it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        why = f"{what} is being written by a running plasmactl session right now; resume it once that session ended"
+        raise InputError(str(path), [why]) from None
+    finally:
+        os.close(fd)
+
+
 def clear_session_files(path: Path) -> None:
     """Remove what an earlier session left in ``path`` (``--overwrite``; with what ``report`` and ``resume``
     add), so that no file of it stands beside the new log as if it were of it; InputError naming what cannot

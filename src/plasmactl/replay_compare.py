@@ -29,7 +29,17 @@ Numbered = tuple[int, Mapping[str, Any]]  # (1-based line in its file, the recor
 NEVER_COMPARED = frozenset({PREV_FIELD, "wall_time"})
 # left out of a sequence comparison: how many there are depends on the clock and the transport
 TIMING_EVENTS = frozenset(
-    {"reading", "comm_error", "serve_sim", "device_lease", "tissue", "tissue_summary", "tissue_error", "listener_error"}
+    {
+        "reading",
+        "comm_error",
+        "fire_held",
+        "serve_sim",
+        "device_lease",
+        "tissue",
+        "tissue_summary",
+        "tissue_error",
+        "listener_error",
+    }
 )
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "(absent)"})()
 SHOWN_CHARS = 400  # of a whole event in the divergence report

@@ -97,6 +97,11 @@ class PulseCycle(SpraySteps):
 
     # ------------------------------------------------------------------ pulse
 
+    def _tick_again(self, after_s: float) -> None:
+        """The pulse not fired now: its tick again ``after_s`` later (the same sequence, nothing else pending)."""
+        self.cancel_timers()
+        self._tick = self.c.schedule(self.c.clock.now() + after_s, Tick(self._tick_seq))
+
     async def on_tick(self, seq: int) -> None:
         c = self.c
         if seq != self._tick_seq or c.state != "armed" or c.result is not None:
@@ -112,8 +117,7 @@ class PulseCycle(SpraySteps):
                 if armed is not False:
                     await c.on_trip(armed)
                 elif c.state == "armed" and c.result is None:  # a spray poll period later (the staleness
-                    self.cancel_timers()  # guards judge a unit that stays silent)
-                    self._tick = c.schedule(c.clock.now() + c.poll_s["spray"], Tick(self._tick_seq))
+                    self._tick_again(c.poll_s["spray"])  # guards judge a unit that stays silent)
                 return
         with c.calls.within(self.window_end()), bus_priority.at(BusPriority.PULSE):
             safety_answered = await c.calls.refresh(DEVICES, by_age)
@@ -123,6 +127,16 @@ class PulseCycle(SpraySteps):
                 safety_answered = await c.calls.poll("safety")
         if not safety_answered or self.safety_age() > Caps.FIRE_SAFETY_AGE_S:
             await c.on_trip(il.safety_unanswered(None if not safety_answered else self.safety_age()))
+            return
+        silent = [d for d in DEVICES if c.calls.silent(d)]
+        if silent:  # its latest poll got no answer: what it said before is no ground to fire on (a glitch
+            # holds the pulse a poll period; a device that stays silent trips its staleness guard, then as now)
+            trip = il.first_trip(machine.GUARDS["FIRE"], c.snapshot())
+            if trip is not None:
+                await c.on_trip(trip)
+                return
+            c.log.emit("fire_held", devices=silent)
+            self._tick_again(min(c.poll_s[d] for d in silent))
             return
         spot = self.spot_idx + 1
         c.know.spot = c.ledger.facts(spot)
@@ -317,9 +331,21 @@ class PulseCycle(SpraySteps):
 
     # ------------------------------------------------------------------ the end of the plan
 
+    def delivered(self) -> bool:
+        """Nothing left to fire and nothing owed: every spot had its pulses (a cut one is never fired again),
+        the last pulse is over and its cooling done. Only then may a pause end the session as finished."""
+        know = self.c.know
+        settled = know.pulse is None or know.pulse.t_off is not None
+        return self.spot_idx >= len(self.positions) and know.pending is None and settled
+
     async def on_finish(self) -> None:
+        """The plan's end: from ``armed``, or from ``paused`` once it is :meth:`delivered` (the footswitch lifted
+        at the end is the usual way to stop). Either way the generator is disarmed and seen off first."""
         c = self.c
-        if c.state != "armed" or c.result is not None or self.spot_idx < len(self.positions):
+        paused = c.state == "paused"
+        if c.result is not None or self.spot_idx < len(self.positions):
+            return
+        if not (c.state == "armed" or (paused and self.delivered())):
             return
         await c.calls.command("plasma", c.d.plasma.disarm)
         c.log.emit("plasma_disarm", ok=True, cause="plan delivered")
@@ -330,12 +356,18 @@ class PulseCycle(SpraySteps):
             await c.on_trip(stuck)
             return
         # the E-stop as the plan ends: a press in its last moment (the owner may not have yielded since) latches
-        trip = il.estop(c.snapshot()) if await c.calls.poll("safety") else None
+        answered = await c.calls.poll("safety")
+        trip = il.estop(c.snapshot()) if answered else None
         if trip is not None and trip.rule == Rule.ESTOP:
             await c.on_trip(trip)
             return
-        c.go("disarm")
-        c.go("finish")
+        if paused:
+            if not answered:  # fail closed: a pause ends finished only on an E-stop seen released
+                return  # (still paused: it resumes or times out as any pause does)
+            c.go("finish")
+        else:
+            c.go("disarm")
+            c.go("finish")
         ledger = c.ledger.summary()
         short = ledger["spots_under_dosed"] + ledger["spots_over_dosed"] + ledger["spots_not_started"]
         if short:

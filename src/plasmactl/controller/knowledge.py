@@ -264,15 +264,15 @@ class DeviceCalls:
         """Before emission (or a resume, or a reset): poll the safety inputs (unless read within
         ``SAFETY_REUSE_S``) and the spray unit now (emission is decided on the E-stop and on the water for
         its spray as they are, not as they were at the last poll), and the devices in ``by_age`` when their
-        latest status is older than half its bound (the pulse cycle and the monitor keep those recent; a
-        thermometer read gives its latest sample).
+        latest status is older than half its bound or their latest poll failed (the pulse cycle and the monitor
+        keep those recent; a thermometer read gives its latest sample).
         False when the safety inputs did not answer: the caller must not emit on an older state of them."""
         know = self.know
         safety_ok = True
         for device in sorted(devices, key=REFRESH_ORDER.index):  # the E-stop read last: nearest the decision
             if device in by_age and device != "safety":
                 latest = {"plasma": know.plasma, "spray": know.spray, "thermometer": know.reading}[device]
-                if latest is None or self.clock.now() - latest.t > 0.5 * know.max_age_s[device]:
+                if latest is None or self.silent(device) or self.clock.now() - latest.t > 0.5 * know.max_age_s[device]:
                     await self.poll(device)
             elif device == "safety":
                 # a read sent within SAFETY_REUSE_S (the listener's, most often) is as good as a new one: the

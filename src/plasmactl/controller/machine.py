@@ -4,6 +4,8 @@ Read it top to bottom: each row is ``(trigger, from, to, guard)``. A guard names
 pass on a fresh snapshot for the transition to happen (``arm``, ``fire``, ``resume``, ``reset``); the
 machine itself re-checks it (the snapshot travels with the trigger), so a transition whose guard fails
 is refused even if a caller forgot to ask. The latched states (fault, estop) leave only by ``reset``.
+``finish`` from ``paused`` is the plan's end with the footswitch up: nothing left to fire, the last cooling
+done (the sequencer decides that, not a snapshot; ``complete`` fires nothing).
 ``docs/state-machine.md`` is generated from this table (``plasmactl diagram``) and a test fails when it
 is stale. The machine is transitions' synchronous ``Machine``: guards are pure and every action (device
 I/O) belongs to the one task that triggers it, so nothing here awaits. When the built machine has nothing
@@ -123,7 +125,7 @@ TRANSITIONS: tuple[tuple[str, str | tuple[str, ...], str, str | None], ...] = (
     ("pause",                ("idle", *ACTIVE),                               "paused",           None),
     ("resume",               "paused",                                        "armed",            "RESUME"),
     ("disarm",               "armed",                                         "idle",             None),
-    ("finish",               "idle",                                          "complete",         None),
+    ("finish",               ("idle", "paused"),                              "complete",         None),
     ("abort",                RUNNING,                                         "idle",             None),
     ("trip",                 (*RUNNING, "disconnected"),                     "fault",            None),
     ("estop_pressed",        (*RUNNING, "disconnected", "fault"),             "estop",            None),

@@ -8,6 +8,9 @@
 5. the generator disarmed (after the cooling: on a slow shared link the spray's confirmation goes first);
    a generator that did not answer is asked again once the spray is no longer waiting on the owner.
 
+A pause with the plan delivered (nothing left to fire, its last cooling done) then ends the session as the
+plan's end does (:meth:`PulseCycle.on_finish`), not at the pause's limit.
+
 A generator that has just gone silent gets one short off attempt first (its own heartbeat watchdog is
 the second layer that switches a lost link's output off): the cooling window must not be spent on it.
 """
@@ -22,7 +25,7 @@ from plasmactl.controller import interlocks as il
 from plasmactl.controller import machine, watchers
 from plasmactl.controller.cycle import DEADLINE_AFTER_S
 from plasmactl.controller.machine import LATCHED
-from plasmactl.controller.messages import Deadline
+from plasmactl.controller.messages import Deadline, Finish
 from plasmactl.controller.trips import Rule, Trip
 from plasmactl.ports import DeviceError
 
@@ -61,6 +64,8 @@ async def enter(c: Controller, trip: Trip) -> None:
         if follow is None:
             c.know.paused_since = t_trip  # the pause runs from its trip (its timeout is a timer, not a poll)
             c.schedule(t_trip + c.limits.max_pause_s + DEADLINE_AFTER_S, Deadline())
+            if c.cycle.delivered():  # the plan's end with the footswitch up: finish, as a normal end does
+                c.post(Finish())
             return
         # a cut pulse out of tolerance, or cooling missed: the pause becomes a latched fault
         if follow is not missed:  # a missed cooling's trip is recorded as soon as it is known
