@@ -29,7 +29,7 @@ from plasmactl.cli_output import NOTABLE, RED_EVENTS, JsonCommand, LogLevel, Out
 from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.console_format import describe, printable
 from plasmactl.inputs import InputError
-from plasmactl.out_dir import OutDirHold, clear_session_files, ensure_out_dir, hold_out_dir
+from plasmactl.out_dir import OutDirHold, clear_session_files, ensure_out_dir, ensure_room, hold_out_dir
 from plasmactl.ports import SessionResult
 from plasmactl.session import run_blocking
 from plasmactl.session_files import LOG_NAME, SUMMARY_NAME
@@ -117,6 +117,7 @@ def run(
         if live and not sys.stdout.isatty():
             raise InputError("--live", ["the dashboard needs a terminal (stdout is not one)"])
         ensure_out_dir(out_dir)
+        ensure_room(out_dir, inputs.plan.pulse_count)
         hold = hold_out_dir(out_dir)  # before looking at what it holds: of two runs into one folder, one runs
         if (out_dir / LOG_NAME).exists() and not overwrite:
             raise InputError(

@@ -20,7 +20,7 @@ from plasmactl.cli_output import Output, write_json
 from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.console_format import printable
 from plasmactl.inputs import InputError
-from plasmactl.out_dir import OutDirHold, ensure_not_in_use, ensure_out_dir, hold_out_dir
+from plasmactl.out_dir import OutDirHold, ensure_not_in_use, ensure_out_dir, ensure_room, hold_out_dir
 from plasmactl.session_files import LOG_NAME
 from plasmactl.stop_signals import STOP_SIGNALS
 
@@ -59,6 +59,7 @@ def resume(
         log = read_run_log(run_dir)
         plan = plan_resumption(log, rig_path=rig, faults_path=faults, seed=seed)
         ensure_out_dir(out)
+        ensure_room(out, plan.inputs.plan.pulse_count)
         hold = hold_out_dir(out)  # then no other session writes there meanwhile (run's own rule)
         if (out / LOG_NAME).exists():
             raise InputError(str(out), ["already holds a session's events.jsonl; choose another --out"])

@@ -11,6 +11,35 @@ from pathlib import Path
 from plasmactl.inputs import InputError
 from plasmactl.session_files import SESSION_FILES
 
+# What a session's folder takes per planned pulse, with room to spare: a full-face session (1517 pulses) wrote
+# 4.3 MB (the log 3.7, simulator.json 0.4, summary.json 0.2); faults, pauses and readings add records.
+RECORD_BYTES_PER_PULSE = 8192
+RECORD_BYTES_BASE = 1 << 17  # session_start, self-test, the end records, summary.json of a short plan
+
+
+def ensure_room(path: Path, pulses: int, option: str = "--out") -> None:
+    """InputError unless ``path``'s file system has room for the record of a session of ``pulses`` pulses: a
+    disk that filled up mid-session cut the log (exit 1, no session_end); one full before the start left an
+    empty log. Checked before any device is opened."""
+    need = RECORD_BYTES_BASE + RECORD_BYTES_PER_PULSE * max(0, pulses)
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return  # the write probe (ensure_out_dir) has judged the folder; a file system that cannot say is not refused
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise InputError(
+            str(path),
+            [
+                f"{option} has {_mb(free)} free; the record of this session ({pulses} pulses) needs about"
+                f" {_mb(need)}: free some space or choose another --out"
+            ],
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
+
 
 def ensure_out_dir(path: Path, option: str = "--out") -> None:
     """Create ``path`` if needed and prove a file can be written in it; InputError naming why not."""
@@ -24,8 +53,13 @@ def ensure_out_dir(path: Path, option: str = "--out") -> None:
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
     except OSError as exc:
         raise InputError(str(path), [f"{option} is not writable: {exc.strerror or exc}"]) from None
-    os.close(fd)
-    Path(probe).unlink()
+    try:
+        os.write(fd, bytes(4096))  # a file system with no room at all creates the file, then refuses its bytes
+    except OSError as exc:
+        raise InputError(str(path), [f"{option} cannot be written: {exc.strerror or exc}"]) from None
+    finally:
+        os.close(fd)
+        Path(probe).unlink()
 
 
 class OutDirHold:
@@ -111,3 +145,15 @@ def ensure_out_file(path: Path, option: str = "--write") -> None:
             path.unlink()
     except OSError as exc:
         raise InputError(str(path), [f"{option} is not writable: {exc.strerror or exc}"]) from None
+
+
+def write_whole(path: Path, text: str) -> None:
+    """``path`` replaced by ``text`` whole or not at all (a temporary file beside it, then a rename): a crash or
+    a full disk never leaves half a file; the temporary one is removed when the write fails."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

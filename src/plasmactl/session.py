@@ -26,6 +26,7 @@ from plasmactl.events import AuditLog, Listener
 from plasmactl.faults import Fault, FaultScenario
 from plasmactl.inputs import LoadedFile
 from plasmactl.log_chain import ANCHOR_KEY, anchor_of
+from plasmactl.out_dir import write_whole
 from plasmactl.plan import Plan
 from plasmactl.ports import DeviceError, Devices, SessionResult
 from plasmactl.rig import DEVICES, Rig
@@ -295,8 +296,8 @@ async def run_session(
             emit_session_end(log, result, error, clock)
         log.close()
         write_summary(out_dir, anchor=log.anchor)
-        if record is not None:
-            (out_dir / SIMULATOR_RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
+        if record is not None:  # whole or not at all, as the summary (a full disk left it at 0 bytes)
+            write_whole(out_dir / SIMULATOR_RECORD, json.dumps(record) + "\n")
     return result
 
 
@@ -341,9 +342,7 @@ def write_summary(out_dir: Path, anchor: dict[str, Any] | None = None) -> dict[s
     log = out_dir / LOG_NAME
     summary = summarize(records_of(log, anchor))
     summary[ANCHOR_KEY] = anchor if anchor is not None else anchor_of(log)
-    tmp = out_dir / (SUMMARY_NAME + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out_dir / SUMMARY_NAME)
+    write_whole(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
