@@ -45,3 +45,19 @@ def test_cut_pulse_delivers_its_fraction() -> None:
     rec.spray(0.02, 0.17)
     rec.finish()
     assert abs(emitted[0]["energy_j"] - 0.005) < 1e-12
+
+
+def test_a_spray_or_pulse_stopped_as_it_began_is_none() -> None:
+    """A spray stopped at its opening (the session ending as a slow valve opened) reached the physics as a
+    zero-length spray: ``tissue_error`` "need a finite t_open < t_close", and no tissue results for exactly the
+    session whose cooling failed. The same for a pulse cut as it began."""
+    emitted: list[dict[str, Any]] = []
+    rec = TissueRecorder(Skin(), SPOT, emitted.append)
+    rec.pulse(1, 0.0, 0.005, 0.005)
+    rec.spray(0.14, 0.29)
+    rec.stop_spray(0.14)
+    rec.pulse(2, 1.0, 1.005, 0.005)
+    rec.cut_pulse(1.0)
+    summary = rec.finish()
+    assert summary["spots"] == 1
+    assert emitted[0]["spray_delay_ms"] is None  # no water reached the spot

@@ -82,6 +82,8 @@ class TissueRecorder:
                 full = p[1] - p[0]
                 p[2] = p[2] * max(0.0, t - p[0]) / full if full > 0 else 0.0
                 p[1] = max(t, p[0])
+                if p[1] <= p[0]:  # cut as it started: nothing delivered (and no zero-length pulse for the physics)
+                    self._group.pulses.pop()
 
     def spray(self, t_open: float, t_close: float) -> None:
         if self._group.pulses:
@@ -91,6 +93,8 @@ class TissueRecorder:
         if self._group.sprays:
             s = self._group.sprays[-1]
             s[1] = max(s[0], min(s[1], t))
+            if s[1] <= s[0]:  # stopped as it opened (the session ending): no water, and the physics takes none
+                self._group.sprays.pop()
 
     # ---------------------------------------------------------------- results
 
