@@ -161,3 +161,26 @@ def test_run_console_shows_a_huge_fault_reading_in_significant_figures(tmp_path:
     readings = [line for line in ran.stdout.splitlines() if " reading " in line and "skin_c=1e+300" in line]
     assert readings, ran.stdout[-2000:]
     assert all(len(line) < 200 for line in readings)
+
+
+@pytest.mark.subprocess
+def test_a_console_that_cannot_show_a_name_gets_it_escaped(tmp_path: Path) -> None:
+    """A plan named in another script, on a console whose encoding cannot show it (PYTHONIOENCODING=ascii, a
+    C locale's terminal): a UnicodeEncodeError traceback and exit 1 before anything started. Now escaped."""
+    root = Path(__file__).resolve().parents[1]
+    short = (root / "examples" / "plans" / "short.toml").read_text(encoding="utf-8")
+    plan = tmp_path / "u.toml"
+    body = "\n".join(line for line in short.splitlines() if not line.startswith("name = "))
+    plan.write_text('name = "平面 ✓ é"\n' + body + "\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for args in (["check", str(plan)], ["run", str(plan), "--out", str(tmp_path / "out")]):
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "plasmactl"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stdout + done.stderr
+        assert "\\u5e73\\u9762" in done.stdout + done.stderr

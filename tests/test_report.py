@@ -386,3 +386,14 @@ def test_an_unwritable_target_exits_2(command: str, complete: Path, tmp_path: Pa
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: cannot write {run / name}") and "Traceback" not in result.output
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_control_characters_in_text_are_shown_as_escapes() -> None:
+    """A plan named "t\\x00\\x1b[31mRED\\u202e" put raw NUL, ESC and a right-to-left override into the report's
+    title and heading (the rig table escaped them)."""
+    from plasmactl.report_html import esc
+
+    shown = esc("t\x00\x1b[31mRED\u202e <b>")
+    assert shown == "t\\x00\\x1b[31mRED\\u202e &lt;b&gt;"
+    assert all(c.isprintable() for c in shown)
+    assert esc("two\nlines\tand a tab") == "two\nlines\tand a tab"  # layout characters stay

@@ -110,3 +110,11 @@ def test_an_unreachable_dask_scheduler_is_bad_input_said_soon(tmp_path: Path, co
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"--dask-scheduler {address}: cannot connect" in result.output
     assert took < 20  # dask's own default waits 30 s
+
+
+def test_a_whole_number_field_refuses_a_fraction() -> None:
+    """``--vary pulses_per_spot=2.9`` ran 2 pulses per spot while the CSV row said 2.9."""
+    plan, _ = load_plan(str(EXAMPLES / "plans" / "short.toml"))
+    with pytest.raises(InputError, match=r"pulses_per_spot: takes whole numbers, not 2\.9"):
+        parse_axes(["pulses_per_spot=1,2.9"], plan)
+    assert parse_axes(["pulses_per_spot=1:3:1"], plan)[0].values == (1.0, 2.0, 3.0)

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
 
 def probe(
-    rig: Annotated[Path, typer.Argument(help="Rig file (TOML); a [serve] section is served for the probe.")],
+    rig: Annotated[Path, typer.Argument(help="Rig file (TOML); a \\[serve] section is served for the probe.")],
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object on stdout, the table on stderr.")
     ] = False,

@@ -30,6 +30,12 @@ for _sig in STOP_SIGNALS:
 def main() -> None:
     from plasmactl import stdout_guard
 
+    # a console that cannot show a character (PYTHONIOENCODING=ascii, a C locale's terminal) gets it escaped:
+    # a plan named in another script ended the command with a UnicodeEncodeError traceback before it started
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     guard = stdout_guard.install()  # before any output: a closed pipe must not end a session (see the module)
     from plasmactl.cli import main as cli_main
 

@@ -37,8 +37,12 @@ _HTTP = re.compile(r"(h)(t)(tp)", re.IGNORECASE)
 
 
 def esc(value: object) -> str:
-    """Text for the page: escaped, and never a literal ``http``."""
-    text = html.escape(str(value), quote=True)
+    """Text for the page: escaped, control and direction characters (NUL, ESC, a right-to-left override in a
+    plan's name) written as escapes as the console shows them, and never a literal ``http``."""
+    raw = str(value)
+    if not raw.isprintable():
+        raw = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in raw)
+    text = html.escape(raw, quote=True)
     return _HTTP.sub(lambda m: f"{m[1]}&#{ord(m[2])};{m[3]}", text)
 
 

@@ -109,7 +109,12 @@ def parse_axes(specs: Sequence[str], plan: Plan) -> list[Axis]:
             problems.append(f"--vary {spec!r}: use NAME=start:stop:step or NAME=v1,v2")
             continue
         try:
-            axes.append(Axis(name, resolve(name, plan), parse_values(text)))
+            axis = Axis(name, resolve(name, plan), parse_values(text))
+            if axis.target.startswith("plan:") and _is_whole(plan.model_dump(), axis.target[5:]):
+                fractional = [v for v in axis.values if v != int(v)]
+                if fractional:  # was run truncated (2.9 pulses per spot ran 2) under the value given
+                    raise ValueError(f"takes whole numbers, not {', '.join(f'{v:g}' for v in fractional)}")
+            axes.append(axis)
         except ValueError as exc:
             problems.append(f"--vary {name}: {exc}")
     if len({a.name for a in axes}) != len(axes):
@@ -122,6 +127,14 @@ def parse_axes(specs: Sequence[str], plan: Plan) -> list[Axis]:
     if problems:
         raise InputError("command line", problems)
     return axes
+
+
+def _is_whole(data: dict[str, Any], dotted: str) -> bool:
+    """Whether the plan field at ``dotted`` is an integer one."""
+    node: Any = data
+    for key in dotted.split("."):
+        node = node[key]
+    return isinstance(node, int) and not isinstance(node, bool)
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: float) -> None:
