@@ -58,8 +58,8 @@ def _consistent_limits(field: str, value: float) -> dict[str, float]:
     """Limits kwargs with ``field = value`` plus whatever keeps the other cross-field rules satisfied."""
     kwargs = {field: value}
     if field == "plausible_max_c":
-        # plausible_min_c and skin_temp_max_c must both lie below plausible_max_c
-        kwargs.update(plausible_min_c=Caps.PLAUSIBLE_MIN_C, skin_temp_max_c=Caps.PLAUSIBLE_MIN_C)
+        # plausible_min_c < skin_temp_max_c < plausible_max_c
+        kwargs.update(plausible_min_c=Caps.PLAUSIBLE_MIN_C, skin_temp_max_c=(Caps.PLAUSIBLE_MIN_C + value) / 2)
     return kwargs
 
 
@@ -99,8 +99,9 @@ def test_value_above_cap_is_rejected(field: str, data: st.DataObject) -> None:
 @given(data=st.data())
 def test_value_within_cap_becomes_effective_limit(field: str, data: st.DataObject) -> None:
     cap = CAPPED[field]
-    # plausible_max_c can only be consistent above the lowest allowed plausible_min_c
-    low = Caps.PLAUSIBLE_MIN_C if field == "plausible_max_c" else 0.0
+    # plausible_max_c, and skin_temp_max_c, can only be consistent above the lowest allowed plausible_min_c
+    # (plausible_max_c a little above it: skin_temp_max_c must fit between the two)
+    low = {"plausible_max_c": Caps.PLAUSIBLE_MIN_C + 0.1, "skin_temp_max_c": Caps.PLAUSIBLE_MIN_C}.get(field, 0.0)
     value = data.draw(st.floats(min_value=low, max_value=cap, exclude_min=True), label=field)
     lim = Limits(**_consistent_limits(field, value))
     assert getattr(lim, field) == value

@@ -37,6 +37,7 @@ from plasmactl.rig import (
     TCP_ONE_WAY_MS,
     ModbusRtu,
     ModbusTcp,
+    PlasmaSim,
     Rig,
     SerialLine,
     SpraySim,
@@ -251,6 +252,7 @@ def budget_problems(plan: Plan, rig: Rig) -> list[str]:
             f" the first pulse it cools ({b.explain()} ms; {what}), not inside limits.max_cooling_delay_ms ="
             f" {b.window_ms:g}: a healthy session would fault at random; {change}"
         )
+    problems.extend(_simulated_device_problems(plan, rig))
     oldest_ms = reading_age_ms(rig)
     bound_ms = rig.max_age_s("thermometer", plan.limits.reading_max_age_ms) * 1000.0
     if oldest_ms >= bound_ms:
@@ -259,6 +261,34 @@ def budget_problems(plan: Plan, rig: Rig) -> list[str]:
             f" and one call), not below its bound {bound_ms:g} ms (limits.reading_max_age_ms or"
             " thermometer.max_age_ms): the session would stop at thermometer_stale with a healthy sensor"
         )
+    return problems
+
+
+# A plan whose healthy pulses would trip this often is refused: the session would fault at random.
+RANDOM_TRIPS_REFUSED = 0.05  # expected trips over the whole plan
+
+
+def _simulated_device_problems(plan: Plan, rig: Rig) -> list[str]:
+    """What the simulated devices' own settings make impossible: no spray that counts as cooling, or a
+    tolerance narrower than the generator's own spread (both fail on the first pulses, with no fault)."""
+    problems: list[str] = []
+    lim = plan.limits
+    if isinstance(rig.spray, SpraySim) and rig.spray.flow_ml_s < lim.min_spray_flow_ml_s:
+        problems.append(
+            f"spray.flow_ml_s = {rig.spray.flow_ml_s:g} is below limits.min_spray_flow_ml_s ="
+            f" {lim.min_spray_flow_ml_s:g}: no spray would count as cooling, and the first pulse would fault"
+        )
+    if isinstance(rig.plasma, PlasmaSim) and rig.plasma.energy_noise_pct > 0:
+        z = lim.energy_tolerance_pct / rig.plasma.energy_noise_pct
+        per_pulse = math.erfc(z / math.sqrt(2.0))  # a normal spread outside +-tolerance
+        expected = per_pulse * plan.pulse_count
+        if expected >= RANDOM_TRIPS_REFUSED:
+            problems.append(
+                f"limits.energy_tolerance_pct = {lim.energy_tolerance_pct:g} is {z:.2g} times the simulated"
+                f" generator's energy spread (plasma.energy_noise_pct = {rig.plasma.energy_noise_pct:g}, 1 sd):"
+                f" {per_pulse:.2%} of healthy pulses would trip, about {expected:.3g} in this plan; widen the"
+                " tolerance"
+            )
     return problems
 
 

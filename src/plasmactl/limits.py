@@ -122,6 +122,11 @@ class Limits(BaseModel):
             raise ValueError("tip_min_mm must be below tip_max_mm")
         if self.plausible_min_c >= self.plausible_max_c:
             raise ValueError("plausible_min_c must be below plausible_max_c")
+        if self.skin_temp_max_c <= self.plausible_min_c:
+            raise ValueError(
+                f"skin_temp_max_c = {self.skin_temp_max_c:g} must be above plausible_min_c ="
+                f" {self.plausible_min_c:g}: every plausible reading would be over the limit"
+            )
         if self.skin_temp_max_c >= self.plausible_max_c:
             raise ValueError(
                 f"skin_temp_max_c = {self.skin_temp_max_c:g} must be below plausible_max_c ="
