@@ -115,8 +115,10 @@ def test_ctrl_c_reaches_the_controller_not_the_server(
     assert "abort" in names
     offs = [e for e in events if e["event"] == "plasma_off"]
     disarms = [e for e in events if e["event"] == "plasma_disarm"]
-    assert offs and all(e["ok"] for e in offs), offs  # the devices were there to confirm it
-    assert disarms and all(e["ok"] for e in disarms), disarms
+    # the devices were there to confirm it (on a saturated host a first attempt may time out, and is retried:
+    # a server Ctrl-C had reached would answer none)
+    assert offs and offs[-1]["ok"], offs
+    assert disarms and disarms[-1]["ok"], disarms
     assert events[-1]["event"] == "session_end" and events[-1]["outcome"] == "aborted"
     deadline = time.monotonic() + 5.0
     while _alive(server) and time.monotonic() < deadline:
