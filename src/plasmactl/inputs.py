@@ -67,6 +67,7 @@ def read_toml(path: str | Path, kind: str | None = None) -> LoadedFile:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark (some editors write one) was "Invalid statement"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -112,12 +112,16 @@ class Limits(BaseModel):
         for name, cap in upper.items():
             value = getattr(self, name)
             if value > cap:
-                raise ValueError(f"{name} = {value:g} exceeds the hard cap {cap:g} (a plan may only tighten limits)")
+                raise ValueError(
+                    f"{name} = {_exact(value)} exceeds the hard cap {cap:g} (a plan may only tighten limits)"
+                )
         lower = {"plausible_min_c": Caps.PLAUSIBLE_MIN_C, "min_spray_flow_ml_s": Caps.MIN_SPRAY_FLOW_ML_S}
         for name, floor in lower.items():
             value = getattr(self, name)
             if value < floor:
-                raise ValueError(f"{name} = {value:g} is below the hard cap {floor:g} (a plan may only tighten limits)")
+                raise ValueError(
+                    f"{name} = {_exact(value)} is below the hard cap {floor:g} (a plan may only tighten limits)"
+                )
         if self.tip_min_mm >= self.tip_max_mm:
             raise ValueError("tip_min_mm must be below tip_max_mm")
         if self.plausible_min_c >= self.plausible_max_c:
@@ -177,3 +181,9 @@ class Limits(BaseModel):
 
 # The software pulse bound never comes closer than this to a pulse's normal end (polling resolution).
 PULSE_END_SLACK_S: Final = 0.0005
+
+
+def _exact(value: float) -> str:
+    """``value`` short, unless that would hide why it is refused (1000.0000001 shown as "1000" over a cap of 1000)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)

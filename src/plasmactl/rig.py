@@ -6,6 +6,7 @@ error, never ignored: a typo must not silently swap a real device for a simulate
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import BeforeValidator, Field, model_validator
@@ -303,4 +304,6 @@ def load_rig(path: str | None) -> tuple[Rig, LoadedFile | None]:
             loaded.path,
             [f"names no device (none of [{'], ['.join(DEVICES)}]); leave --rig out for the in-process simulators"],
         )
+    if "name" not in loaded.data:  # not "in-process simulators (default)" for a rig file of its own
+        rig = rig.model_copy(update={"name": Path(path).stem})
     return rig, loaded
