@@ -7,7 +7,10 @@ a worker process on the same interpreter and libraries), alternating the two so 
 the machines are shared, so "no slower" is judged by the ratio of the two measured in the same run, not by a
 figure from another day. ``--baseline none`` skips it (e.g. in a copy without git history).
 
-Run: .venv/bin/python benchmarks/full_face_virtual.py [--runs N] [--baseline REV|none]
+One session on each side is run first and not counted (``--warmup``): a process's first session also imports
+and compiles what it needs.
+
+Run: .venv/bin/python benchmarks/full_face_virtual.py [--runs N] [--warmup N] [--baseline REV|none]
 """
 
 from __future__ import annotations
@@ -113,6 +116,9 @@ def _stats(label: str, ratios: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="sessions run first on each side and not counted (imports, first calls)"
+    )
     parser.add_argument("--plan", default=str(ROOT / PLAN))
     parser.add_argument("--baseline", default=PRE_REDESIGN, help="a commit to compare with, or 'none'")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -133,6 +139,7 @@ def main() -> None:
             else:
                 baseline = Baseline(Path(tmp))
         try:
+            _warm_up(args.plan, args.warmup, baseline)
             mine, base = _measure(args.plan, args.runs, baseline)
         finally:
             if baseline is not None:
@@ -145,6 +152,15 @@ def main() -> None:
             f"this checkout / baseline {args.baseline}: median {statistics.median(mine) / statistics.median(base):.2f}x"
             f" (run by run: median {statistics.median(pairs):.2f}x, worst {min(pairs):.2f}x)"
         )
+
+
+def _warm_up(plan: str, sessions: int, baseline: Baseline | None) -> None:
+    """Sessions not counted, on each side: the first session of a process also imports and compiles what the
+    session needs (with PYTHONDONTWRITEBYTECODE=1, as on these machines, nothing is cached between runs)."""
+    for i in range(sessions):
+        w = one_session(plan, 1000 + i)
+        b = baseline.run(1000 + i) if baseline is not None else None
+        print(f"(warm-up {i + 1}: checkout {w['wall_s']:.2f} s" + (f", baseline {b['wall_s']:.2f} s)" if b else ")"))
 
 
 def _measure(plan: str, runs: int, baseline: Baseline | None) -> tuple[list[float], list[float]]:
