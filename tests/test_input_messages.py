@@ -48,3 +48,14 @@ def test_a_window_too_short_is_not_answered_with_what_the_plan_already_does(tmp_
     assert result.exit_code == 2
     assert "every spray would miss its window" in all_output(result)
     assert "cool after every pulse" not in all_output(result)  # the short plan cools after every pulse already
+
+
+def test_check_says_a_wire_fault_is_silence_on_the_in_process_rig(tmp_path: Path) -> None:
+    faults = tmp_path / "f.toml"
+    faults.write_text('[[fault]]\ndevice = "link"\nkind = "garbage"\ntarget = "spray"\nat_s = 1.0\n', encoding="utf-8")
+    plain = invoke(["check", str(SHORT), "--faults", str(faults)])
+    assert plain.exit_code == 0 and "link fault kind(s) garbage act on a wire" in all_output(plain)
+    served = invoke(
+        ["check", str(SHORT), "--faults", str(faults), "--rig", str(EXAMPLES / "rigs" / "sim-tcp-inprocess.toml")]
+    )
+    assert served.exit_code == 0 and "act on a wire" not in all_output(served)

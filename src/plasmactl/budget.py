@@ -237,9 +237,8 @@ def budget_problems(plan: Plan, rig: Rig) -> list[str]:
     b = cooling_budget(plan, rig)
     what = "valve latency included" if b.valve_known else "the valve's latency not yet included"
     change = (
-        ("cool after every pulse, " if plan.cooling.when == "spot" else "")
-        + "shorten pulse.interval_s or cooling.delay_ms, or use a faster link (baud) or one link per device"
-    )
+        "cool after every pulse, " if plan.cooling.when == "spot" else ""
+    ) + "shorten pulse.interval_s or cooling.delay_ms, or use a faster link (baud) or one link per device"
     if b.earliest_water_ms >= b.window_ms:
         problems.append(
             f"the earliest a spray can put water on the skin is {b.earliest_water_ms:.1f} ms after the end of the"

@@ -36,11 +36,24 @@ def check(
     except InputError as exc:
         raise output.bad_input(exc) from None
     budget = cooling_budget(inputs.plan, inputs.rig)
-    lines = [plan_line(inputs), pulse_bound_line(inputs), budget_line(budget)]
+    lines = [plan_line(inputs), pulse_bound_line(inputs), budget_line(budget), *fault_warnings(inputs)]
     for line in lines:
         output.final(line, markup=False)
     if json_output:
         write_json({"ok": True, "problems": [], **check_facts(inputs, budget), "lines": lines})
+
+
+def fault_warnings(inputs: SessionInputs) -> list[str]:
+    """Faults the rig cannot make happen as written: a wire fault on in-process simulators is only silence."""
+    if not inputs.rig.all_simulated:
+        return []
+    wire = sorted({f.kind for f in inputs.faults.fault if f.device == "link" and f.kind != "timeout"})
+    if not wire:
+        return []
+    return [
+        f"warning: link fault kind(s) {', '.join(wire)} act on a wire; this rig's in-process simulators have none"
+        " and make them silence (as timeout): use a served rig (e.g. examples/rigs/sim-tcp-inprocess.toml)"
+    ]
 
 
 def plan_line(inputs: SessionInputs) -> str:
