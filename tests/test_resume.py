@@ -202,3 +202,14 @@ def test_a_session_still_running_is_not_resumed(tmp_path: Path) -> None:
     assert "being written by a running plasmactl session" in refused.stderr
     assert not (tmp_path / "b" / "events.jsonl").exists()
     assert not (a / "resumed_by.json").exists()
+
+
+def test_resume_takes_quiet_as_run_does(tmp_path: Path) -> None:
+    faults = _faults(tmp_path, '[[fault]]\ndevice = "spray"\nkind = "valve_stuck_closed"\nafter_pulses = 1\n')
+    a = tmp_path / "a"
+    assert _plasmactl("run", SHORT, "--faults", faults, "--out", a, "-q").returncode == 3
+    done = _plasmactl("resume", a, "--out", tmp_path / "b", "-q")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [done.stderr.strip().splitlines()[-1]]  # the final line only
+    assert "session complete" in done.stderr

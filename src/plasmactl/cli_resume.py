@@ -41,6 +41,9 @@ def resume(
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the simulated devices.")] = 0,
     realtime: Annotated[bool, typer.Option(help="Run on the real clock instead of virtual time.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout; text on stderr.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and the final line, on stderr; no progress.")
+    ] = False,
 ) -> None:
     """Continue a plan after a session that ended early: only the spots its record shows untouched."""
     from plasmactl.cli import exit_code
@@ -48,7 +51,7 @@ def resume(
     from plasmactl.run_log import LogError, read_run_log
     from plasmactl.session import run_blocking
 
-    output = Output(json_mode=json_output)
+    output = Output(json_mode=json_output, quiet=quiet)
     hold: OutDirHold | None = None
     try:
         if out.resolve() == run_dir.resolve():
@@ -89,6 +92,7 @@ def resume(
         total=plan_now.pulse_count,
         shown_total=plan_now.spots.count,
         session_time=True,
+        enabled=not quiet,
     )
     show = follow_spots(progress)
 
