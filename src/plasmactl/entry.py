@@ -1,9 +1,10 @@
 """The ``plasmactl`` console entry point: signals are taken before anything heavy is imported.
 
-Ctrl-C (SIGINT), SIGTERM, SIGHUP or SIGQUIT while the command line is still loading its libraries or reading its inputs
-ends the process at once with 128 + the signal's number and one line on stderr, never a traceback: nothing has been
-opened yet. From the moment a session starts, the session takes them itself (an abort through the safe
-state). Only a signal in the interpreter's own start-up, before this module runs, is Python's to handle.
+Ctrl-C (SIGINT), SIGTERM, SIGHUP or SIGQUIT while the command line is still loading its libraries or
+reading its inputs ends the process at once with 128 + the signal's number and one line on stderr, never a
+traceback: nothing has been opened yet. From the moment a session starts, the session takes them itself (an
+abort through the safe state). Only a signal in the interpreter's own start-up, before this module runs, is
+Python's to handle.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def ensure_room(path: Path, pulses: int, option: str = "--out") -> None:
     try:
         st = os.statvfs(path)
     except OSError:
-        return  # the write probe (ensure_out_dir) has judged the folder; a file system that cannot say is not refused
+        return  # the write probe (ensure_out_dir) judged the folder; a file system that cannot say is not refused
     free = st.f_bavail * st.f_frsize
     if free < need:
         raise InputError(
@@ -89,14 +89,21 @@ def hold_out_dir(path: Path, option: str = "--out") -> OutDirHold:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
         raise InputError(str(path), [f"{option} cannot be opened: {exc.strerror or exc}"]) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    if not _flock_now(fd):
         os.close(fd)
         raise InputError(
             str(path), [f"{option} is in use by another plasmactl session right now; choose another --out"]
         ) from None
     return OutDirHold(fd)
+
+
+def _flock_now(fd: int) -> bool:
+    """The folder's session hold taken (False: another session has it), without waiting."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 def ensure_not_in_use(path: Path, what: str = "RUN_DIR") -> None:
@@ -108,12 +115,12 @@ def ensure_not_in_use(path: Path, what: str = "RUN_DIR") -> None:
     except OSError:
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        why = f"{what} is being written by a running plasmactl session right now; resume it once that session ended"
-        raise InputError(str(path), [why]) from None
+        free = _flock_now(fd)
     finally:
         os.close(fd)
+    if not free:
+        why = f"{what} is being written by a running plasmactl session right now; resume it once that session ended"
+        raise InputError(str(path), [why])
 
 
 def clear_session_files(path: Path) -> None:

@@ -17,7 +17,4 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 def exit_code_of(name: str | None) -> int:
     """The exit code of a session stopped by the signal ``name`` (SIGINT's when no name is known)."""
-    try:
-        return 128 + int(signal.Signals[name]) if name else 128 + int(signal.SIGINT)
-    except KeyError:
-        return 128 + int(signal.SIGINT)
+    return 128 + int(signal.Signals.__members__.get(name or "", signal.SIGINT))

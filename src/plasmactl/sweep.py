@@ -129,21 +129,24 @@ def parse_axes(specs: Sequence[str], plan: Plan) -> list[Axis]:
     return axes
 
 
-def _is_whole(data: dict[str, Any], dotted: str) -> bool:
-    """Whether the plan field at ``dotted`` is an integer one."""
-    node: Any = data
-    for key in dotted.split("."):
-        node = node[key]
-    return isinstance(node, int) and not isinstance(node, bool)
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: float) -> None:
+def _parent(data: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
+    """The table holding the field at ``dotted``, and the field's name in it."""
     *parents, leaf = dotted.split(".")
     node = data
     for key in parents:
         node = node[key]
-    current = node[leaf]
-    node[leaf] = int(value) if isinstance(current, int) and not isinstance(current, bool) else value
+    return node, leaf
+
+
+def _is_whole(data: dict[str, Any], dotted: str) -> bool:
+    """Whether the plan field at ``dotted`` is an integer one."""
+    node, leaf = _parent(data, dotted)
+    return isinstance(node[leaf], int) and not isinstance(node[leaf], bool)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: float) -> None:
+    node, leaf = _parent(data, dotted)
+    node[leaf] = int(value) if _is_whole(data, dotted) else value
 
 
 def combination_inputs(plan: Plan, rig: Rig, axes: Sequence[Axis], values: Sequence[float]) -> tuple[Plan, Rig]:

@@ -343,9 +343,8 @@ class PulseCycle(SpraySteps):
         at the end is the usual way to stop). Either way the generator is disarmed and seen off first."""
         c = self.c
         paused = c.state == "paused"
-        if c.result is not None or self.spot_idx < len(self.positions):
-            return
-        if not (c.state == "armed" or (paused and self.delivered())):
+        ended = self.delivered() if paused else c.state == "armed" and self.spot_idx >= len(self.positions)
+        if c.result is not None or not ended:
             return
         await c.calls.command("plasma", c.d.plasma.disarm)
         c.log.emit("plasma_disarm", ok=True, cause="plan delivered")
