@@ -26,6 +26,7 @@ from rich.markup import escape
 from plasmactl import cli_check, cli_monitor, cli_replay, cli_report, cli_resume, cli_sweep, cli_tools
 from plasmactl.cli_inputs import load_inputs
 from plasmactl.cli_output import NOTABLE, RED_EVENTS, JsonCommand, LogLevel, Output, console_level, write_json
+from plasmactl.cli_paths import folder
 from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.console_format import describe, printable
 from plasmactl.inputs import InputError
@@ -82,7 +83,7 @@ def run(
     plan: Annotated[Path, typer.Argument(help="Plan file (TOML).")],
     rig: Annotated[Path | None, typer.Option(help="Rig file (TOML); default: in-process simulators.")] = None,
     faults: Annotated[Path | None, typer.Option(help="Fault scenario (TOML).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default out/<plan>-<time>).")] = None,
+    out: Annotated[Path | None, typer.Option(parser=folder, help="Output folder (default out/<plan>-<time>).")] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the simulated devices.")] = 0,
     realtime: Annotated[bool, typer.Option(help="Run on the real clock instead of virtual time.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Allow an --out folder that already holds a log.")] = False,

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from plasmactl.cli_output import Output
+from plasmactl.cli_paths import folder
 from plasmactl.cli_progress import reporter
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import ensure_out_dir
@@ -26,7 +27,9 @@ def register(app: typer.Typer) -> None:
 
 def campaign(
     transport: Annotated[str, typer.Option(help="inprocess, tcp, or both: inprocess,tcp.")] = "inprocess,tcp",
-    out: Annotated[Path, typer.Option(help="Folder for campaign.csv and campaign.md.")] = Path("out/campaign"),
+    out: Annotated[Path, typer.Option(parser=folder, help="Folder for campaign.csv and campaign.md.")] = Path(
+        "out/campaign"
+    ),
     workers: Annotated[int | None, typer.Option(min=1, help="Local processes (default: all cores).")] = None,
     dask_scheduler: Annotated[
         str | None, typer.Option("--dask-scheduler", help="Run on a dask.distributed cluster at this address.")

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from plasmactl.cli_paths import folder
 from plasmactl.console_format import printable
 from plasmactl.stop_signals import exit_code_of
 
@@ -64,7 +65,7 @@ def replay(
         typer.Argument(metavar="RUN_DIR/events.jsonl", help="A recorded session's log (or its output folder)."),
     ],
     out: Annotated[
-        Path | None, typer.Option(help="Folder for the replay's log (kept); default: a new temp folder.")
+        Path | None, typer.Option(parser=folder, help="Folder for the replay's log (kept); default: a new temp folder.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow an --out folder that already holds a log.")] = False,
     tolerance_ms: Annotated[

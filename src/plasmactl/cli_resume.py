@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 
 from plasmactl.cli_output import Output, write_json
+from plasmactl.cli_paths import folder
 from plasmactl.cli_progress import follow_spots, reporter
 from plasmactl.console_format import printable
 from plasmactl.inputs import InputError
@@ -33,7 +34,7 @@ def resume(
     run_dir: Annotated[
         Path, typer.Argument(metavar="RUN_DIR", help="The earlier session's output folder (holding events.jsonl).")
     ],
-    out: Annotated[Path, typer.Option(help="Output folder of the new session (must not hold a log).")],
+    out: Annotated[Path, typer.Option(parser=folder, help="Output folder of the new session (must not hold a log).")],
     rig: Annotated[
         Path | None, typer.Option(help="Rig file (TOML); default: the one the earlier session used.")
     ] = None,

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from plasmactl.cli_inputs import load_inputs
 from plasmactl.cli_output import Output
+from plasmactl.cli_paths import folder
 from plasmactl.cli_progress import reporter
 from plasmactl.inputs import InputError
 from plasmactl.out_dir import ensure_out_dir
@@ -31,7 +32,7 @@ def sweep(
             help="NAME=start:stop:step or NAME=v1,v2 (repeat). cooling_delay_ms, a plan field, or a skin field."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder for sweep.csv and sweep.png.")],
+    out: Annotated[Path, typer.Option(parser=folder, help="Output folder for sweep.csv and sweep.png.")],
     rig: Annotated[Path | None, typer.Option(help="Rig file (TOML); must be all simulators.")] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
     workers: Annotated[int | None, typer.Option(min=1, help="Local processes (default: all cores).")] = None,
