@@ -68,6 +68,32 @@ async def test_only_the_owner_writes(dmap: DeviceMap) -> None:
         assert await _claim(c, dmap, A) is None  # the owner's claim again renews it
 
 
+@pytest.mark.parametrize("dmap", [PLASMA, SPRAY], ids=["plasma", "spray"])
+async def test_a_direct_write_answers_as_the_contract_orders_its_checks(dmap: DeviceMap) -> None:
+    """Every address 0-69, FC6 and FC16, owner claimed or not: a writable register (but the claim and the owner's
+    write block) answers 1, a read-only or unmapped one 2 (address before execution), and nothing changes."""
+    writable = {a for r in dmap for a in r.addresses if r.access == "RW"}
+    through = set(dmap["LEASE_CLAIM"].addresses) | {a for r in dmap if r.name.startswith("WRITE_") for a in r.addresses}
+    async with served() as sim, modbus_client(sim, "tcp") as c:
+        moving = {"LEASE_OWNER", "DEVICE_US", "FLOW", "RESERVOIR", "SAFETY", "TIP_DISTANCE"}
+        kept = [r.name for r in dmap if r.name not in moving]
+        before = [await read(c, dmap, name) for name in kept]
+        for claimed in (False, True):
+            if claimed:
+                assert await _claim(c, dmap, A) is None
+            for address in range(70):
+                if address in through:
+                    continue
+                want = NOT_OWNER if address in writable else 2
+                one = await c.write_register(address, 1, device_id=dmap.unit_id)
+                assert one.isError() and one.exception_code == want, (claimed, address, "FC6")
+                reg = next((r for r in dmap if address in r.addresses), None)
+                words = [1] * (reg.words if reg is not None and reg.address == address else 1)
+                many = await c.write_registers(address, words, device_id=dmap.unit_id)
+                assert many.isError() and many.exception_code == want, (claimed, address, "FC16")
+        assert [await read(c, dmap, name) for name in kept] == before  # nothing changed
+
+
 async def test_the_lease_lapses_with_the_heartbeat_and_at_release() -> None:
     async with served() as sim, modbus_client(sim, "tcp") as c:
         window_s = await read(c, PLASMA, "LEASE_MS") / 1000.0

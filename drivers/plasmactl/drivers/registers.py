@@ -13,8 +13,10 @@ Map version 2 adds, on every Modbus device:
 - **the owner's write** (50-61): every write except a claim goes as one FC16 request to WRITE_TOKEN:
   ``[token high, token low, address, count, value, ...]`` (:func:`owner_write`). The device applies the
   embedded write, with every check a direct write would have, only when the token is the live owner's;
-  otherwise it answers exception 1 and changes nothing. A direct write (FC6, or FC16 elsewhere) is refused
-  with exception 1: on a v2 device nothing but the owner writes.
+  otherwise it answers exception 1 and changes nothing. A direct write to a writable register (FC6, or FC16
+  anywhere but WRITE_TOKEN) is refused with exception 1: on a v2 device nothing but the owner writes. A write
+  to a read-only or unmapped address answers exception 2 first, owner or not (the Modbus order of checks:
+  function, address, value, then execution).
 - **hardware-timed cooling**: the generator reports each pulse's end on its own clock (END_COUNT,
   LAST_END_US) and drives a pulse-end trigger line; the spray unit, armed by COMMAND = ARM_TRIGGER, opens
   its valve for SPRAY_MS at TRIGGER_DELAY after the next edge on that line, timed by the device itself, and
