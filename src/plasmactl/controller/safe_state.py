@@ -199,13 +199,31 @@ async def confirm_off(c: Controller, why: str) -> bool:
                 await c.calls.command("plasma", c.d.plasma.output_off)
                 c.know.output_off_since = max(c.know.output_off_since, c.clock.now())
                 await c.calls.command("plasma", c.d.plasma.disarm)
-        except DeviceError:
+        except DeviceError as exc:
+            if await _seen_off(c, why, exc):
+                return True
             continue
         c.log.emit("plasma_off", ok=True, cause=why, retry=True)
         c.log.emit("plasma_disarm", ok=True, cause=why, retry=True)
         return True
     c.log.emit("emission_unconfirmed", cause=why, after_s=CONFIRM_OFF_S, reason="the generator did not acknowledge off")
     return False
+
+
+async def _seen_off(c: Controller, why: str, refused: DeviceError) -> bool:
+    """Off or disarm refused: the generator's own watchdog may have turned it off (and let its lease go, so it
+    refuses our writes). Its status showing output off and disarmed is the safe state seen (``seen_off``)."""
+    try:
+        with bus_priority.at(BusPriority.EMISSION_OFF):
+            st = await c.calls.plasma_status()
+    except DeviceError:
+        return False
+    if st.output_on or st.armed:
+        return False
+    c.know.output_off_since = max(c.know.output_off_since, st.t)
+    for action in ("plasma_off", "plasma_disarm"):
+        c.log.emit(action, ok=True, cause=why, retry=True, seen_off=True, error=str(refused))
+    return True
 
 
 async def off_for_sure(c: Controller, why: str, acknowledged: bool) -> bool:
