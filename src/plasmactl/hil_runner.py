@@ -37,6 +37,23 @@ TIMING_CAUSES = frozenset(
     {"device_no_reply", "device_watchdog", "plasma_status_stale", "spray_status_stale", "safety_inputs_stale"}
 )
 TIMING_ATTEMPTS = 3
+
+
+def stopped_by_silence(cause: str | None, events: list[dict[str, Any]]) -> bool:
+    """Whether a session was stopped by a device's silence on the real clock: a timing cause, or a cooling
+    not confirmed while a device on the rig did not answer inside that window (the bus silent for the window's
+    length on a loaded host: the spray's feedback never came back, though the unit may well have opened).
+    A spray seen closed, with every device answering, is no silence: it is never run again."""
+    if cause in TIMING_CAUSES:
+        return True
+    if cause != "cooling_not_confirmed":
+        return False
+    names = [e.get("event") for e in events]
+    end = names.index("fault") if "fault" in names else len(events)
+    ended = [i for i in range(end) if names[i] == "pulse_end"]
+    return bool(ended) and "comm_error" in names[ended[-1] : end]
+
+
 HANG_MARGIN_S = 60.0  # past the plan's own estimate (and any pause a test makes), a session is stuck
 
 
@@ -265,7 +282,8 @@ class HilRunner:
         stopped must still hold every safety invariant on its record, and is listed in ``retried``."""
         for attempt in range(1, attempts + 1):
             run = self.run(plan=plan)
-            if run.result.outcome == "complete" or run.result.cause not in TIMING_CAUSES or attempt == attempts:
+            silence = stopped_by_silence(run.result.cause, run.events)
+            if run.result.outcome == "complete" or not silence or attempt == attempts:
                 return run
             problems = invariants.check(run.events, summary=run.summary)
             if problems:
