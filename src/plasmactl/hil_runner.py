@@ -37,6 +37,7 @@ TIMING_CAUSES = frozenset(
     {"device_no_reply", "device_watchdog", "plasma_status_stale", "spray_status_stale", "safety_inputs_stale"}
 )
 TIMING_ATTEMPTS = 3
+HANG_MARGIN_S = 60.0  # past the plan's own estimate (and any pause a test makes), a session is stuck
 
 
 def stopped_by_silence(cause: str | None, events: list[dict[str, Any]]) -> bool:
@@ -52,9 +53,6 @@ def stopped_by_silence(cause: str | None, events: list[dict[str, Any]]) -> bool:
     end = names.index("fault") if "fault" in names else len(events)
     ended = [i for i in range(end) if names[i] == "pulse_end"]
     return bool(ended) and "comm_error" in names[ended[-1] : end]
-
-
-HANG_MARGIN_S = 60.0  # past the plan's own estimate (and any pause a test makes), a session is stuck
 
 
 def session_bound_s(plan: Plan) -> float:

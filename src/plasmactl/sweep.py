@@ -138,15 +138,19 @@ def _parent(data: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
     return node, leaf
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_whole(data: dict[str, Any], dotted: str) -> bool:
     """Whether the plan field at ``dotted`` is an integer one."""
     node, leaf = _parent(data, dotted)
-    return isinstance(node[leaf], int) and not isinstance(node[leaf], bool)
+    return _whole(node[leaf])
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: float) -> None:
     node, leaf = _parent(data, dotted)
-    node[leaf] = int(value) if _is_whole(data, dotted) else value
+    node[leaf] = int(value) if _whole(node[leaf]) else value
 
 
 def combination_inputs(plan: Plan, rig: Rig, axes: Sequence[Axis], values: Sequence[float]) -> tuple[Plan, Rig]:
